@@ -1,0 +1,234 @@
+//! The file header: two 4 KiB slots at the start of the file, each a checksummed [`RawHeader`].
+//!
+//! Commits alternate between the slots, so the slot not being written always holds the previous
+//! commit intact: a torn header write leaves the older slot, whose data is fully on disk.
+
+use bytemuck::{Pod, Zeroable};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::FormatError;
+
+/// Magic bytes at offset 0 of every slot.
+pub const MAGIC: [u8; 8] = *b"FERRET\x00\x01";
+/// The version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest version this build reads.
+pub const MIN_READ_VERSION: u32 = 1;
+/// Bytes reserved for one header slot; the data area starts after two slots.
+pub const HEADER_SLOT_SIZE: u64 = 4096;
+/// Offset of the first segment.
+pub const DATA_START: u64 = 2 * HEADER_SLOT_SIZE;
+
+/// Header flag: the conversion that wrote the file finished (an interrupted one leaves it clear).
+pub const HEADER_FLAG_COMPLETE: u64 = 1;
+const KNOWN_HEADER_FLAGS: u64 = HEADER_FLAG_COMPLETE;
+
+const WM_NONE: u32 = 0;
+const WM_REAL: u32 = 1;
+const WM_TEXT: u32 = 2;
+const WM_TEXT_CAP: usize = 64;
+
+/// The on-disk header, 256 bytes, little-endian. See `docs/FORMAT.md`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct RawHeader {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub record_size: u32,
+    pub sequence: u64,
+    pub committed_len: u64,
+    pub segment_count: u64,
+    pub record_count: u64,
+    pub name_count: u64,
+    pub string_count: u64,
+    pub flags: u64,
+    pub wm_kind: u32,
+    pub wm_source: u32,
+    pub wm_namespace: u32,
+    pub wm_text_len: u32,
+    pub wm_real: f64,
+    pub wm_text: [u8; WM_TEXT_CAP],
+    pub reserved: [u8; 88],
+    pub checksum: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<RawHeader>() == 256);
+
+/// The last source timestamp a conversion committed, in the source's own type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LastTimestamp {
+    /// Nothing converted yet.
+    None,
+    /// A REAL timestamp (beaver-db 1.x, or a JSON line's start time).
+    Real(f64),
+    /// A TEXT timestamp (beaver-db 2.x), compared as SQLite compares text.
+    Text(String),
+}
+
+/// Where an incremental conversion resumes: which source, which namespace, which timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Watermark {
+    /// The source's identity (its canonical path, or `-` for stdin).
+    pub source: String,
+    /// The namespace (`log_name`) converted.
+    pub namespace: String,
+    /// The last timestamp committed.
+    pub last: LastTimestamp,
+}
+
+/// The decoded header, with watermark strings still as string ids.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    pub raw: RawHeader,
+}
+
+impl Header {
+    pub fn new() -> Header {
+        let mut raw = RawHeader::zeroed();
+        raw.magic = MAGIC;
+        raw.version = FORMAT_VERSION;
+        raw.record_size = 64;
+        raw.committed_len = DATA_START;
+        raw.wm_source = u32::MAX;
+        raw.wm_namespace = u32::MAX;
+        Header { raw }
+    }
+
+    /// Encodes the header with its checksum.
+    pub fn encode(&self) -> [u8; 256] {
+        let mut raw = self.raw;
+        raw.checksum = 0;
+        raw.checksum = xxh3_64(&bytemuck::bytes_of(&raw)[..248]);
+        let mut out = [0u8; 256];
+        out.copy_from_slice(bytemuck::bytes_of(&raw));
+        out
+    }
+
+    pub fn slot_offset(sequence: u64) -> u64 {
+        (sequence % 2) * HEADER_SLOT_SIZE
+    }
+
+    pub fn set_last(&mut self, last: &LastTimestamp) -> Result<(), FormatError> {
+        let raw = &mut self.raw;
+        raw.wm_text = [0; WM_TEXT_CAP];
+        raw.wm_text_len = 0;
+        raw.wm_real = 0.0;
+        match last {
+            LastTimestamp::None => raw.wm_kind = WM_NONE,
+            LastTimestamp::Real(t) => {
+                raw.wm_kind = WM_REAL;
+                raw.wm_real = *t;
+            }
+            LastTimestamp::Text(s) => {
+                if s.len() > WM_TEXT_CAP {
+                    return Err(FormatError::Limit(format!(
+                        "text timestamp {s:?} is longer than {WM_TEXT_CAP} bytes"
+                    )));
+                }
+                raw.wm_kind = WM_TEXT;
+                raw.wm_text_len = s.len() as u32;
+                raw.wm_text[..s.len()].copy_from_slice(s.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn last(&self) -> LastTimestamp {
+        match self.raw.wm_kind {
+            WM_REAL => LastTimestamp::Real(self.raw.wm_real),
+            WM_TEXT => {
+                let len = (self.raw.wm_text_len as usize).min(WM_TEXT_CAP);
+                LastTimestamp::Text(String::from_utf8_lossy(&self.raw.wm_text[..len]).into_owned())
+            }
+            _ => LastTimestamp::None,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.raw.flags & HEADER_FLAG_COMPLETE != 0
+    }
+}
+
+/// Decodes one slot: `None` when its magic or checksum does not hold (a torn or unwritten slot).
+fn decode_slot(bytes: &[u8]) -> Option<RawHeader> {
+    let raw: RawHeader = bytemuck::pod_read_unaligned(bytes.get(..256)?);
+    if raw.magic != MAGIC || xxh3_64(&bytes[..248]) != raw.checksum {
+        return None;
+    }
+    Some(raw)
+}
+
+/// Picks the newest valid slot of the first `2 * HEADER_SLOT_SIZE` bytes and checks the cheap
+/// invariants: version window, record size, flags, committed length.
+pub(crate) fn read_header(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+    if bytes.is_empty() {
+        return Err(FormatError::Empty);
+    }
+    if bytes.len() < 8 || bytes[..6] != MAGIC[..6] {
+        return Err(FormatError::NotFerret);
+    }
+    if (bytes.len() as u64) < DATA_START {
+        return Err(FormatError::TruncatedHeader {
+            len: bytes.len() as u64,
+            need: DATA_START,
+        });
+    }
+    let a = decode_slot(&bytes[..HEADER_SLOT_SIZE as usize]);
+    let b = decode_slot(&bytes[HEADER_SLOT_SIZE as usize..DATA_START as usize]);
+    let raw = match (a, b) {
+        (Some(a), Some(b)) => {
+            if a.sequence >= b.sequence {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => return Err(FormatError::CorruptHeader),
+    };
+    check_header(&raw, file_len)?;
+    Ok(Header { raw })
+}
+
+fn check_header(raw: &RawHeader, file_len: u64) -> Result<(), FormatError> {
+    if raw.version > FORMAT_VERSION {
+        return Err(FormatError::NewerVersion {
+            found: raw.version,
+            min: MIN_READ_VERSION,
+            max: FORMAT_VERSION,
+        });
+    }
+    if raw.version < MIN_READ_VERSION {
+        return Err(FormatError::OlderVersion {
+            found: raw.version,
+            min: MIN_READ_VERSION,
+            max: FORMAT_VERSION,
+        });
+    }
+    if raw.record_size != 64 {
+        return Err(FormatError::InvalidHeader(format!(
+            "record size {} (version 1 records are 64 bytes)",
+            raw.record_size
+        )));
+    }
+    if raw.flags & !KNOWN_HEADER_FLAGS != 0 {
+        return Err(FormatError::InvalidHeader(format!(
+            "unknown header flags {:#x}",
+            raw.flags
+        )));
+    }
+    if raw.committed_len < DATA_START || raw.committed_len % 64 != 0 {
+        return Err(FormatError::InvalidHeader(format!(
+            "committed length {} is not a 64-byte multiple past the header slots",
+            raw.committed_len
+        )));
+    }
+    if raw.committed_len > file_len {
+        return Err(FormatError::Truncated {
+            committed: raw.committed_len,
+            len: file_len,
+        });
+    }
+    Ok(())
+}

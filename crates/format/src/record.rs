@@ -1,0 +1,198 @@
+//! [`SpanRecord`]: the fixed 64-byte record, one per span, viewed in place from the mapped file.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Marks "no record" in the 48-bit parent and root index fields.
+pub const NONE_INDEX: u64 = (1 << 48) - 1;
+/// Marks "no name" in the parent name field (the span is a root).
+pub const NONE_NAME: u32 = u32::MAX;
+/// Marks "no extras" in the extras field (empty tags, plain status, plain id).
+pub const NO_EXTRAS: u32 = u32::MAX;
+
+const INDEX_MASK: u64 = NONE_INDEX;
+const FLAG_SHIFT: u32 = 48;
+
+/// Status is not "ok" (ferret counts it as an error).
+pub const FLAG_ERROR: u16 = 1 << 0;
+/// Status is neither "ok" nor "error"; its string is kept in the span's extras.
+pub const FLAG_CUSTOM_STATUS: u16 = 1 << 1;
+/// Duration was null in the source; the duration field holds 0.0.
+pub const FLAG_NULL_DURATION: u16 = 1 << 2;
+/// The span id was not 32 lowercase hex digits: the id field is its xxh3-128 hash and the
+/// original string is kept in the span's extras.
+pub const FLAG_HASHED_ID: u16 = 1 << 3;
+/// The source had a non-empty parent_id (whether or not it was found in the run).
+pub const FLAG_HAS_PARENT_ID: u16 = 1 << 4;
+/// All flags this version defines; the reader rejects records with any other bit set.
+pub const KNOWN_FLAGS: u16 = 0x1f;
+
+/// One span, 64 bytes, little-endian, `#[repr(C)]`, so a mapped file is viewed as
+/// `&[SpanRecord]` with no copying. See `docs/FORMAT.md` for the byte layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct SpanRecord {
+    /// The 128-bit span id: ferret's 32 hex digits as 16 bytes, or an xxh3-128 hash.
+    pub span_id: [u8; 16],
+    /// Start time, Unix seconds, bit-for-bit as the source's f64.
+    pub start_time: f64,
+    /// Duration in seconds, bit-for-bit as the source's f64 (0.0 when null: see the flag).
+    pub duration: f64,
+    /// Low 48 bits: record index of the parent in the same run, or [`NONE_INDEX`].
+    /// High 16 bits: flags (`FLAG_*`).
+    pub parent_flags: u64,
+    /// Low 48 bits: record index of the root of this span's tree (itself for a root).
+    /// High 16 bits: reserved, zero.
+    pub root: u64,
+    /// Name id in the name table.
+    pub name: u32,
+    /// Run id, as an id in the string table.
+    pub run: u32,
+    /// Name id of the parent, or [`NONE_NAME`] for a root.
+    pub parent_name: u32,
+    /// Byte offset of this span's extras within its segment's tag heap, or `u32::MAX`.
+    pub extras: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SpanRecord>() == 64);
+
+impl SpanRecord {
+    /// The flags in the high bits of `parent_flags`.
+    #[inline]
+    pub fn flags(&self) -> u16 {
+        (self.parent_flags >> FLAG_SHIFT) as u16
+    }
+
+    /// Sets the flags, keeping the parent index.
+    #[inline]
+    pub fn set_flags(&mut self, flags: u16) {
+        self.parent_flags = (self.parent_flags & INDEX_MASK) | (u64::from(flags) << FLAG_SHIFT);
+    }
+
+    /// Record index of the parent, if the parent is in the file (and the same run).
+    #[inline]
+    pub fn parent(&self) -> Option<u64> {
+        let p = self.parent_flags & INDEX_MASK;
+        (p != NONE_INDEX).then_some(p)
+    }
+
+    /// Sets the parent index (or none), keeping the flags.
+    #[inline]
+    pub fn set_parent(&mut self, parent: Option<u64>) {
+        let p = parent.unwrap_or(NONE_INDEX) & INDEX_MASK;
+        self.parent_flags = (self.parent_flags & !INDEX_MASK) | p;
+    }
+
+    /// Record index of this span's root (its own index for a root).
+    #[inline]
+    pub fn root_index(&self) -> u64 {
+        self.root & INDEX_MASK
+    }
+
+    /// True when this span is a root for ferret: no parent in the same run.
+    #[inline]
+    pub fn is_root(&self) -> bool {
+        self.parent().is_none()
+    }
+
+    /// The duration, or `None` when the source had null.
+    #[inline]
+    pub fn duration(&self) -> Option<f64> {
+        (self.flags() & FLAG_NULL_DURATION == 0).then_some(self.duration)
+    }
+
+    /// True when ferret counts the span as an error (status is not "ok").
+    #[inline]
+    pub fn is_error(&self) -> bool {
+        self.flags() & FLAG_ERROR != 0
+    }
+
+    /// True when the span id field is a hash of a non-hex id.
+    #[inline]
+    pub fn has_hashed_id(&self) -> bool {
+        self.flags() & FLAG_HASHED_ID != 0
+    }
+}
+
+/// A 128-bit span id as stored in a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(pub [u8; 16]);
+
+impl SpanId {
+    /// Encodes a source span id: 32 lowercase hex digits are stored losslessly (`hashed` is
+    /// false); anything else is hashed with xxh3-128 (`hashed` is true).
+    pub fn encode(id: &str) -> (SpanId, bool) {
+        match parse_lower_hex32(id.as_bytes()) {
+            Some(bytes) => (SpanId(bytes), false),
+            None => {
+                let h = xxhash_rust::xxh3::xxh3_128(id.as_bytes());
+                (SpanId(h.to_be_bytes()), true)
+            }
+        }
+    }
+
+    /// The id as 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::with_capacity(32);
+        for b in self.0 {
+            // Writing to a String cannot fail.
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+fn parse_lower_hex32(s: &[u8]) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 16];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_round_trip_losslessly() {
+        let hex = "effb39edf9a54126bfc91fdc87a0acb7";
+        let (id, hashed) = SpanId::encode(hex);
+        assert!(!hashed);
+        assert_eq!(id.to_hex(), hex);
+    }
+
+    #[test]
+    fn other_ids_are_hashed() {
+        for s in [
+            "EFFB39EDF9A54126BFC91FDC87A0ACB7",
+            "req-1",
+            "",
+            "effb39edf9a54126bfc91fdc87a0acb",
+        ] {
+            let (id, hashed) = SpanId::encode(s);
+            assert!(hashed, "{s}");
+            assert_ne!(id, SpanId::encode("req-2").0);
+        }
+    }
+
+    #[test]
+    fn flags_and_parent_share_a_word_without_clobbering() {
+        let mut r = SpanRecord::zeroed();
+        r.set_parent(Some(12345));
+        r.set_flags(FLAG_ERROR | FLAG_HAS_PARENT_ID);
+        assert_eq!(r.parent(), Some(12345));
+        assert!(r.is_error());
+        r.set_parent(None);
+        assert_eq!(r.parent(), None);
+        assert_eq!(r.flags(), FLAG_ERROR | FLAG_HAS_PARENT_ID);
+    }
+}

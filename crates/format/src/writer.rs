@@ -1,0 +1,296 @@
+//! [`SpanFileWriter`]: appends records, strings and tags, and commits them crash-safely.
+//!
+//! The commit protocol: (1) write the new segment past the committed length, (2) `fsync`,
+//! (3) write the header with the next sequence number into the slot the previous commit did not
+//! use, (4) `fsync`. Until (3) lands, readers and a crashed writer's successor see the previous
+//! commit; a torn (3) fails its checksum and the other slot, still the previous commit, wins.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytemuck::Zeroable;
+use memmap2::Mmap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::FormatError;
+use crate::header::{Header, Watermark, DATA_START, HEADER_FLAG_COMPLETE};
+use crate::reader::SpanFile;
+use crate::record::{SpanRecord, NO_EXTRAS};
+use crate::segment::{pad64, SegmentHeader, BLOCK_RECORDS, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
+use crate::strings::Interner;
+use crate::tags::SpanExtras;
+
+/// Appends spans to a record file. Nothing is visible to readers until [`commit`](Self::commit).
+pub struct SpanFileWriter {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    names: Interner,
+    strings: Interner,
+    committed_names: usize,
+    committed_strings: usize,
+    pending: Vec<SpanRecord>,
+    tag_heap: Vec<u8>,
+    committed: Option<SpanFile<Mmap>>,
+}
+
+impl SpanFileWriter {
+    /// Creates (or truncates) `path` as an empty record file and makes that durable.
+    pub fn create(path: &Path) -> Result<SpanFileWriter, FormatError> {
+        let io = |e| FormatError::io(path, e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io)?;
+        let header = Header::new();
+        file.write_all_at(&vec![0u8; DATA_START as usize], 0)
+            .map_err(io)?;
+        file.write_all_at(&header.encode(), 0).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        sync_parent_dir(path);
+        Ok(SpanFileWriter {
+            path: path.to_path_buf(),
+            file,
+            header,
+            names: Interner::default(),
+            strings: Interner::default(),
+            committed_names: 0,
+            committed_strings: 0,
+            pending: Vec::new(),
+            tag_heap: Vec::new(),
+            committed: None,
+        })
+    }
+
+    /// Opens an existing record file to append to it. Bytes past the committed length (left by
+    /// an interrupted writer) are discarded.
+    pub fn open_append(path: &Path) -> Result<SpanFileWriter, FormatError> {
+        let io = |e| FormatError::io(path, e);
+        let view = SpanFile::open(path)?;
+        let mut names = Interner::default();
+        for id in 0..view.name_count() as u32 {
+            names.intern(view.name(id).unwrap_or_default());
+        }
+        let mut strings = Interner::default();
+        for id in 0..view.string_count() as u32 {
+            strings.intern(view.string(id).unwrap_or_default());
+        }
+        let header = *view.header();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        file.set_len(header.raw.committed_len).map_err(io)?;
+        Ok(SpanFileWriter {
+            path: path.to_path_buf(),
+            file,
+            header,
+            committed_names: names.len(),
+            committed_strings: strings.len(),
+            names,
+            strings,
+            pending: Vec::new(),
+            tag_heap: Vec::new(),
+            committed: (view.record_count() > 0).then_some(view),
+        })
+    }
+
+    /// The path written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Interns a function name.
+    pub fn intern_name(&mut self, name: &str) -> u32 {
+        self.names.intern(name)
+    }
+
+    /// Interns a run id, status or other string.
+    pub fn intern_string(&mut self, s: &str) -> u32 {
+        self.strings.intern(s)
+    }
+
+    /// The id of a run id or other string, if interned.
+    pub fn lookup_string(&self, s: &str) -> Option<u32> {
+        self.strings.lookup(s)
+    }
+
+    /// Number of distinct names so far.
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Number of distinct strings so far.
+    pub fn string_count(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Queues a record (its `extras` field is set here) and returns its global index.
+    pub fn push(
+        &mut self,
+        mut record: SpanRecord,
+        extras: &SpanExtras,
+    ) -> Result<u64, FormatError> {
+        record.extras = NO_EXTRAS;
+        if !extras.is_empty() {
+            let at = self.tag_heap.len();
+            if at >= NO_EXTRAS as usize {
+                return Err(FormatError::Limit(
+                    "a segment's tag heap reached 4 GiB; commit more often".into(),
+                ));
+            }
+            record.extras = at as u32;
+            extras.encode(&mut self.tag_heap);
+        }
+        let index = self.next_index();
+        self.pending.push(record);
+        Ok(index)
+    }
+
+    /// Global index the next pushed record will get.
+    pub fn next_index(&self) -> u64 {
+        self.header.raw.record_count + self.pending.len() as u64
+    }
+
+    /// Global index of the first uncommitted record.
+    pub fn first_pending(&self) -> u64 {
+        self.header.raw.record_count
+    }
+
+    /// The records pushed since the last commit, for link fix-ups before they are committed.
+    pub fn pending_mut(&mut self) -> &mut [SpanRecord] {
+        &mut self.pending
+    }
+
+    /// Number of records pushed since the last commit.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes of tags pushed since the last commit.
+    pub fn pending_tag_bytes(&self) -> usize {
+        self.tag_heap.len()
+    }
+
+    /// A read-only view of everything committed so far (`None` before the first record commit).
+    pub fn committed(&self) -> Option<&SpanFile<Mmap>> {
+        self.committed.as_ref()
+    }
+
+    /// The watermark recorded by the last commit.
+    pub fn watermark(&self) -> Option<Watermark> {
+        self.committed.as_ref().and_then(|f| f.watermark())
+    }
+
+    /// Sets the watermark the next commit records.
+    pub fn set_watermark(&mut self, wm: &Watermark) -> Result<(), FormatError> {
+        self.header.raw.wm_source = self.strings.intern(&wm.source);
+        self.header.raw.wm_namespace = self.strings.intern(&wm.namespace);
+        self.header.set_last(&wm.last)
+    }
+
+    /// Makes everything pushed so far durable and visible. `complete` marks the conversion as
+    /// finished (an interrupted one leaves the flag clear, so readers can warn).
+    pub fn commit(&mut self, complete: bool) -> Result<(), FormatError> {
+        let io = |e| FormatError::io(&self.path, e);
+        let has_data = !self.pending.is_empty()
+            || self.names.len() > self.committed_names
+            || self.strings.len() > self.committed_strings;
+        let mut next = self.header;
+        if has_data {
+            let len = self.write_segment()?;
+            self.file.sync_data().map_err(io)?;
+            next.raw.committed_len += len;
+            next.raw.segment_count += 1;
+            next.raw.record_count += self.pending.len() as u64;
+            next.raw.name_count = self.names.len() as u64;
+            next.raw.string_count = self.strings.len() as u64;
+        }
+        next.raw.sequence += 1;
+        next.raw.flags = if complete { HEADER_FLAG_COMPLETE } else { 0 };
+        self.file
+            .write_all_at(&next.encode(), Header::slot_offset(next.raw.sequence))
+            .map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.header = next;
+        self.pending.clear();
+        self.tag_heap.clear();
+        self.committed_names = self.names.len();
+        self.committed_strings = self.strings.len();
+        if has_data {
+            self.committed = Some(SpanFile::open(&self.path)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the pending segment past the committed length; returns its padded length.
+    fn write_segment(&self) -> Result<u64, FormatError> {
+        let io = |e| FormatError::io(&self.path, e);
+        let mut names = Vec::new();
+        self.names.encode_from(self.committed_names, &mut names);
+        let mut strings = Vec::new();
+        self.strings
+            .encode_from(self.committed_strings, &mut strings);
+        let mut sums = Vec::with_capacity(self.pending.len() / BLOCK_RECORDS * 8 + 64);
+        for block in self.pending.chunks(BLOCK_RECORDS) {
+            sums.extend_from_slice(&xxh3_64(bytemuck::cast_slice(block)).to_le_bytes());
+        }
+        sums.resize(pad64(sums.len() as u64) as usize, 0);
+        let mut h = SegmentHeader::zeroed();
+        h.magic = SEGMENT_MAGIC;
+        h.first_record = self.header.raw.record_count;
+        h.record_count = self.pending.len() as u64;
+        h.first_name = self.committed_names as u32;
+        h.name_count = (self.names.len() - self.committed_names) as u32;
+        h.first_string = self.committed_strings as u32;
+        h.string_count = (self.strings.len() - self.committed_strings) as u32;
+        h.names_len = names.len() as u64;
+        h.strings_len = strings.len() as u64;
+        h.tags_len = self.tag_heap.len() as u64;
+        h.names_checksum = xxh3_64(&names);
+        h.strings_checksum = xxh3_64(&strings);
+        h.tags_checksum = xxh3_64(&self.tag_heap);
+        let h = h.seal();
+        let start = self.header.raw.committed_len;
+        let layout = h
+            .layout(start)
+            .ok_or_else(|| FormatError::Limit("segment too large".into()))?;
+        let parts: [(u64, &[u8]); 6] = [
+            (start, bytemuck::bytes_of(&h)),
+            (
+                start + SEGMENT_HEADER_SIZE,
+                bytemuck::cast_slice(&self.pending),
+            ),
+            (layout.checksums, &sums),
+            (layout.names, &names),
+            (layout.strings, &strings),
+            (layout.tags, &self.tag_heap),
+        ];
+        for (offset, bytes) in parts {
+            self.file.write_all_at(bytes, offset).map_err(io)?;
+        }
+        let tail = layout.tags + self.tag_heap.len() as u64;
+        if layout.end > tail {
+            let pad = vec![0u8; (layout.end - tail) as usize];
+            self.file.write_all_at(&pad, tail).map_err(io)?;
+        }
+        Ok(layout.end - start)
+    }
+}
+
+/// Makes a newly created file's directory entry durable; best effort (not every filesystem
+/// allows opening a directory).
+fn sync_parent_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

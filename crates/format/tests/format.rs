@@ -1,0 +1,353 @@
+//! Round trips, crash simulation, corruption and versioning of the record file.
+
+use std::path::Path;
+
+use bytemuck::Zeroable;
+use ferret_format::*;
+use proptest::prelude::*;
+
+/// A span as a test describes it, before encoding.
+#[derive(Clone, Debug)]
+struct TestSpan {
+    name: String,
+    run: String,
+    start: f64,
+    duration: Option<f64>,
+    tags: String,
+    status: String,
+}
+
+fn push(w: &mut SpanFileWriter, s: &TestSpan, parent: Option<u64>) -> u64 {
+    let mut r = SpanRecord::zeroed();
+    let (id, hashed) = SpanId::encode(&format!("{:032x}", w.next_index() + 1));
+    r.span_id = id.0;
+    r.start_time = s.start;
+    r.duration = s.duration.unwrap_or(0.0);
+    r.name = w.intern_name(&s.name);
+    r.run = w.intern_string(&s.run);
+    // Tests link to earlier records, whose first name (id 0) stands in for the parent's name.
+    r.parent_name = if parent.is_some() { 0 } else { NONE_NAME };
+    r.root = parent.unwrap_or(w.next_index());
+    r.set_parent(parent);
+    let mut flags = if hashed { FLAG_HASHED_ID } else { 0 };
+    if s.duration.is_none() {
+        flags |= FLAG_NULL_DURATION;
+    }
+    let mut status = None;
+    if s.status != "ok" {
+        flags |= FLAG_ERROR;
+        if s.status != "error" {
+            flags |= FLAG_CUSTOM_STATUS;
+            status = Some(w.intern_string(&s.status));
+        }
+    }
+    r.set_flags(flags);
+    let tags = if s.tags == "{}" {
+        &b""[..]
+    } else {
+        s.tags.as_bytes()
+    };
+    let extras = SpanExtras {
+        tags,
+        status,
+        original_id: b"",
+    };
+    w.push(r, &extras).unwrap()
+}
+
+fn span_strategy() -> impl Strategy<Value = TestSpan> {
+    (
+        "[a-z_\\[\\]é✓]{0,12}",
+        prop::sample::select(vec!["run-a", "run-b", "0123456789abcdef0123456789abcdef"]),
+        any::<f64>(),
+        prop::option::of(any::<f64>()),
+        prop::sample::select(vec![
+            "{}",
+            r#"{"k":1}"#,
+            r#"{"error":"boom","error_type":"ValueError","x":[null,true,2.5]}"#,
+        ]),
+        prop::sample::select(vec!["ok", "error", "timeout"]),
+    )
+        .prop_map(|(name, run, start, duration, tags, status)| TestSpan {
+            name,
+            run: run.to_string(),
+            start,
+            duration,
+            tags: tags.to_string(),
+            status: status.to_string(),
+        })
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// Everything a reader can see, flattened for comparison.
+fn snapshot<D: AsRef<[u8]>>(f: &SpanFile<D>) -> Vec<(SpanRecord, String, String, String, String)> {
+    let mut out = Vec::new();
+    for seg in f.segments() {
+        for r in f.records(seg) {
+            out.push((
+                *r,
+                f.name(r.name).unwrap().to_string(),
+                f.string(r.run).unwrap().to_string(),
+                f.extras(seg, r).tags_json().to_string(),
+                f.status(seg, r).to_string(),
+            ));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn records_strings_and_tags_round_trip(batches in prop::collection::vec(prop::collection::vec(span_strategy(), 0..40), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ferret");
+        let mut w = SpanFileWriter::create(&path).unwrap();
+        let mut all = Vec::new();
+        for batch in &batches {
+            for s in batch {
+                let parent = (w.next_index() > 0).then(|| w.next_index() - 1);
+                push(&mut w, s, parent);
+                all.push(s.clone());
+            }
+            w.commit(false).unwrap();
+        }
+        let f = SpanFile::open(&path).unwrap();
+        prop_assert_eq!(f.verify().unwrap(), all.len() as u64);
+        let snap = snapshot(&f);
+        prop_assert_eq!(snap.len(), all.len());
+        for (i, (s, (r, name, run, tags, status))) in all.iter().zip(&snap).enumerate() {
+            prop_assert_eq!(r.start_time.to_bits(), s.start.to_bits());
+            prop_assert_eq!(r.duration().map(f64::to_bits), s.duration.map(f64::to_bits));
+            prop_assert_eq!(name, &s.name);
+            prop_assert_eq!(run, &s.run);
+            prop_assert_eq!(tags, &s.tags);
+            prop_assert_eq!(status, &s.status);
+            prop_assert_eq!(r.parent(), (i > 0).then(|| i as u64 - 1));
+        }
+        // The same bytes read into memory give the same view as the map.
+        let mem = SpanFile::from_bytes(AlignedBytes::copy_from(&read(&path))).unwrap();
+        prop_assert_eq!(snapshot(&mem), snap);
+    }
+}
+
+fn sample(i: usize) -> TestSpan {
+    TestSpan {
+        name: format!("fn{}", i % 7),
+        run: format!("run{}", i % 2),
+        start: 1_700_000_000.0 + i as f64 * 0.001,
+        duration: (i % 11 != 0).then_some(i as f64 * 1e-4),
+        tags: if i % 3 == 0 {
+            r#"{"i":1}"#.into()
+        } else {
+            "{}".into()
+        },
+        status: ["ok", "error", "timeout"][i % 3].into(),
+    }
+}
+
+fn write_two_commits(path: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut w = SpanFileWriter::create(path).unwrap();
+    for i in 0..1500 {
+        push(&mut w, &sample(i), None);
+    }
+    w.commit(false).unwrap();
+    let before = read(path);
+    for i in 1500..2600 {
+        push(&mut w, &sample(i), Some(3));
+    }
+    w.commit(true).unwrap();
+    (before, read(path))
+}
+
+fn open_bytes(bytes: &[u8]) -> Result<SpanFile<AlignedBytes>, FormatError> {
+    SpanFile::from_bytes(AlignedBytes::copy_from(bytes))
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_commit_shows_the_previous_or_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = write_two_commits(&dir.path().join("t.ferret"));
+    let old = snapshot(&open_bytes(&before).unwrap());
+    let new = snapshot(&open_bytes(&after).unwrap());
+    assert_eq!(old.len(), 1500);
+    assert_eq!(new.len(), 2600);
+    let slot = |seq: u64| (seq % 2 * HEADER_SLOT_SIZE) as usize;
+    let new_seq = open_bytes(&after).unwrap().sequence();
+    let new_slot = slot(new_seq);
+    // Steps 1-2: the segment written partly or wholly, the header not yet.
+    for cut in (before.len()..=after.len())
+        .step_by(997)
+        .chain([after.len()])
+    {
+        let mut bytes = after[..cut].to_vec();
+        bytes[new_slot..new_slot + 256].copy_from_slice(&before[new_slot..new_slot + 256]);
+        let f = open_bytes(&bytes).expect("an unfinished segment must not hide the last commit");
+        assert_eq!(snapshot(&f), old, "cut at {cut}");
+        assert!(f.verify().is_ok());
+    }
+    // Step 3: the header slot torn at every byte.
+    for torn in 0..=256 {
+        let mut bytes = after.clone();
+        bytes[new_slot + torn..new_slot + 256]
+            .copy_from_slice(&before[new_slot + torn..new_slot + 256]);
+        let snap = snapshot(&open_bytes(&bytes).unwrap());
+        assert!(snap == old || snap == new, "torn at {torn}");
+        assert_eq!(snap == new, torn == 256);
+    }
+}
+
+#[test]
+fn append_after_an_interrupted_commit_discards_the_partial_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ferret");
+    let (before, after) = write_two_commits(&path);
+    let mut crashed = after[..after.len() - 300].to_vec();
+    let seq = open_bytes(&after).unwrap().sequence();
+    let s = (seq % 2 * HEADER_SLOT_SIZE) as usize;
+    crashed[s..s + 256].copy_from_slice(&before[s..s + 256]);
+    std::fs::write(&path, &crashed).unwrap();
+    let mut w = SpanFileWriter::open_append(&path).unwrap();
+    assert_eq!(w.next_index(), 1500);
+    push(&mut w, &sample(9), None);
+    w.commit(true).unwrap();
+    let f = SpanFile::open(&path).unwrap();
+    assert_eq!(f.record_count(), 1501);
+    assert_eq!(f.verify().unwrap(), 1501);
+    assert!(f.is_complete());
+}
+
+#[test]
+fn every_flipped_byte_region_is_detected_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, good) = write_two_commits(&dir.path().join("t.ferret"));
+    let f = open_bytes(&good).unwrap();
+    let seg = f.segments()[1].clone();
+    drop(f);
+    // One position in each region of segment 1: header, records, checksums, names, tags.
+    let rec = seg.offset as usize + 128 + 64 * 700 + 17;
+    let positions = [
+        seg.offset as usize + 40,
+        rec,
+        rec + 64 * 500,
+        good.len() - 70,
+    ];
+    for pos in positions {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x40;
+        let err = open_bytes(&bad).and_then(|f| f.verify());
+        assert!(err.is_err(), "flip at {pos} went unnoticed");
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("checksum") || msg.contains("invalid"), "{msg}");
+    }
+    // A flipped record byte names the block's record range.
+    let mut bad = good.clone();
+    bad[rec] ^= 1;
+    let msg = open_bytes(&bad).unwrap().verify().unwrap_err().to_string();
+    assert!(msg.contains("records 1500..2524 (segment 1)"), "{msg}");
+}
+
+#[test]
+fn bad_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, good) = write_two_commits(&dir.path().join("t.ferret"));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![], "empty file"),
+        (
+            b"SQLite format 3\0 and more bytes".to_vec(),
+            "not a ferret span file",
+        ),
+        (good[..5000].to_vec(), "truncated header"),
+        (good[..good.len() - 64].to_vec(), "truncated file"),
+        (
+            {
+                let mut b = good.clone();
+                b[..HEADER_SLOT_SIZE as usize * 2].fill(0xAA);
+                b[..8].copy_from_slice(&MAGIC);
+                b
+            },
+            "corrupt header",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let err = open_bytes(&bytes).err().expect(want).to_string();
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+    }
+}
+
+#[test]
+fn a_newer_version_is_refused_with_the_version_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut bytes) = write_two_commits(&dir.path().join("t.ferret"));
+    // Rewrite both slots as version 2 with valid checksums.
+    for slot in 0..2 {
+        let at = slot * HEADER_SLOT_SIZE as usize;
+        bytes[at + 8..at + 12].copy_from_slice(&2u32.to_le_bytes());
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[at..at + 248]);
+        bytes[at + 248..at + 256].copy_from_slice(&sum.to_le_bytes());
+    }
+    let err = open_bytes(&bytes).err().unwrap().to_string();
+    assert!(err.contains("format version 2 is newer"), "{err}");
+    assert!(err.contains("upgrade ferret"), "{err}");
+}
+
+#[test]
+fn a_reader_during_appends_sees_only_whole_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ferret");
+    let mut w = SpanFileWriter::create(&path).unwrap();
+    w.commit(false).unwrap();
+    let reader_path = path.clone();
+    let reader = std::thread::spawn(move || {
+        let mut seen = 0;
+        for _ in 0..300 {
+            let f = SpanFile::open(&reader_path).unwrap();
+            let n = f.record_count();
+            assert_eq!(n % 100, 0, "a reader saw a partial commit");
+            assert!(n >= seen);
+            assert_eq!(f.verify().unwrap(), n);
+            seen = n;
+        }
+    });
+    for batch in 0..40 {
+        for i in 0..100 {
+            push(&mut w, &sample(batch * 100 + i), None);
+        }
+        w.commit(false).unwrap();
+    }
+    reader.join().unwrap();
+}
+
+/// The golden file of format version 1, written once by `write_golden` below and committed:
+/// later versions of this crate must keep reading it exactly.
+#[test]
+fn golden_v1_file_still_reads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/v1.ferret");
+    let f = SpanFile::open(&path).expect("testdata/golden/v1.ferret must open");
+    assert_eq!(f.version(), 1);
+    assert_eq!(f.verify().unwrap(), 2600);
+    let snap = snapshot(&f);
+    for (i, (r, name, run, tags, status)) in snap.iter().enumerate() {
+        let s = sample(i);
+        assert_eq!(r.start_time, s.start);
+        assert_eq!(r.duration(), s.duration);
+        assert_eq!(
+            (name, run, tags, status),
+            (&s.name, &s.run, &s.tags, &s.status)
+        );
+        assert_eq!(r.parent(), (i >= 1500).then_some(3));
+    }
+}
+
+/// Regenerates the golden file; run by hand only when a new format version is released
+/// (`cargo test -p ferret-format -- --ignored write_golden`), never to make a test pass.
+#[test]
+#[ignore]
+fn write_golden() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/v1.ferret");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    write_two_commits(&path);
+}
