@@ -134,7 +134,7 @@ pub enum FormatError {
         what: String,
     },
     /// A checksum did not match.
-    #[error("checksum mismatch in {region}: the file is damaged (run `ferret-scan verify`, then reconvert from the source)")]
+    #[error("checksum mismatch in {region}: the file is damaged (run `ferret-scan --verify FILE` to see every damaged region, then reconvert from the source)")]
     Checksum {
         /// Which region.
         region: Region,

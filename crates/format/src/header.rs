@@ -26,6 +26,7 @@ const KNOWN_HEADER_FLAGS: u64 = HEADER_FLAG_COMPLETE;
 const WM_NONE: u32 = 0;
 const WM_REAL: u32 = 1;
 const WM_TEXT: u32 = 2;
+const WM_LINE: u32 = 3;
 const WM_TEXT_CAP: usize = 64;
 
 /// The on-disk header, 256 bytes, little-endian. See `docs/FORMAT.md`.
@@ -48,7 +49,8 @@ pub struct RawHeader {
     pub wm_text_len: u32,
     pub wm_real: f64,
     pub wm_text: [u8; WM_TEXT_CAP],
-    pub reserved: [u8; 88],
+    pub wm_line: u64,
+    pub reserved: [u8; 80],
     pub checksum: u64,
 }
 
@@ -63,6 +65,8 @@ pub enum LastTimestamp {
     Real(f64),
     /// A TEXT timestamp (beaver-db 2.x), compared as SQLite compares text.
     Text(String),
+    /// The number of JSON lines consumed (blank lines included).
+    Line(u64),
 }
 
 /// Where an incremental conversion resumes: which source, which namespace, which timestamp.
@@ -113,6 +117,7 @@ impl Header {
         raw.wm_text = [0; WM_TEXT_CAP];
         raw.wm_text_len = 0;
         raw.wm_real = 0.0;
+        raw.wm_line = 0;
         match last {
             LastTimestamp::None => raw.wm_kind = WM_NONE,
             LastTimestamp::Real(t) => {
@@ -129,6 +134,10 @@ impl Header {
                 raw.wm_text_len = s.len() as u32;
                 raw.wm_text[..s.len()].copy_from_slice(s.as_bytes());
             }
+            LastTimestamp::Line(n) => {
+                raw.wm_kind = WM_LINE;
+                raw.wm_line = *n;
+            }
         }
         Ok(())
     }
@@ -140,6 +149,7 @@ impl Header {
                 let len = (self.raw.wm_text_len as usize).min(WM_TEXT_CAP);
                 LastTimestamp::Text(String::from_utf8_lossy(&self.raw.wm_text[..len]).into_owned())
             }
+            WM_LINE => LastTimestamp::Line(self.raw.wm_line),
             _ => LastTimestamp::None,
         }
     }
@@ -218,7 +228,7 @@ fn check_header(raw: &RawHeader, file_len: u64) -> Result<(), FormatError> {
             raw.flags
         )));
     }
-    if raw.committed_len < DATA_START || raw.committed_len % 64 != 0 {
+    if raw.committed_len < DATA_START || !raw.committed_len.is_multiple_of(64) {
         return Err(FormatError::InvalidHeader(format!(
             "committed length {} is not a 64-byte multiple past the header slots",
             raw.committed_len

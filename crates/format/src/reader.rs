@@ -138,7 +138,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     }
 
     fn with_header(data: D, header: Header) -> Result<SpanFile<D>, FormatError> {
-        if data.as_ref().as_ptr() as usize % 8 != 0 {
+        if !(data.as_ref().as_ptr() as usize).is_multiple_of(8) {
             return Err(FormatError::Misaligned);
         }
         let mut file = SpanFile {

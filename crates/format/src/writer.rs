@@ -26,6 +26,7 @@ pub struct SpanFileWriter {
     path: PathBuf,
     file: File,
     header: Header,
+    initial: Header,
     names: Interner,
     strings: Interner,
     committed_names: usize,
@@ -56,6 +57,7 @@ impl SpanFileWriter {
             path: path.to_path_buf(),
             file,
             header,
+            initial: header,
             names: Interner::default(),
             strings: Interner::default(),
             committed_names: 0,
@@ -90,6 +92,7 @@ impl SpanFileWriter {
             path: path.to_path_buf(),
             file,
             header,
+            initial: header,
             committed_names: names.len(),
             committed_strings: strings.len(),
             names,
@@ -167,6 +170,13 @@ impl SpanFileWriter {
         &mut self.pending
     }
 
+    /// The uncommitted records with the index of the first, beside a view of the committed ones:
+    /// what a link fix-up before a commit reads and patches.
+    pub fn pending_with_committed(&mut self) -> (&mut [SpanRecord], u64, Option<&SpanFile<Mmap>>) {
+        let first = self.header.raw.record_count;
+        (&mut self.pending, first, self.committed.as_ref())
+    }
+
     /// Number of records pushed since the last commit.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
@@ -226,6 +236,22 @@ impl SpanFileWriter {
             self.committed = Some(SpanFile::open(&self.path)?);
         }
         Ok(())
+    }
+
+    /// Undoes every commit made since this writer was opened, as a commit of its own: the
+    /// header of the opening state is written with the next sequence number, then the file is
+    /// cut back to that state's length.
+    pub fn abandon(mut self) -> Result<(), FormatError> {
+        let io = |e| FormatError::io(&self.path, e);
+        let mut back = self.initial;
+        back.raw.sequence = self.header.raw.sequence + 1;
+        self.file
+            .write_all_at(&back.encode(), Header::slot_offset(back.raw.sequence))
+            .map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.header = back;
+        self.file.set_len(back.raw.committed_len).map_err(io)?;
+        self.file.sync_data().map_err(io)
     }
 
     /// Writes the pending segment past the committed length; returns its padded length.

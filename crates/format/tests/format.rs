@@ -139,8 +139,8 @@ fn sample(i: usize) -> TestSpan {
         name: format!("fn{}", i % 7),
         run: format!("run{}", i % 2),
         start: 1_700_000_000.0 + i as f64 * 0.001,
-        duration: (i % 11 != 0).then_some(i as f64 * 1e-4),
-        tags: if i % 3 == 0 {
+        duration: (!i.is_multiple_of(11)).then_some(i as f64 * 1e-4),
+        tags: if i.is_multiple_of(3) {
             r#"{"i":1}"#.into()
         } else {
             "{}".into()

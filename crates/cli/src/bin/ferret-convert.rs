@@ -1,1 +1,122 @@
-fn main() {}
+//! `ferret-convert`: argument parsing, progress and messages over the `ferret-convert` crate.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferret_convert::{convert, ConvertOptions, Summary};
+
+/// Stream a ferret-io trace (BeaverDB file of either layout, or JSON lines) into a ferret record
+/// file that ferret-scan maps.
+#[derive(Parser, Debug)]
+#[command(name = "ferret-convert", version, about)]
+struct Args {
+    /// BeaverDB file, JSON lines file (.jsonl/.ndjson), or - for JSON lines on stdin.
+    input: PathBuf,
+    /// The record file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// BeaverDB namespace (log name) holding the spans.
+    #[arg(long, default_value = "_ferret_trace")]
+    namespace: String,
+    /// Add only the rows newer than the file's watermark, linked to the spans already in it.
+    #[arg(long, conflicts_with = "force")]
+    append: bool,
+    /// Stop at the first bad row, leaving OUTPUT as it was.
+    #[arg(long)]
+    strict: bool,
+    /// Replace an existing ferret file.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar and no summary line.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Spans per commit (memory and crash-loss bound).
+    #[arg(long, default_value_t = 1 << 18, hide = true)]
+    commit_every: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferret-convert: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let mut opts = ConvertOptions::new(&args.input, &args.output);
+    opts.namespace = args.namespace.clone();
+    opts.append = args.append;
+    opts.force = args.force;
+    opts.strict = args.strict;
+    opts.commit_every = args.commit_every.max(1);
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(progress_bar);
+    let mut on_progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            if total > 0 {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    };
+    let summary = convert(&opts, &mut on_progress)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if !args.quiet {
+        report(args, &summary);
+    }
+    Ok(())
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
+fn report(args: &Args, s: &Summary) {
+    for bad in &s.bad_rows {
+        eprintln!(
+            "ferret-convert: {}: skipped {}: {}",
+            args.input.display(),
+            bad.row,
+            bad.reason
+        );
+    }
+    if s.rows_skipped > s.bad_rows.len() as u64 {
+        eprintln!(
+            "ferret-convert: ... and {} more bad rows",
+            s.rows_skipped - s.bad_rows.len() as u64
+        );
+    }
+    for w in &s.warnings {
+        eprintln!("ferret-convert: warning: {w}");
+    }
+    let l = &s.link;
+    eprintln!(
+        "ferret-convert: wrote {} spans ({} runs, {} distinct names) to {}; {} rows skipped; {:.2} s, {:.0} spans/s; links: window peak {}, {} late children ({} found by scan), {} late parents, {} cycles refused",
+        s.spans_written,
+        s.runs,
+        s.names,
+        args.output.display(),
+        s.rows_skipped,
+        s.elapsed.as_secs_f64(),
+        s.spans_per_second(),
+        l.window_peak,
+        l.misses,
+        l.misses_resolved,
+        l.late_parents,
+        l.cycles,
+    );
+}

@@ -1,1 +1,261 @@
-fn main() {}
+//! `ferret-scan`: argument parsing, run selection and output over the `ferret-scan` crate.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use ferret_format::SpanFile;
+use ferret_scan::report::SORT_KEYS;
+use ferret_scan::{
+    default_run, resolve_run, scan_runs, scan_stats, Filter, RunSummary, ScanOptions, StatsReport,
+};
+use memmap2::Mmap;
+
+/// Per-function statistics of a ferret trace converted by ferret-convert, computed over the
+/// mapped file in memory bounded by the number of distinct names.
+#[derive(Parser, Debug)]
+#[command(name = "ferret-scan", version, about)]
+struct Args {
+    /// The record file written by ferret-convert.
+    file: PathBuf,
+    /// Run id or unique prefix (default: the run of the latest span, as ferret picks).
+    #[arg(short, long)]
+    run: Option<String>,
+    /// Rows to print (0 = all).
+    #[arg(short, long, default_value_t = 20)]
+    limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Sort key (descending; `name` ascending).
+    #[arg(long, default_value = "total", value_parser = clap::builder::PossibleValuesParser::new(SORT_KEYS))]
+    sort: String,
+    /// Only spans starting at or after T: RFC 3339, Unix seconds, or relative to the run's end
+    /// like -1h.
+    #[arg(long, allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Only spans starting before T (same forms as --since).
+    #[arg(long, allow_hyphen_values = true)]
+    until: Option<String>,
+    /// Only names matching this regular expression.
+    #[arg(long)]
+    name: Option<regex::Regex>,
+    /// Only spans with this status.
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
+    /// List the runs in the file instead of statistics.
+    #[arg(long)]
+    runs: bool,
+    /// Check every checksum and record in the file, then exit.
+    #[arg(long)]
+    verify: bool,
+    /// Skip the per-block checksum checks of the scan.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StatusArg {
+    Ok,
+    Error,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferret-scan: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A closed pipe (`| head`) ends the output; it is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let path = &args.file;
+    let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
+    if args.verify {
+        let n = file.verify().with_context(|| path.display().to_string())?;
+        println!(
+            "{}: ok, {n} records, format version {}",
+            path.display(),
+            file.version()
+        );
+        return Ok(());
+    }
+    if !file.is_complete() {
+        eprintln!(
+            "ferret-scan: warning: {}: the conversion that wrote it was interrupted; run ferret-convert --append to complete it",
+            path.display()
+        );
+    }
+    file.advise_sequential();
+    let mut opts = ScanOptions {
+        verify: !args.no_verify,
+        ..ScanOptions::default()
+    };
+    let ctx = || path.display().to_string();
+    let runs = scan_runs(&file, &opts).with_context(ctx)?;
+    if runs.is_empty() {
+        bail!("{}: the file holds no spans", path.display());
+    }
+    let default = default_run(&file).with_context(ctx)?;
+    let mut out = io::stdout().lock();
+    if args.runs {
+        return write_runs(&file, &runs, default, args.format, &mut out);
+    }
+    let run = match &args.run {
+        Some(given) => resolve_run(&file, &runs, given).with_context(ctx)?,
+        None => default,
+    };
+    let run_end = runs
+        .iter()
+        .find(|r| r.run == run)
+        .map_or(0.0, |r| r.last_end);
+    opts.filter = Filter {
+        name: args.name.clone(),
+        errors: args.status.map(|s| matches!(s, StatusArg::Error)),
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_time(t, run_end))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_time(t, run_end))
+            .transpose()?,
+    };
+    let release = |seg: &ferret_format::Segment, range| file.release_records(seg, range);
+    let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
+    let run_id = file.string(run).unwrap_or_default().to_string();
+    let name_of = |id| file.name(id).unwrap_or_default().to_string();
+    let report = StatsReport::build(run_id, &stats, name_of, &args.sort, args.limit);
+    match args.format {
+        Format::Table => {
+            writeln!(
+                out,
+                "{} · run {} · {} spans of {} · {:.3} s",
+                path.display(),
+                report.run_id,
+                report.spans,
+                file.record_count(),
+                started.elapsed().as_secs_f64()
+            )?;
+            report.write_table(&mut out)?;
+        }
+        Format::Json => report.write_json(&mut out)?,
+        Format::Csv => report.write_csv(&mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Parses a time bound: Unix seconds, RFC 3339, or `-DURATION` before the run's end.
+fn parse_time(t: &str, run_end: f64) -> anyhow::Result<f64> {
+    if let Ok(secs) = t.parse::<f64>() {
+        return Ok(secs);
+    }
+    if let Some(rel) = t.strip_prefix('-') {
+        let d = humantime::parse_duration(rel)
+            .with_context(|| format!("bad relative time {t:?} (want e.g. -1h, -30s)"))?;
+        return Ok(run_end - d.as_secs_f64());
+    }
+    let at = humantime::parse_rfc3339_weak(t)
+        .with_context(|| format!("bad time {t:?} (want RFC 3339, Unix seconds, or -1h)"))?;
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0))
+}
+
+fn write_runs(
+    file: &SpanFile<Mmap>,
+    runs: &[RunSummary],
+    default: u32,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id = |r: &RunSummary| file.string(r.run).unwrap_or_default().to_string();
+    let local = |t: f64| {
+        humantime::format_rfc3339_micros(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0)),
+        )
+        .to_string()
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "run_id": id(r), "spans": r.spans, "errors": r.errors,
+                        "first_start": r.first_start, "last_start": r.last_start,
+                        "wall_seconds": r.last_end - r.first_start, "default": r.run == default,
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "run_id",
+                "spans",
+                "errors",
+                "first_start",
+                "last_start",
+                "wall_seconds",
+                "default",
+            ])?;
+            for r in runs {
+                w.write_record([
+                    id(r),
+                    r.spans.to_string(),
+                    r.errors.to_string(),
+                    r.first_start.to_string(),
+                    r.last_start.to_string(),
+                    (r.last_end - r.first_start).to_string(),
+                    (r.run == default).to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            for r in runs {
+                writeln!(
+                    out,
+                    "{} {}  {} spans  {} errors  {} .. {}  {:.3} s",
+                    if r.run == default { "*" } else { " " },
+                    id(r),
+                    r.spans,
+                    r.errors,
+                    local(r.first_start),
+                    local(r.last_start),
+                    r.last_end - r.first_start
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+# ferret: build, test, lint, bench and fixtures. `make test` is what CI runs.
+CARGO ?= cargo
+EXAMPLE ?= testdata/fixtures/beaver1.db
+EXAMPLE_OUT ?= target/example.ferret
+
+.PHONY: build test lint bench fixtures example golden
+
+build:
+	$(CARGO) build --release --workspace
+
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --workspace
+
+# Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
+fixtures:
+	tools/make-fixtures.sh
+
+# Builds, converts the bundled real trace and prints ferret's table (the README's first command).
+example: build
+	target/release/ferret-convert $(EXAMPLE) -o $(EXAMPLE_OUT) --force
+	target/release/ferret-scan $(EXAMPLE_OUT)

@@ -1,0 +1,468 @@
+//! End-to-end tests: the real `ferret-convert` and `ferret-scan` executables on temp files,
+//! checked against what ferret-io's own analyzer computed for the same traces
+//! (`testdata/fixtures/*.reference.json`, made by `make fixtures`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferret_format::{SpanFile, SpanId};
+use serde_json::Value;
+
+/// Runs an executable of this crate with arguments, returning its output.
+macro_rules! run {
+    ($bin:literal $(, $arg:expr)* $(,)?) => {{
+        let out: Output = Command::new(env!(concat!("CARGO_BIN_EXE_", $bin)))
+            $(.arg($arg))*
+            .output()
+            .expect("the executable runs");
+        out
+    }};
+}
+
+/// Asserts success and returns stdout as text.
+macro_rules! ok {
+    ($out:expr) => {{
+        let out = $out;
+        assert!(
+            out.status.success(),
+            "failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }};
+}
+
+/// Asserts a failure with exit code 1 and a one-line message containing each needle.
+macro_rules! fails {
+    ($out:expr, $($needle:expr),+) => {{
+        let out = $out;
+        assert_eq!(out.status.code(), Some(1), "want exit 1: {:?}", out);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(err.trim_end().lines().count(), 1, "want one line: {err}");
+        $(assert!(err.contains($needle), "{err:?} lacks {:?}", $needle);)+
+        err
+    }};
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fixtures")
+        .join(name)
+}
+
+fn reference(db: &str) -> Value {
+    let path = fixture(&db.replace(".db", ".reference.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn convert(db: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("t.ferret");
+    ok!(run!("ferret-convert", db, "-o", &out, "--quiet"));
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
+fn check_stats_against_ferret(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture(db), dir.path());
+    let reference = reference(db);
+    let runs = reference["runs"].as_object().unwrap();
+    assert!(runs.len() >= 3, "fixture has several runs");
+    // The default run is ferret's: the run of the latest span.
+    let default: Value =
+        serde_json::from_str(&ok!(run!("ferret-scan", &file, "--format", "json"))).unwrap();
+    assert_eq!(default["run_id"], reference["latest_run"]);
+    for (run_id, want) in runs {
+        let got: Value = serde_json::from_str(&ok!(run!(
+            "ferret-scan",
+            &file,
+            "--run",
+            run_id,
+            "--format",
+            "json",
+            "--limit",
+            "0"
+        )))
+        .unwrap();
+        assert_eq!(got["spans"], want["span_count"], "{run_id}");
+        let rows: HashMap<&str, &Value> = got["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap(), f))
+            .collect();
+        let want = want["stats"].as_object().unwrap();
+        assert_eq!(rows.len(), want.len(), "{run_id}: same names");
+        for (name, w) in want {
+            let g = rows
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("{run_id}: {name} missing"));
+            for int in ["count", "error_count"] {
+                assert_eq!(g[int], w[int], "{run_id} {name} {int}");
+            }
+            for float in [
+                "total_duration",
+                "avg_duration",
+                "min_duration",
+                "max_duration",
+                "error_rate",
+            ] {
+                let (a, b) = (g[float].as_f64().unwrap(), w[float].as_f64().unwrap());
+                assert!(close(a, b), "{run_id} {name} {float}: {a} vs ferret {b}");
+            }
+        }
+        // Sorted by total descending, as ferret prints.
+        let totals: Vec<f64> = got["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["total_duration"].as_f64().unwrap())
+            .collect();
+        assert!(totals.windows(2).all(|w| w[0] >= w[1]));
+    }
+}
+
+#[test]
+fn stats_equal_ferret_io_on_the_beaver1_fixture() {
+    check_stats_against_ferret("beaver1.db");
+}
+
+#[test]
+fn stats_equal_ferret_io_on_the_beaver2_fixture() {
+    check_stats_against_ferret("beaver2.db");
+}
+
+/// Parent of every span id and the children of every parent in order, from ferret's trees.
+fn ferret_links(roots: &Value, parent: Option<&str>, links: &mut Vec<(String, Option<String>)>) {
+    for node in roots.as_array().unwrap() {
+        let id = node["span_id"].as_str().unwrap().to_string();
+        links.push((id, parent.map(str::to_string)));
+        ferret_links(
+            &node["children"],
+            Some(node["span_id"].as_str().unwrap()),
+            links,
+        );
+    }
+}
+
+fn check_links_against_ferret(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = convert(&fixture(db), dir.path());
+    let file = SpanFile::open(&path).unwrap();
+    let reference = reference(db);
+    let mut records = Vec::new();
+    for seg in file.segments() {
+        records.extend(file.records(seg).iter().copied());
+    }
+    let id_of = |i: u64| SpanId(records[i as usize].span_id).to_hex();
+    for (run_id, want) in reference["runs"].as_object().unwrap() {
+        let mut want_links = Vec::new();
+        ferret_links(&want["roots"], None, &mut want_links);
+        let want_links: HashMap<String, Option<String>> = want_links.into_iter().collect();
+        let ours: Vec<(u64, &ferret_format::SpanRecord)> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| file.string(r.run) == Some(run_id.as_str()))
+            .map(|(i, r)| (i as u64, r))
+            .collect();
+        assert_eq!(ours.len(), want_links.len(), "{run_id}");
+        for (i, r) in &ours {
+            let id = SpanId(r.span_id).to_hex();
+            let parent = r.parent().map(id_of);
+            assert_eq!(
+                Some(&parent),
+                want_links.get(&id),
+                "{run_id}: parent of {id}"
+            );
+            // Root links point at the top of the chain, and parent names match the parent.
+            let mut top = *i;
+            while let Some(p) = records[top as usize].parent() {
+                top = p;
+            }
+            assert_eq!(r.root_index(), top, "{run_id}: root of {id}");
+            if let Some(p) = r.parent() {
+                assert_eq!(r.parent_name, records[p as usize].name);
+            }
+        }
+        // Children keep ferret's order: record order within each parent.
+        fn check_order(nodes: &Value, pos: &HashMap<String, u64>) {
+            let idx: Vec<u64> = nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| pos[n["span_id"].as_str().unwrap()])
+                .collect();
+            for n in nodes.as_array().unwrap() {
+                let kids: Vec<u64> = n["children"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| pos[c["span_id"].as_str().unwrap()])
+                    .collect();
+                assert!(
+                    kids.windows(2).all(|w| w[0] < w[1]),
+                    "children out of ferret's order"
+                );
+                check_order(&n["children"], pos);
+            }
+            let _ = idx;
+        }
+        let pos: HashMap<String, u64> = ours
+            .iter()
+            .map(|(i, r)| (SpanId(r.span_id).to_hex(), *i))
+            .collect();
+        check_order(&want["roots"], &pos);
+    }
+}
+
+#[test]
+fn links_equal_ferret_io_trees_on_both_layouts() {
+    check_links_against_ferret("beaver1.db");
+    check_links_against_ferret("beaver2.db");
+}
+
+/// The rows of a fixture as JSON lines, in ferret's order.
+fn json_lines(db: &Path) -> String {
+    let con = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = con
+        .prepare("SELECT data FROM beaver_logs WHERE log_name = '_ferret_trace' ORDER BY timestamp")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(|r| r.unwrap() + "\n").collect()
+}
+
+#[test]
+fn json_lines_convert_to_the_same_numbers_as_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("spans.jsonl");
+    std::fs::write(&jsonl, json_lines(&fixture("beaver1.db"))).unwrap();
+    let from_db = convert(&fixture("beaver1.db"), dir.path());
+    let from_lines = dir.path().join("lines.ferret");
+    ok!(run!("ferret-convert", &jsonl, "-o", &from_lines, "--quiet"));
+    for run_id in ["run-one", "run-three-latest"] {
+        let a = ok!(run!(
+            "ferret-scan",
+            &from_db,
+            "--run",
+            run_id,
+            "--format",
+            "csv",
+            "--limit",
+            "0"
+        ));
+        let b = ok!(run!(
+            "ferret-scan",
+            &from_lines,
+            "--run",
+            run_id,
+            "--format",
+            "csv",
+            "--limit",
+            "0"
+        ));
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn bad_rows_are_skipped_counted_and_named_and_strict_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = json_lines(&fixture("beaver1.db"));
+    lines.push_str("{not json\n");
+    lines.push_str("{\"span_id\":\"x\",\"run_id\":\"r\",\"start_time\":1.0}\n");
+    let jsonl = dir.path().join("bad.jsonl");
+    std::fs::write(&jsonl, &lines).unwrap();
+    let out = dir.path().join("bad.ferret");
+    let res = run!("ferret-convert", &jsonl, "-o", &out);
+    assert!(res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("skipped line 127: bad span JSON"), "{err}");
+    assert!(
+        err.contains("skipped line 128: bad span JSON: missing field `name`"),
+        "{err}"
+    );
+    assert!(err.contains("2 rows skipped"), "{err}");
+    assert!(err.contains("wrote 126 spans"), "{err}");
+    let strict = dir.path().join("strict.ferret");
+    fails!(
+        run!("ferret-convert", &jsonl, "-o", &strict, "--strict"),
+        "line 127",
+        "--strict"
+    );
+    assert!(!strict.exists(), "--strict leaves no output behind");
+}
+
+#[test]
+fn bad_inputs_and_outputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let out = dir.path().join("o.ferret");
+    fails!(
+        run!("ferret-convert", &text, "-o", &out),
+        "notes.txt",
+        "not a SQLite database"
+    );
+    fails!(
+        run!(
+            "ferret-convert",
+            fixture("beaver1.db"),
+            "-o",
+            &out,
+            "--namespace",
+            "nope"
+        ),
+        "namespace \"nope\" not found",
+        "\"other_ns\" (1 rows)"
+    );
+    // Never overwrite a file that is not ours; an existing ferret file needs --append or --force.
+    fails!(
+        run!("ferret-convert", fixture("beaver1.db"), "-o", &text),
+        "not a ferret file"
+    );
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "hello");
+    ok!(run!(
+        "ferret-convert",
+        fixture("beaver1.db"),
+        "-o",
+        &out,
+        "--quiet"
+    ));
+    fails!(
+        run!("ferret-convert", fixture("beaver1.db"), "-o", &out),
+        "--append",
+        "--force"
+    );
+    // The scanner names the file and what is wrong.
+    fails!(
+        run!("ferret-scan", &text),
+        "notes.txt",
+        "not a ferret span file"
+    );
+    fails!(
+        run!("ferret-scan", &out, "--run", "zzz"),
+        "no run \"zzz\"",
+        "closest"
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = 8192 + 128 + 64 * 10 + 20;
+    bytes[at] ^= 0x10;
+    let bad = dir.path().join("flipped.ferret");
+    std::fs::write(&bad, &bytes).unwrap();
+    fails!(
+        run!("ferret-scan", &bad, "--verify"),
+        "flipped.ferret",
+        "checksum mismatch in records 0.."
+    );
+    fails!(run!("ferret-scan", &bad), "checksum mismatch");
+}
+
+#[test]
+fn append_after_the_database_grew_equals_a_full_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    let full_db = fixture("beaver1.db");
+    let half_db = dir.path().join("half.db");
+    std::fs::copy(&full_db, &half_db).unwrap();
+    {
+        let con = rusqlite::Connection::open(&half_db).unwrap();
+        con.execute(
+            "DELETE FROM beaver_logs WHERE log_name = '_ferret_trace' AND timestamp > (SELECT timestamp FROM beaver_logs WHERE log_name = '_ferret_trace' ORDER BY timestamp LIMIT 1 OFFSET 60)",
+            [],
+        )
+        .unwrap();
+    }
+    let grown = dir.path().join("grown.ferret");
+    ok!(run!("ferret-convert", &half_db, "-o", &grown, "--quiet"));
+    assert_eq!(SpanFile::open(&grown).unwrap().record_count(), 61);
+    // The database grows (here: the rest of the rows come back), then we append.
+    std::fs::copy(&full_db, &half_db).unwrap();
+    ok!(run!(
+        "ferret-convert",
+        &half_db,
+        "-o",
+        &grown,
+        "--append",
+        "--quiet"
+    ));
+    let full = convert(&full_db, dir.path());
+    let (a, b) = (
+        SpanFile::open(&grown).unwrap(),
+        SpanFile::open(&full).unwrap(),
+    );
+    assert_eq!(a.record_count(), b.record_count());
+    for i in 0..a.record_count() {
+        let (x, y) = (a.record(i).unwrap(), b.record(i).unwrap());
+        let fields = |f: &SpanFile<memmap2::Mmap>, r: &ferret_format::SpanRecord| {
+            (
+                r.span_id,
+                r.start_time.to_bits(),
+                r.duration.to_bits(),
+                r.parent_flags,
+                r.root,
+                f.name(r.name).unwrap().to_string(),
+                f.string(r.run).unwrap().to_string(),
+                r.parent_name,
+                f.extras(f.segment_of(i).unwrap(), r)
+                    .tags_json()
+                    .to_string(),
+            )
+        };
+        assert_eq!(fields(&a, x), fields(&b, y), "record {i}");
+    }
+    // Appending again adds nothing.
+    ok!(run!(
+        "ferret-convert",
+        &half_db,
+        "-o",
+        &grown,
+        "--append",
+        "--quiet"
+    ));
+    assert_eq!(
+        SpanFile::open(&grown).unwrap().record_count(),
+        b.record_count()
+    );
+}
+
+#[test]
+fn scan_output_survives_a_closed_pipe_and_lists_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver2.db"), dir.path());
+    let runs = ok!(run!("ferret-scan", &file, "--runs"));
+    assert_eq!(runs.lines().count(), 3);
+    assert!(
+        runs.lines()
+            .last()
+            .unwrap()
+            .starts_with("* run-three-latest"),
+        "{runs}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .args([file.as_os_str(), "--limit".as_ref(), "0".as_ref()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = ok!(run!(
+        "ferret-scan",
+        &file,
+        "--name",
+        "^level",
+        "--limit",
+        "0"
+    ));
+    // A header line, the column names, the rule, then level1..level3.
+    assert_eq!(table.lines().count(), 3 + 3, "{table}");
+}

@@ -1,0 +1,329 @@
+//! Resolving parent, root and parent-name links in one pass, in bounded memory.
+//!
+//! Rows arrive in start order, so a parent nearly always precedes its children. The [`Linker`]
+//! keeps a *window* of spans that may still get children, keyed by span id, and drops a span once
+//! the stream's start time has passed its end by a margin (or the window is full). Then:
+//! - a child whose parent is in the window is linked at once;
+//! - a child whose parent was dropped from the window (its id is in a Bloom filter of dropped ids)
+//!   is a *miss*: it is written as a provisional root and resolved before the next commit by
+//!   scanning the records already written, newest first, for the few missing ids;
+//! - a child whose parent was never seen is *pending*: if a span with that id arrives before the
+//!   child is committed (only possible when a clock stepped back), the child is linked then.
+//!
+//! Linking a provisional root re-roots its subtree: the old root index maps to the new one in a
+//! remap table consulted whenever a root is read, and applied to the batch before it commits.
+//! A parent in another run, or one never written, leaves the child a root, as ferret does.
+//! `docs/LINKING.md` gives the memory bound.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use ferret_format::{SpanFile, SpanId, SpanRecord, NONE_NAME};
+
+/// How long after a span's end it stays in the window, in seconds of stream time. Only speed
+/// depends on it: a child starting later still links, through the miss scan.
+pub const WINDOW_MARGIN_SECONDS: f64 = 1.0;
+/// The most spans the window holds; past it the earliest-ending are dropped.
+pub const WINDOW_CAPACITY: usize = 1 << 19;
+const BLOOM_BITS: usize = 1 << 27; // 16 MiB: ~0.1% false positives at 10M dropped ids
+
+/// A span that may still get children.
+#[derive(Clone, Copy, Debug)]
+struct OpenSpan {
+    index: u64,
+    run: u32,
+    name: u32,
+    root: u64,
+}
+
+/// Counters reported in the converter's summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Most spans held in the window at once.
+    pub window_peak: usize,
+    /// Children whose parent had left the window.
+    pub misses: u64,
+    /// Misses found by scanning the records written.
+    pub misses_resolved: u64,
+    /// Children linked to a parent that arrived after them.
+    pub late_parents: u64,
+    /// Links refused because they would close a cycle.
+    pub cycles: u64,
+    /// Spans whose id repeats an id still in the window (skipped).
+    pub duplicates: u64,
+}
+
+/// Why a span could not be linked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkError {
+    /// Its span id repeats a span still in the window.
+    Duplicate,
+}
+
+/// The records pushed since the last commit, which linking may still patch.
+pub struct PendingBatch<'a> {
+    /// The uncommitted records.
+    pub records: &'a mut [SpanRecord],
+    /// Global index of the first.
+    pub first: u64,
+}
+
+/// The linking state of one conversion.
+pub struct Linker {
+    window: HashMap<SpanId, OpenSpan>,
+    by_end: BinaryHeap<Reverse<(u64, u64, SpanId)>>,
+    dropped: Bloom,
+    pending: HashMap<SpanId, Vec<u64>>,
+    misses: Vec<(u64, SpanId)>,
+    remap: HashMap<u64, u64>,
+    stats: LinkStats,
+}
+
+impl Default for Linker {
+    fn default() -> Self {
+        Linker {
+            window: HashMap::new(),
+            by_end: BinaryHeap::new(),
+            dropped: Bloom::new(BLOOM_BITS),
+            pending: HashMap::new(),
+            misses: Vec::new(),
+            remap: HashMap::new(),
+            stats: LinkStats::default(),
+        }
+    }
+}
+
+/// Orders f64 end times (all finite or +inf) as u64 keys.
+fn end_key(end: f64) -> u64 {
+    let b = end.to_bits();
+    if b >> 63 == 0 {
+        b | (1 << 63)
+    } else {
+        !b
+    }
+}
+
+impl Linker {
+    /// A linker for appending to `file`: every span already written counts as possibly dropped,
+    /// so children of spans in the file are found by the miss scan.
+    pub fn for_append<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Linker {
+        let mut l = Linker::default();
+        for seg in file.segments() {
+            for r in file.records(seg) {
+                l.dropped.insert(&SpanId(r.span_id));
+            }
+        }
+        l
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    fn resolve_root(&self, mut root: u64) -> u64 {
+        while let Some(&next) = self.remap.get(&root) {
+            root = next;
+        }
+        root
+    }
+
+    /// Links `rec` (about to become record `index`, ending at `end`) and registers it as a
+    /// possible parent; children in `batch` waiting for it are linked now.
+    pub fn link(
+        &mut self,
+        span_id: SpanId,
+        parent_id: Option<SpanId>,
+        end: f64,
+        rec: &mut SpanRecord,
+        index: u64,
+        batch: PendingBatch,
+    ) -> Result<(), LinkError> {
+        if self.window.contains_key(&span_id) {
+            self.stats.duplicates += 1;
+            return Err(LinkError::Duplicate);
+        }
+        self.evict_before(rec.start_time);
+        rec.set_parent(None);
+        rec.parent_name = NONE_NAME;
+        rec.root = index;
+        if let Some(pid) = parent_id {
+            match self.window.get(&pid) {
+                Some(p) if p.run == rec.run => {
+                    rec.set_parent(Some(p.index));
+                    rec.parent_name = p.name;
+                    rec.root = self.resolve_root(p.root);
+                }
+                Some(_) => {} // parent in another run: a root, as ferret says
+                None if self.dropped.maybe_contains(&pid) => {
+                    self.stats.misses += 1;
+                    self.misses.push((index, pid));
+                }
+                None => self.pending.entry(pid).or_default().push(index),
+            }
+        }
+        let open = OpenSpan {
+            index,
+            run: rec.run,
+            name: rec.name,
+            root: rec.root,
+        };
+        self.window.insert(span_id, open);
+        self.by_end.push(Reverse((end_key(end), index, span_id)));
+        self.stats.window_peak = self.stats.window_peak.max(self.window.len());
+        if let Some(children) = self.pending.remove(&span_id) {
+            for child in children {
+                self.adopt(child, open, batch.records, batch.first, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Links uncommitted record `child` (a provisional root) under `parent`, if in the same run
+    /// and not closing a cycle.
+    fn adopt(
+        &mut self,
+        child: u64,
+        parent: OpenSpan,
+        batch: &mut [SpanRecord],
+        batch_first: u64,
+        late: bool,
+    ) {
+        let Some(c) = child
+            .checked_sub(batch_first)
+            .and_then(|i| batch.get_mut(i as usize))
+        else {
+            return;
+        };
+        if c.run != parent.run {
+            return;
+        }
+        let new_root = self.resolve_root(parent.root);
+        if new_root == child {
+            self.stats.cycles += 1;
+            return;
+        }
+        c.set_parent(Some(parent.index));
+        c.parent_name = parent.name;
+        c.root = new_root;
+        self.remap.insert(child, new_root);
+        if late {
+            self.stats.late_parents += 1;
+        }
+    }
+
+    fn evict_before(&mut self, now: f64) {
+        let horizon = end_key(now - WINDOW_MARGIN_SECONDS);
+        while let Some(Reverse((end, index, id))) = self.by_end.peek().copied() {
+            if end >= horizon && self.window.len() < WINDOW_CAPACITY {
+                break;
+            }
+            self.by_end.pop();
+            if self.window.get(&id).is_some_and(|o| o.index == index) {
+                self.window.remove(&id);
+                self.dropped.insert(&id);
+            }
+        }
+    }
+
+    /// Resolves the misses of the batch about to commit by scanning the batch and then the
+    /// committed records, newest first, and applies all re-rootings to the batch. Children still
+    /// waiting for a parent are committed as roots.
+    pub fn before_commit<D: AsRef<[u8]>>(
+        &mut self,
+        batch: PendingBatch,
+        committed: Option<&SpanFile<D>>,
+    ) {
+        if !self.misses.is_empty() {
+            self.resolve_misses(batch.records, batch.first, committed);
+        }
+        if !self.remap.is_empty() {
+            for r in batch.records.iter_mut() {
+                r.root = self.resolve_root(r.root);
+            }
+        }
+        self.pending.clear();
+    }
+
+    fn resolve_misses<D: AsRef<[u8]>>(
+        &mut self,
+        batch: &mut [SpanRecord],
+        batch_first: u64,
+        committed: Option<&SpanFile<D>>,
+    ) {
+        let mut wanted: HashMap<SpanId, Vec<u64>> = HashMap::new();
+        for (child, pid) in self.misses.drain(..) {
+            wanted.entry(pid).or_default().push(child);
+        }
+        let mut found = Vec::new();
+        for (i, r) in batch.iter().enumerate().rev() {
+            if wanted.is_empty() {
+                break;
+            }
+            if let Some(children) = wanted.remove(&SpanId(r.span_id)) {
+                found.push((batch_first + i as u64, *r, children));
+            }
+        }
+        if let Some(file) = committed {
+            'segments: for seg in file.segments().iter().rev() {
+                for (i, r) in file.records(seg).iter().enumerate().rev() {
+                    if wanted.is_empty() {
+                        break 'segments;
+                    }
+                    if let Some(children) = wanted.remove(&SpanId(r.span_id)) {
+                        found.push((seg.first_record + i as u64, *r, children));
+                    }
+                }
+            }
+        }
+        // Link in index order of the parents so that chains of misses re-root consistently.
+        found.sort_by_key(|f| f.0);
+        for (index, r, children) in found {
+            let parent = OpenSpan {
+                index,
+                run: r.run,
+                name: r.name,
+                root: r.root_index(),
+            };
+            for child in children {
+                self.stats.misses_resolved += 1;
+                self.adopt(child, parent, batch, batch_first, false);
+            }
+        }
+    }
+}
+
+/// A fixed-size Bloom filter of span ids dropped from the window.
+struct Bloom {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl Bloom {
+    fn new(bits: usize) -> Bloom {
+        Bloom {
+            bits: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        }
+    }
+
+    fn probes(id: &SpanId) -> impl Iterator<Item = u64> {
+        let h = xxhash_rust::xxh3::xxh3_64(&id.0);
+        let (a, b) = (h & 0xffff_ffff, (h >> 32) | 1);
+        (0..4u64).map(move |i| a.wrapping_add(i.wrapping_mul(b)))
+    }
+
+    fn insert(&mut self, id: &SpanId) {
+        for p in Bloom::probes(id) {
+            let p = p & self.mask;
+            self.bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+    }
+
+    fn maybe_contains(&self, id: &SpanId) -> bool {
+        Bloom::probes(id).all(|p| {
+            let p = p & self.mask;
+            self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0
+        })
+    }
+}

@@ -1,0 +1,418 @@
+//! The conversion: source thread, parse thread, and linking and writing on the calling thread,
+//! with a commit every [`ConvertOptions::commit_every`] spans.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytemuck::Zeroable;
+use crossbeam_channel::bounded;
+use ferret_format::{
+    FormatError, LastTimestamp, SpanExtras, SpanFileWriter, SpanRecord, Watermark,
+    FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID, FLAG_NULL_DURATION, MAGIC,
+};
+
+use crate::error::ConvertError;
+use crate::link::{LinkError, LinkStats, Linker, PendingBatch};
+use crate::source::{self, open_beaver, read_json_lines, Locator, SourceKind};
+use crate::span::{parse_span, ParsedSpan};
+
+/// What to convert and how.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// A BeaverDB file, a JSON lines file, or `-` for JSON lines on stdin.
+    pub input: PathBuf,
+    /// The record file to write.
+    pub output: PathBuf,
+    /// The BeaverDB namespace (`log_name`).
+    pub namespace: String,
+    /// Add only rows newer than the output's watermark.
+    pub append: bool,
+    /// Replace an existing ferret output.
+    pub force: bool,
+    /// Stop at the first bad row and leave the output as it was.
+    pub strict: bool,
+    /// Spans per commit: bounds memory (64 bytes a span plus tags) and what a crash can lose.
+    pub commit_every: usize,
+}
+
+impl ConvertOptions {
+    /// Options with the defaults of the command line.
+    pub fn new(input: impl Into<PathBuf>, output: impl Into<PathBuf>) -> ConvertOptions {
+        ConvertOptions {
+            input: input.into(),
+            output: output.into(),
+            namespace: "_ferret_trace".into(),
+            append: false,
+            force: false,
+            strict: false,
+            commit_every: 1 << 18,
+        }
+    }
+}
+
+/// A row that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRow {
+    /// `rowid N` or `line N`.
+    pub row: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// How many bad rows are kept for the report (all are counted).
+pub const BAD_ROWS_KEPT: usize = 5;
+
+/// What a conversion did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Rows the source was expected to yield (0 when unknown, e.g. JSON lines).
+    pub rows_expected: u64,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Spans written.
+    pub spans_written: u64,
+    /// Rows skipped as bad.
+    pub rows_skipped: u64,
+    /// The first few bad rows.
+    pub bad_rows: Vec<BadRow>,
+    /// Distinct runs among the spans written.
+    pub runs: usize,
+    /// Distinct names in the file.
+    pub names: usize,
+    /// Commits made.
+    pub commits: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Linking counters.
+    pub link: LinkStats,
+    /// JSON lines whose start time is earlier than the line before.
+    pub out_of_order: u64,
+    /// Warnings worth a line each.
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// Spans written per second.
+    pub fn spans_per_second(&self) -> f64 {
+        self.spans_written as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+type Parsed = (Locator, LastTimestamp, Result<ParsedSpan, String>);
+
+fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {
+    move |source| ConvertError::Format {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens the output as the options say: a new file, a replaced one, or one to append to.
+fn open_output(opts: &ConvertOptions) -> Result<(SpanFileWriter, bool), ConvertError> {
+    let out = &opts.output;
+    // Only the magic decides: an empty file has nothing to lose, anything else that does not
+    // start with ferret's magic (however short) is someone else's and never overwritten.
+    let existing = match std::fs::read(out) {
+        Ok(b) if b.is_empty() => None,
+        Ok(b) => Some(b.starts_with(&MAGIC)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(source::io(out, e)),
+    };
+    match existing {
+        Some(false) => Err(ConvertError::OutputNotFerret(out.clone())),
+        Some(true) if opts.append => Ok((
+            SpanFileWriter::open_append(out).map_err(fmt_err(out))?,
+            false,
+        )),
+        Some(true) if !opts.force => Err(ConvertError::OutputExists(out.clone())),
+        _ => Ok((SpanFileWriter::create(out).map_err(fmt_err(out))?, true)),
+    }
+}
+
+/// Converts `opts.input` into `opts.output`. `progress` is called after each batch with the
+/// rows read so far and the rows expected (0 when unknown).
+pub fn convert(
+    opts: &ConvertOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, ConvertError> {
+    let started = Instant::now();
+    let kind = source::detect(&opts.input)?;
+    let (mut writer, fresh) = open_output(opts)?;
+    let result = run(opts, kind, &mut writer, progress);
+    match result {
+        Ok(mut summary) => {
+            summary.elapsed = started.elapsed();
+            Ok(summary)
+        }
+        Err(e) => {
+            // Leave the output as it was before this run: an appended file loses only what this
+            // run added; a file this run created is removed.
+            let out = writer.path().to_path_buf();
+            if opts.strict || fresh {
+                writer.abandon().map_err(fmt_err(&out))?;
+                if fresh {
+                    let _ = std::fs::remove_file(&out);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn source_identity(input: &Path) -> String {
+    if input == Path::new("-") {
+        return "-".into();
+    }
+    std::fs::canonicalize(input)
+        .unwrap_or_else(|_| input.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn run(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    writer: &mut SpanFileWriter,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, ConvertError> {
+    let mut summary = Summary::default();
+    let identity = source_identity(&opts.input);
+    let after = resume_point(opts, kind, writer, &identity, &mut summary)?;
+    let mut linker = match writer.committed() {
+        Some(file) if opts.append => Linker::for_append(file),
+        _ => Linker::default(),
+    };
+    let (row_tx, row_rx) = bounded(4);
+    let (span_tx, span_rx) = bounded::<Vec<Parsed>>(4);
+    let reader = match kind {
+        SourceKind::JsonLines => {
+            let skip = match after {
+                LastTimestamp::Line(n) => n,
+                _ => 0,
+            };
+            let input = opts.input.clone();
+            std::thread::spawn(move || read_json_lines(&input, skip, row_tx))
+        }
+        _ => {
+            let src = open_beaver(&opts.input, kind, &opts.namespace, after.clone())?;
+            summary.rows_expected = src.rows;
+            std::thread::spawn(move || src.stream(row_tx))
+        }
+    };
+    let parser = std::thread::spawn(move || {
+        for batch in row_rx {
+            let parsed = batch.map(|rows| {
+                rows.into_iter()
+                    .map(|r| (r.locator, r.position, r.data.and_then(|d| parse_span(&d))))
+                    .collect::<Vec<_>>()
+            });
+            match parsed {
+                Ok(p) => {
+                    if span_tx.send(p).is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    let mut state = WriteState {
+        writer,
+        linker: &mut linker,
+        summary: &mut summary,
+        runs: HashSet::new(),
+        last: after,
+        last_start: f64::NEG_INFINITY,
+        opts,
+        identity,
+    };
+    let written = state.consume(span_rx, progress);
+    let parse_result = parser.join().map_err(|_| ConvertError::ReaderGone)?;
+    let _ = reader.join();
+    written?;
+    parse_result?;
+    state.commit(true)?;
+    let runs = state.runs.len();
+    summary.runs = runs;
+    summary.names = writer.name_count();
+    summary.link = linker.stats().clone();
+    if summary.out_of_order > 0 {
+        summary.warnings.push(format!(
+            "{} JSON lines start earlier than the line before them: records keep line order, which is not ferret's start order; sort the lines by start_time for ferret's order",
+            summary.out_of_order
+        ));
+    }
+    Ok(summary)
+}
+
+/// Where this run starts: nothing for a new file, the watermark for `--append` (checked against
+/// this source).
+fn resume_point(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    writer: &SpanFileWriter,
+    identity: &str,
+    summary: &mut Summary,
+) -> Result<LastTimestamp, ConvertError> {
+    let Some(wm) = writer.watermark().filter(|_| opts.append) else {
+        return Ok(LastTimestamp::None);
+    };
+    if wm.namespace != opts.namespace && kind != SourceKind::JsonLines {
+        return Err(ConvertError::NamespaceMismatch {
+            path: opts.output.clone(),
+            have: wm.namespace,
+            want: opts.namespace.clone(),
+        });
+    }
+    let fits = match (&wm.last, kind) {
+        (LastTimestamp::Line(_), SourceKind::JsonLines) => true,
+        (LastTimestamp::Line(_), _) | (_, SourceKind::JsonLines) => false,
+        _ => true,
+    };
+    if !fits && wm.last != LastTimestamp::None {
+        return Err(ConvertError::WatermarkKind(opts.output.clone()));
+    }
+    if wm.source != identity {
+        summary.warnings.push(format!(
+            "appending from {identity}, but the file was converted from {}",
+            wm.source
+        ));
+    }
+    Ok(wm.last)
+}
+
+struct WriteState<'a> {
+    writer: &'a mut SpanFileWriter,
+    linker: &'a mut Linker,
+    summary: &'a mut Summary,
+    runs: HashSet<u32>,
+    last: LastTimestamp,
+    last_start: f64,
+    opts: &'a ConvertOptions,
+    identity: String,
+}
+
+impl WriteState<'_> {
+    fn consume(
+        &mut self,
+        rx: crossbeam_channel::Receiver<Vec<Parsed>>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), ConvertError> {
+        for batch in rx {
+            for (locator, position, parsed) in batch {
+                self.summary.rows_read += 1;
+                self.last = position;
+                let outcome = parsed.and_then(|span| self.write_span(&span));
+                if let Err(reason) = outcome {
+                    self.bad_row(locator, reason)?;
+                }
+                if self.writer.pending_len() >= self.opts.commit_every
+                    || self.writer.pending_tag_bytes() >= 256 << 20
+                {
+                    self.commit(false)?;
+                }
+            }
+            progress(self.summary.rows_read, self.summary.rows_expected);
+        }
+        Ok(())
+    }
+
+    fn bad_row(&mut self, locator: Locator, reason: String) -> Result<(), ConvertError> {
+        if self.opts.strict {
+            return Err(ConvertError::StrictBadRow {
+                path: self.opts.input.clone(),
+                row: locator.to_string(),
+                reason,
+            });
+        }
+        self.summary.rows_skipped += 1;
+        if self.summary.bad_rows.len() < crate::pipeline::BAD_ROWS_KEPT {
+            self.summary.bad_rows.push(BadRow {
+                row: locator.to_string(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_span(&mut self, span: &ParsedSpan) -> Result<(), String> {
+        let w = &mut *self.writer;
+        let mut rec = SpanRecord::zeroed();
+        rec.span_id = span.span_id.0;
+        rec.start_time = span.start_time;
+        rec.duration = span.duration.unwrap_or(0.0);
+        rec.name = w.intern_name(&span.name);
+        rec.run = w.intern_string(&span.run_id);
+        let mut flags = 0;
+        if span.duration.is_none() {
+            flags |= FLAG_NULL_DURATION;
+        }
+        if span.original_id.is_some() {
+            flags |= FLAG_HASHED_ID;
+        }
+        if span.parent_id.is_some() {
+            flags |= FLAG_HAS_PARENT_ID;
+        }
+        let mut status = None;
+        if &*span.status != "ok" {
+            flags |= FLAG_ERROR;
+            if &*span.status != "error" {
+                flags |= FLAG_CUSTOM_STATUS;
+                status = Some(w.intern_string(&span.status));
+            }
+        }
+        rec.set_flags(flags);
+        let end = span.start_time + span.duration.unwrap_or(f64::INFINITY);
+        let index = w.next_index();
+        let first = w.first_pending();
+        self.linker
+            .link(
+                span.span_id,
+                span.parent_id,
+                end,
+                &mut rec,
+                index,
+                PendingBatch {
+                    records: w.pending_mut(),
+                    first,
+                },
+            )
+            .map_err(|LinkError::Duplicate| {
+                format!(
+                    "span_id {} repeats a span written shortly before",
+                    span.span_id.to_hex()
+                )
+            })?;
+        let extras = SpanExtras {
+            tags: span.tags.as_bytes(),
+            status,
+            original_id: span.original_id.as_deref().unwrap_or("").as_bytes(),
+        };
+        w.push(rec, &extras).map_err(|e| e.to_string())?;
+        if span.start_time < self.last_start {
+            self.summary.out_of_order += u64::from(matches!(self.last, LastTimestamp::Line(_)));
+        }
+        self.last_start = self.last_start.max(span.start_time);
+        self.runs.insert(rec.run);
+        self.summary.spans_written += 1;
+        Ok(())
+    }
+
+    fn commit(&mut self, complete: bool) -> Result<(), ConvertError> {
+        let out = self.opts.output.clone();
+        let (records, first, file) = self.writer.pending_with_committed();
+        self.linker
+            .before_commit(PendingBatch { records, first }, file);
+        let wm = Watermark {
+            source: self.identity.clone(),
+            namespace: self.opts.namespace.clone(),
+            last: self.last.clone(),
+        };
+        self.writer.set_watermark(&wm).map_err(fmt_err(&out))?;
+        self.writer.commit(complete).map_err(fmt_err(&out))?;
+        self.summary.commits += 1;
+        Ok(())
+    }
+}

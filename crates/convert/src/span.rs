@@ -1,0 +1,166 @@
+//! Parsing one span's JSON (pydantic's `model_dump_json` of ferret's `SpanModel`) into the fields
+//! a record needs, with every check a bad row can fail.
+
+use std::borrow::Cow;
+
+use ferret_format::SpanId;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A span as parsed, owning its strings so it can cross to the linking thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedSpan {
+    /// The encoded span id.
+    pub span_id: SpanId,
+    /// The source id text, kept only when it had to be hashed.
+    pub original_id: Option<Box<str>>,
+    /// The encoded parent id; `None` for null or empty (ferret treats both as a root).
+    pub parent_id: Option<SpanId>,
+    /// The run id.
+    pub run_id: Box<str>,
+    /// The name.
+    pub name: Box<str>,
+    /// Start time, bit-for-bit.
+    pub start_time: f64,
+    /// Duration, bit-for-bit, or null.
+    pub duration: Option<f64>,
+    /// The tags object's JSON text; empty for `{}`.
+    pub tags: Box<str>,
+    /// The status string.
+    pub status: Box<str>,
+}
+
+#[derive(Deserialize)]
+struct RawSpan<'a> {
+    #[serde(borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(borrow)]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    run_id: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    start_time: f64,
+    #[allow(dead_code)] // validated for type, not stored: end = start + duration
+    end_time: Option<f64>,
+    duration: Option<f64>,
+    #[serde(borrow)]
+    tags: Option<&'a RawValue>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+}
+
+/// Parses one span; the error says what was wrong, in one line.
+pub fn parse_span(json: &str) -> Result<ParsedSpan, String> {
+    let raw: RawSpan = serde_json::from_str(json).map_err(|e| format!("bad span JSON: {e}"))?;
+    for (field, v) in [
+        ("start_time", Some(raw.start_time)),
+        ("end_time", raw.end_time),
+        ("duration", raw.duration),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            return Err(format!("{field} is not a finite number"));
+        }
+    }
+    let tags = match raw.tags {
+        None => "",
+        Some(t) => {
+            let text = t.get().trim();
+            if !text.starts_with('{') {
+                return Err("tags is not a JSON object".to_string());
+            }
+            if is_empty_object(text) {
+                ""
+            } else {
+                text
+            }
+        }
+    };
+    let (span_id, hashed) = SpanId::encode(&raw.span_id);
+    let parent_id = raw
+        .parent_id
+        .filter(|p| !p.is_empty())
+        .map(|p| SpanId::encode(&p).0);
+    Ok(ParsedSpan {
+        span_id,
+        original_id: hashed.then(|| raw.span_id.as_ref().into()),
+        parent_id,
+        run_id: raw.run_id.as_ref().into(),
+        name: raw.name.as_ref().into(),
+        start_time: raw.start_time,
+        duration: raw.duration,
+        tags: tags.into(),
+        status: raw.status.as_deref().unwrap_or("ok").into(),
+    })
+}
+
+fn is_empty_object(text: &str) -> bool {
+    text[1..].trim_start().starts_with('}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"span_id":"effb39edf9a54126bfc91fdc87a0acb7","parent_id":"da992886d90d4f4a95522fbc2cd2dda6","run_id":"d328e006c64f4cc2a91e353d98346f09","name":"leaf","start_time":1795628036.6272376,"end_time":1795628036.6272469,"duration":9.298324584960938e-6,"tags":{},"status":"ok"}"#;
+
+    #[test]
+    fn parses_ferret_json_bit_exactly() {
+        let s = parse_span(GOOD).unwrap();
+        assert_eq!(s.start_time, 1795628036.6272376);
+        assert_eq!(s.duration, Some(9.298324584960938e-6));
+        assert_eq!(&*s.name, "leaf");
+        assert_eq!(&*s.tags, "");
+        assert!(s.original_id.is_none());
+        assert_eq!(
+            s.parent_id.unwrap().to_hex(),
+            "da992886d90d4f4a95522fbc2cd2dda6"
+        );
+    }
+
+    #[test]
+    fn keeps_tags_verbatim_and_odd_ids() {
+        let json = GOOD
+            .replace(r#""tags":{}"#, r#""tags":{"a": [1, null], "é": "\"x\""}"#)
+            .replace("effb39edf9a54126bfc91fdc87a0acb7", "req-1")
+            .replace(
+                r#""parent_id":"da992886d90d4f4a95522fbc2cd2dda6""#,
+                r#""parent_id":"""#,
+            );
+        let s = parse_span(&json).unwrap();
+        assert_eq!(&*s.tags, r#"{"a": [1, null], "é": "\"x\""}"#);
+        assert_eq!(s.original_id.as_deref(), Some("req-1"));
+        assert_eq!(
+            s.parent_id, None,
+            "an empty parent_id is a root, as in ferret"
+        );
+    }
+
+    #[test]
+    fn bad_rows_say_why() {
+        let cases = [
+            ("{", "bad span JSON"),
+            (
+                &GOOD.replace(r#""name":"leaf","#, "") as &str,
+                "missing field `name`",
+            ),
+            (
+                &GOOD.replace(r#""name":"leaf""#, r#""name":7"#),
+                "invalid type",
+            ),
+            (
+                &GOOD.replace("9.298324584960938e-6", "1e999"),
+                "bad span JSON",
+            ),
+            (
+                &GOOD.replace(r#""tags":{}"#, r#""tags":[1]"#),
+                "tags is not a JSON object",
+            ),
+            (&GOOD.replace("1795628036.6272376", "NaN"), "bad span JSON"),
+        ];
+        for (json, want) in cases {
+            let err = parse_span(json).unwrap_err();
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+    }
+}

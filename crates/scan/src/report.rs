@@ -1,0 +1,270 @@
+//! Turning merged statistics into ferret's rows, sorted and limited, and rendering them as
+//! ferret's table, JSON (`AggregatedStats` field names) or CSV.
+
+use std::io::{self, Write};
+
+use serde_json::json;
+
+use crate::stats::{ChunkStats, NameStats};
+
+/// One row of ferret's table, plus percentiles and self time. Durations in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionRow {
+    /// Function name.
+    pub name: String,
+    /// Spans.
+    pub count: u64,
+    /// Sum of non-null durations.
+    pub total_duration: f64,
+    /// Mean of non-null durations.
+    pub avg_duration: f64,
+    /// Smallest duration.
+    pub min_duration: f64,
+    /// Largest duration.
+    pub max_duration: f64,
+    /// Spans whose status is not "ok".
+    pub error_count: u64,
+    /// error_count / count.
+    pub error_rate: f64,
+    /// Median duration (within 0.79%).
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Total minus the time of child spans, floored at zero.
+    pub self_time: f64,
+}
+
+/// Sort keys of `--sort`.
+pub const SORT_KEYS: &[&str] = &[
+    "total",
+    "count",
+    "avg",
+    "min",
+    "max",
+    "errors",
+    "error_rate",
+    "p50",
+    "p90",
+    "p99",
+    "self",
+    "name",
+];
+
+impl FunctionRow {
+    /// The row of a name, or `None` when it has no non-null duration (ferret leaves it out).
+    pub fn from_stats(name: &str, s: &NameStats) -> Option<FunctionRow> {
+        if s.timed == 0 {
+            return None;
+        }
+        let total = s.total.value();
+        let q = |p: f64| {
+            s.sketch
+                .quantile(p, s.min)
+                .unwrap_or(0.0)
+                .clamp(s.min, s.max)
+        };
+        Some(FunctionRow {
+            name: name.to_string(),
+            count: s.count,
+            total_duration: total,
+            avg_duration: total / s.timed as f64,
+            min_duration: s.min,
+            max_duration: s.max,
+            error_count: s.errors,
+            error_rate: s.errors as f64 / s.count as f64,
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            self_time: (total - s.child_time.value()).max(0.0),
+        })
+    }
+
+    fn sort_value(&self, key: &str) -> f64 {
+        match key {
+            "count" => self.count as f64,
+            "avg" => self.avg_duration,
+            "min" => self.min_duration,
+            "max" => self.max_duration,
+            "errors" => self.error_count as f64,
+            "error_rate" => self.error_rate,
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p99" => self.p99,
+            "self" => self.self_time,
+            _ => self.total_duration,
+        }
+    }
+}
+
+/// The statistics of one run, ready to print.
+#[derive(Clone, Debug)]
+pub struct StatsReport {
+    /// The run.
+    pub run_id: String,
+    /// Spans that passed the filters.
+    pub spans: u64,
+    /// Rows, sorted and limited.
+    pub functions: Vec<FunctionRow>,
+}
+
+impl StatsReport {
+    /// Rows for every name with a duration, sorted by `sort` (descending; `name` ascending) as
+    /// ferret sorts (stable, ties in name-id order, i.e. first appearance), at most `limit`
+    /// (0 = all).
+    pub fn build(
+        run_id: String,
+        stats: &ChunkStats,
+        name_of: impl Fn(u32) -> String,
+        sort: &str,
+        limit: usize,
+    ) -> StatsReport {
+        let mut functions: Vec<FunctionRow> = stats
+            .names
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| FunctionRow::from_stats(&name_of(id as u32), s))
+            .collect();
+        if sort == "name" {
+            functions.sort_by(|a, b| a.name.cmp(&b.name));
+        } else {
+            functions.sort_by(|a, b| b.sort_value(sort).total_cmp(&a.sort_value(sort)));
+        }
+        if limit > 0 {
+            functions.truncate(limit);
+        }
+        StatsReport {
+            run_id,
+            spans: stats.spans,
+            functions,
+        }
+    }
+
+    /// ferret's table with p50/p90/p99 and self-time columns, names as plain text.
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let header = [
+            "Function Name",
+            "Count",
+            "Total Time",
+            "Avg Time",
+            "Min",
+            "Max",
+            "Error %",
+            "p50",
+            "p90",
+            "p99",
+            "Self",
+        ];
+        let ms = |s: f64| format!("{:.2}ms", s * 1000.0);
+        let rows: Vec<[String; 11]> = self
+            .functions
+            .iter()
+            .map(|f| {
+                [
+                    f.name.clone(),
+                    f.count.to_string(),
+                    format!("{:.3}s", f.total_duration),
+                    ms(f.avg_duration),
+                    ms(f.min_duration),
+                    ms(f.max_duration),
+                    format!("{:.1}%", f.error_rate * 100.0),
+                    ms(f.p50),
+                    ms(f.p90),
+                    ms(f.p99),
+                    format!("{:.3}s", f.self_time),
+                ]
+            })
+            .collect();
+        let width = |i: usize| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..header.len()).map(width).collect();
+        let line = |cells: &[String]| -> String {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                let pad = widths[i] - c.chars().count();
+                if i == 0 {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(pad));
+                } else {
+                    s.push_str("  ");
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+        writeln!(out, "{}", line(&head))?;
+        writeln!(
+            out,
+            "{}",
+            "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+        )?;
+        for r in &rows {
+            writeln!(out, "{}", line(r))?;
+        }
+        Ok(())
+    }
+
+    /// `{"run_id", "spans", "functions": [...]}` with ferret's `AggregatedStats` field names.
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        let functions: Vec<serde_json::Value> = self
+            .functions
+            .iter()
+            .map(|f| {
+                json!({
+                    "name": f.name, "count": f.count, "total_duration": f.total_duration,
+                    "avg_duration": f.avg_duration, "min_duration": f.min_duration,
+                    "max_duration": f.max_duration, "error_count": f.error_count,
+                    "error_rate": f.error_rate, "p50": f.p50, "p90": f.p90, "p99": f.p99,
+                    "self_time": f.self_time,
+                })
+            })
+            .collect();
+        let doc = json!({"run_id": self.run_id, "spans": self.spans, "functions": functions});
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)
+    }
+
+    /// The JSON fields as CSV columns, one row per function.
+    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record([
+            "name",
+            "count",
+            "total_duration",
+            "avg_duration",
+            "min_duration",
+            "max_duration",
+            "error_count",
+            "error_rate",
+            "p50",
+            "p90",
+            "p99",
+            "self_time",
+        ])?;
+        for f in &self.functions {
+            w.write_record([
+                f.name.clone(),
+                f.count.to_string(),
+                f.total_duration.to_string(),
+                f.avg_duration.to_string(),
+                f.min_duration.to_string(),
+                f.max_duration.to_string(),
+                f.error_count.to_string(),
+                f.error_rate.to_string(),
+                f.p50.to_string(),
+                f.p90.to_string(),
+                f.p99.to_string(),
+                f.self_time.to_string(),
+            ])?;
+        }
+        w.flush()
+    }
+}

@@ -1,0 +1,155 @@
+//! Per-name statistics of one chunk, folded record by record, and their associative merge.
+
+use crate::sketch::LogHistogram;
+use crate::sum::CompensatedSum;
+
+/// What ferret's `AggregatedStats` holds for one name, plus self time and a percentile sketch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameStats {
+    /// Spans of this name.
+    pub count: u64,
+    /// Spans whose status is not "ok".
+    pub errors: u64,
+    /// Spans with a non-null duration.
+    pub timed: u64,
+    /// Sum of the non-null durations.
+    pub total: CompensatedSum,
+    /// Smallest non-null duration.
+    pub min: f64,
+    /// Largest non-null duration.
+    pub max: f64,
+    /// Sum of the durations of spans whose parent has this name.
+    pub child_time: CompensatedSum,
+    /// Durations for percentiles.
+    pub sketch: LogHistogram,
+}
+
+impl Default for NameStats {
+    fn default() -> Self {
+        NameStats {
+            count: 0,
+            errors: 0,
+            timed: 0,
+            total: CompensatedSum::default(),
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            child_time: CompensatedSum::default(),
+            sketch: LogHistogram::default(),
+        }
+    }
+}
+
+impl NameStats {
+    /// Adds a span of this name.
+    #[inline]
+    pub fn add_span(&mut self, duration: Option<f64>, error: bool) {
+        self.count += 1;
+        self.errors += u64::from(error);
+        if let Some(d) = duration {
+            self.timed += 1;
+            self.total.add(d);
+            self.min = self.min.min(d);
+            self.max = self.max.max(d);
+            self.sketch.insert(d);
+        }
+    }
+
+    /// Adds another chunk's statistics of the same name.
+    pub fn merge(&mut self, o: &NameStats) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.timed += o.timed;
+        self.total.merge(&o.total);
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.child_time.merge(&o.child_time);
+        self.sketch.merge(&o.sketch);
+    }
+}
+
+/// The statistics of one chunk (or of several merged), dense by name id: no hashing on the hot
+/// path, memory proportional to the number of names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChunkStats {
+    /// Per name id.
+    pub names: Vec<NameStats>,
+    /// Spans counted.
+    pub spans: u64,
+}
+
+impl ChunkStats {
+    /// Empty statistics for `names` names.
+    pub fn new(names: usize) -> ChunkStats {
+        ChunkStats {
+            names: vec![NameStats::default(); names],
+            spans: 0,
+        }
+    }
+
+    /// Merges `other` into `self`. Associative and commutative up to float rounding of the
+    /// compensated sums (exact for every count, min, max and sketch).
+    pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
+        if self.names.len() < other.names.len() {
+            return other.merge(self);
+        }
+        self.spans += other.spans;
+        for (a, b) in self.names.iter_mut().zip(&other.names) {
+            a.merge(b);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fold(spans: &[(usize, Option<f64>, bool)]) -> ChunkStats {
+        let mut s = ChunkStats::new(4);
+        for &(name, d, e) in spans {
+            s.spans += 1;
+            s.names[name].add_span(d, e);
+        }
+        s
+    }
+
+    fn key(s: &ChunkStats) -> Vec<(u64, u64, u64, u64, u64, Option<f64>)> {
+        s.names
+            .iter()
+            .map(|n| {
+                (
+                    n.count,
+                    n.errors,
+                    n.timed,
+                    n.min.to_bits(),
+                    n.max.to_bits(),
+                    n.sketch.quantile(0.9, n.min),
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_and_merge_order_gives_the_same_result(
+            spans in prop::collection::vec((0usize..4, prop::option::of(1e-7f64..10.0), any::<bool>()), 0..300),
+            cuts in prop::collection::vec(0usize..300, 2),
+        ) {
+            let (mut a, mut b) = (cuts[0].min(spans.len()), cuts[1].min(spans.len()));
+            if a > b { std::mem::swap(&mut a, &mut b); }
+            let (x, y, z) = (fold(&spans[..a]), fold(&spans[a..b]), fold(&spans[b..]));
+            let whole = fold(&spans);
+            let left = x.clone().merge(y.clone()).merge(z.clone());
+            let right = x.merge(y.merge(z.clone()));
+            let swapped = z.merge(fold(&spans[..b]));
+            for m in [&left, &right, &swapped] {
+                prop_assert_eq!(key(m), key(&whole));
+                for (p, q) in m.names.iter().zip(&whole.names) {
+                    let (p, q) = (p.total.value(), q.total.value());
+                    prop_assert!((p - q).abs() <= 1e-12 * q.abs().max(1e-300));
+                }
+            }
+        }
+    }
+}

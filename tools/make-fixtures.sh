@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates testdata/fixtures/*.db and their ferret-io reference JSON with the real ferret-io
+# 0.3.1, once under beaver-db 1.3.0 (REAL timestamps) and once under 2.4.1 (TEXT timestamps).
+# Needs Python 3.13 (pyenv's, or PYTHON313=/path/to/python3.13) and PyPI. The results are
+# committed, so tests never need Python.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+py=${PYTHON313:-$(command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin/python3)}
+venvs=${FERRET_VENVS:-$root/target/fixture-venvs}
+out=$root/testdata/fixtures
+mkdir -p "$venvs" "$out"
+for v in 1.3.0 2.4.1; do
+  major=${v%%.*}
+  venv=$venvs/beaver$major
+  if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install -q "ferret-io==0.3.1" "beaver-db==$v"
+  fi
+  db=$out/beaver$major.db
+  rm -f "$db" "$db-wal" "$db-shm"
+  (cd "$out" && "$venv/bin/python" "$here/fixtures/workload.py" "$db")
+  # Fold any WAL into the main file so the fixture is one self-contained file.
+  "$venv/bin/python" -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('PRAGMA journal_mode=DELETE'); c.close()" "$db"
+  rm -f "$db-wal" "$db-shm"
+  "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$out/beaver$major.reference.json"
+  echo "wrote $db ($(stat -c %s "$db") bytes) and its reference"
+done
