@@ -16,7 +16,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
-	$(CARGO) bench --workspace
+	$(CARGO) bench -p ferret-benches
 
 # Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
 fixtures:

@@ -1,0 +1,81 @@
+//! Hot paths side by side in one run: the stats scan against the physical ceiling (a plain
+//! parallel read of the same mapped records), the merge, the sketch, and span JSON parsing.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use ferret_format::SpanFile;
+use ferret_scan::sketch::LogHistogram;
+use ferret_scan::stats::ChunkStats;
+use ferret_scan::{scan_stats, ScanOptions};
+use rayon::prelude::*;
+
+const SPANS: u64 = 2_000_000;
+
+fn scan(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.ferret");
+    ferret_benches::write_trace(&path, SPANS, 200);
+    let file = SpanFile::open(&path).unwrap();
+    let run = file.record(0).unwrap().run;
+    let mut g = c.benchmark_group("scan_2M_records");
+    g.throughput(Throughput::Bytes(SPANS * 64));
+    g.sample_size(20);
+    g.bench_function("ceiling_plain_parallel_read", |b| {
+        b.iter(|| {
+            let sum: u64 = file
+                .segments()
+                .par_iter()
+                .flat_map(|s| file.records(s).par_chunks(65536))
+                .map(|chunk| chunk.iter().map(|r| r.root).fold(0u64, u64::wrapping_add))
+                .sum();
+            black_box(sum)
+        })
+    });
+    for verify in [true, false] {
+        let opts = ScanOptions {
+            verify,
+            ..ScanOptions::default()
+        };
+        let name = if verify {
+            "stats_verified"
+        } else {
+            "stats_unverified"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(scan_stats(&file, run, &opts, &|_, _| {}).unwrap().spans))
+        });
+    }
+    g.finish();
+}
+
+fn merge_and_sketch(c: &mut Criterion) {
+    let mut a = ChunkStats::new(1000);
+    for (i, n) in a.names.iter_mut().enumerate() {
+        for k in 0..50 {
+            n.add_span(Some(1e-4 * (1 + i + k) as f64), k % 7 == 0);
+        }
+    }
+    c.bench_function("merge_chunk_stats_1000_names", |b| {
+        b.iter(|| black_box(a.clone().merge(a.clone()).spans))
+    });
+    let mut h = LogHistogram::default();
+    let mut x = 1e-6;
+    c.bench_function("sketch_insert", |b| {
+        b.iter(|| {
+            x = (x * 1.37) % 3.0 + 1e-6;
+            h.insert(black_box(x))
+        })
+    });
+}
+
+fn parse(c: &mut Criterion) {
+    let json = r#"{"span_id":"effb39edf9a54126bfc91fdc87a0acb7","parent_id":"da992886d90d4f4a95522fbc2cd2dda6","run_id":"d328e006c64f4cc2a91e353d98346f09","name":"handle_request","start_time":1795628036.6272376,"end_time":1795628036.6272469,"duration":9.298324584960938e-6,"tags":{"path":"/api/v1/items","status_code":200},"status":"ok"}"#;
+    let mut g = c.benchmark_group("json");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_span", |b| {
+        b.iter(|| black_box(ferret_convert::span::parse_span(black_box(json)).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, scan, merge_and_sketch, parse);
+criterion_main!(benches);
