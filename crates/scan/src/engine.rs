@@ -188,6 +188,7 @@ pub struct RunSummary {
 pub fn scan_runs<D: AsRef<[u8]> + Sync>(
     file: &SpanFile<D>,
     opts: &ScanOptions,
+    after_chunk: AfterChunk,
 ) -> Result<Vec<RunSummary>, ScanError> {
     let strings = file.string_count();
     let per_chunk = |chunk: &Chunk| -> Result<Vec<Option<RunSummary>>, FormatError> {
@@ -217,6 +218,8 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
             }
             Ok(())
         })?;
+        let seg = &file.segments()[chunk.segment];
+        after_chunk(seg, global(seg, &chunk.records));
         Ok(runs)
     };
     let merged = plan(file, opts.blocks_per_chunk)
