@@ -1,7 +1,6 @@
 //! The conversion: source thread, parse thread, and linking and writing on the calling thread,
 //! with a commit every [`ConvertOptions::commit_every`] spans.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,8 @@ use ferret_format::{
 
 use crate::error::ConvertError;
 use crate::link::{LinkError, LinkStats, Linker, PendingBatch};
-use crate::source::{self, open_beaver, read_json_lines, Locator, SourceKind};
-use crate::span::{parse_span, ParsedSpan};
+use crate::source::{self, open_beaver, read_json_lines, Locator, RowBatch, SourceKind};
+use crate::span::{field, parse_span, ParsedSpan};
 
 /// What to convert and how.
 #[derive(Clone, Debug)]
@@ -34,6 +33,8 @@ pub struct ConvertOptions {
     pub strict: bool,
     /// Spans per commit: bounds memory (64 bytes a span plus tags) and what a crash can lose.
     pub commit_every: usize,
+    /// Count the rows first, for a progress bar's total (costs one index scan up front).
+    pub count_rows: bool,
 }
 
 impl ConvertOptions {
@@ -47,6 +48,7 @@ impl ConvertOptions {
             force: false,
             strict: false,
             commit_every: 1 << 18,
+            count_rows: false,
         }
     }
 }
@@ -66,7 +68,7 @@ pub const BAD_ROWS_KEPT: usize = 5;
 /// What a conversion did.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
-    /// Rows the source was expected to yield (0 when unknown, e.g. JSON lines).
+    /// Rows the source was expected to yield (0 when not counted, or JSON lines).
     pub rows_expected: u64,
     /// Rows read.
     pub rows_read: u64,
@@ -99,7 +101,30 @@ impl Summary {
     }
 }
 
-type Parsed = (Locator, LastTimestamp, Result<ParsedSpan, String>);
+/// A batch of parsed spans: their text fields live in `strings`.
+struct ParsedBatch {
+    strings: String,
+    spans: Vec<(Locator, Result<ParsedSpan, String>)>,
+    last: LastTimestamp,
+}
+
+/// Parses every row of a batch.
+fn parse_batch(batch: RowBatch) -> ParsedBatch {
+    let mut strings = String::with_capacity(batch.text.len() / 2);
+    let spans = batch
+        .rows
+        .into_iter()
+        .map(|(locator, data)| {
+            let span = data.and_then(|range| parse_span(&batch.text[range], &mut strings));
+            (locator, span)
+        })
+        .collect();
+    ParsedBatch {
+        strings,
+        spans,
+        last: batch.last,
+    }
+}
 
 fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {
     move |source| ConvertError::Format {
@@ -184,7 +209,7 @@ fn run(
         _ => Linker::default(),
     };
     let (row_tx, row_rx) = bounded(4);
-    let (span_tx, span_rx) = bounded::<Vec<Parsed>>(4);
+    let (span_tx, span_rx) = bounded::<ParsedBatch>(4);
     let reader = match kind {
         SourceKind::JsonLines => {
             let skip = match after {
@@ -192,28 +217,24 @@ fn run(
                 _ => 0,
             };
             let input = opts.input.clone();
-            std::thread::spawn(move || read_json_lines(&input, skip, row_tx))
+            spawn("ferret-read", move || read_json_lines(&input, skip, row_tx))
         }
         _ => {
-            let src = open_beaver(&opts.input, kind, &opts.namespace, after.clone())?;
+            let src = open_beaver(
+                &opts.input,
+                kind,
+                &opts.namespace,
+                after.clone(),
+                opts.count_rows,
+            )?;
             summary.rows_expected = src.rows;
-            std::thread::spawn(move || src.stream(row_tx))
+            spawn("ferret-read", move || src.stream(row_tx))
         }
     };
-    let parser = std::thread::spawn(move || {
+    let parser = spawn("ferret-parse", move || {
         for batch in row_rx {
-            let parsed = batch.map(|rows| {
-                rows.into_iter()
-                    .map(|r| (r.locator, r.position, r.data.and_then(|d| parse_span(&d))))
-                    .collect::<Vec<_>>()
-            });
-            match parsed {
-                Ok(p) => {
-                    if span_tx.send(p).is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e),
+            if span_tx.send(parse_batch(batch?)).is_err() {
+                return Ok(());
             }
         }
         Ok(())
@@ -222,7 +243,7 @@ fn run(
         writer,
         linker: &mut linker,
         summary: &mut summary,
-        runs: HashSet::new(),
+        runs: Vec::new(),
         last: after,
         last_start: f64::NEG_INFINITY,
         opts,
@@ -234,7 +255,7 @@ fn run(
     written?;
     parse_result?;
     state.commit(true)?;
-    let runs = state.runs.len();
+    let runs = state.runs.iter().filter(|&&seen| seen).count();
     summary.runs = runs;
     summary.names = writer.name_count();
     summary.link = linker.stats().clone();
@@ -245,6 +266,17 @@ fn run(
         ));
     }
     Ok(summary)
+}
+
+/// Spawns a named thread (names show in `top -H` and profiles).
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("the OS starts a thread")
 }
 
 /// Where this run starts: nothing for a new file, the watermark for `--append` (checked against
@@ -287,7 +319,8 @@ struct WriteState<'a> {
     writer: &'a mut SpanFileWriter,
     linker: &'a mut Linker,
     summary: &'a mut Summary,
-    runs: HashSet<u32>,
+    /// Which run string ids have spans (dense: no hashing per span).
+    runs: Vec<bool>,
     last: LastTimestamp,
     last_start: f64,
     opts: &'a ConvertOptions,
@@ -297,22 +330,23 @@ struct WriteState<'a> {
 impl WriteState<'_> {
     fn consume(
         &mut self,
-        rx: crossbeam_channel::Receiver<Vec<Parsed>>,
+        rx: crossbeam_channel::Receiver<ParsedBatch>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), ConvertError> {
         for batch in rx {
-            for (locator, position, parsed) in batch {
+            for (locator, parsed) in batch.spans {
                 self.summary.rows_read += 1;
-                self.last = position;
-                let outcome = parsed.and_then(|span| self.write_span(&span));
+                let outcome = parsed.and_then(|span| self.write_span(&span, &batch.strings));
                 if let Err(reason) = outcome {
                     self.bad_row(locator, reason)?;
                 }
-                if self.writer.pending_len() >= self.opts.commit_every
-                    || self.writer.pending_tag_bytes() >= 256 << 20
-                {
-                    self.commit(false)?;
-                }
+            }
+            // Commits fall on batch boundaries, where the watermark is known.
+            self.last = batch.last;
+            if self.writer.pending_len() >= self.opts.commit_every
+                || self.writer.pending_tag_bytes() >= 256 << 20
+            {
+                self.commit(false)?;
             }
             progress(self.summary.rows_read, self.summary.rows_expected);
         }
@@ -337,14 +371,16 @@ impl WriteState<'_> {
         Ok(())
     }
 
-    fn write_span(&mut self, span: &ParsedSpan) -> Result<(), String> {
+    fn write_span(&mut self, span: &ParsedSpan, strings: &str) -> Result<(), String> {
         let w = &mut *self.writer;
+        let text = |r: &std::ops::Range<u32>| field(strings, r);
+        let status_text = text(&span.status);
         let mut rec = SpanRecord::zeroed();
         rec.span_id = span.span_id.0;
         rec.start_time = span.start_time;
         rec.duration = span.duration.unwrap_or(0.0);
-        rec.name = w.intern_name(&span.name);
-        rec.run = w.intern_string(&span.run_id);
+        rec.name = w.intern_name(text(&span.name));
+        rec.run = w.intern_string(text(&span.run_id));
         let mut flags = 0;
         if span.duration.is_none() {
             flags |= FLAG_NULL_DURATION;
@@ -356,11 +392,11 @@ impl WriteState<'_> {
             flags |= FLAG_HAS_PARENT_ID;
         }
         let mut status = None;
-        if &*span.status != "ok" {
+        if status_text != "ok" {
             flags |= FLAG_ERROR;
-            if &*span.status != "error" {
+            if status_text != "error" {
                 flags |= FLAG_CUSTOM_STATUS;
-                status = Some(w.intern_string(&span.status));
+                status = Some(w.intern_string(status_text));
             }
         }
         rec.set_flags(flags);
@@ -386,16 +422,20 @@ impl WriteState<'_> {
                 )
             })?;
         let extras = SpanExtras {
-            tags: span.tags.as_bytes(),
+            tags: text(&span.tags).as_bytes(),
             status,
-            original_id: span.original_id.as_deref().unwrap_or("").as_bytes(),
+            original_id: span.original_id.as_ref().map_or("", text).as_bytes(),
         };
         w.push(rec, &extras).map_err(|e| e.to_string())?;
         if span.start_time < self.last_start {
             self.summary.out_of_order += u64::from(matches!(self.last, LastTimestamp::Line(_)));
         }
         self.last_start = self.last_start.max(span.start_time);
-        self.runs.insert(rec.run);
+        let run = rec.run as usize;
+        if run >= self.runs.len() {
+            self.runs.resize(run + 1, false);
+        }
+        self.runs[run] = true;
         self.summary.spans_written += 1;
         Ok(())
     }

@@ -2,32 +2,45 @@
 //! a record needs, with every check a bad row can fail.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use ferret_format::SpanId;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A span as parsed, owning its strings so it can cross to the linking thread.
+/// A span as parsed. Its text fields are byte ranges into the batch's strings buffer (see
+/// [`parse_span`]), so a batch of spans costs a few allocations, not a few per span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParsedSpan {
     /// The encoded span id.
     pub span_id: SpanId,
     /// The source id text, kept only when it had to be hashed.
-    pub original_id: Option<Box<str>>,
+    pub original_id: Option<Range<u32>>,
     /// The encoded parent id; `None` for null or empty (ferret treats both as a root).
     pub parent_id: Option<SpanId>,
     /// The run id.
-    pub run_id: Box<str>,
+    pub run_id: Range<u32>,
     /// The name.
-    pub name: Box<str>,
+    pub name: Range<u32>,
     /// Start time, bit-for-bit.
     pub start_time: f64,
     /// Duration, bit-for-bit, or null.
     pub duration: Option<f64>,
     /// The tags object's JSON text; empty for `{}`.
-    pub tags: Box<str>,
+    pub tags: Range<u32>,
     /// The status string.
-    pub status: Box<str>,
+    pub status: Range<u32>,
+}
+
+/// The text of a field of a [`ParsedSpan`].
+pub fn field<'a>(strings: &'a str, range: &Range<u32>) -> &'a str {
+    &strings[range.start as usize..range.end as usize]
+}
+
+fn stash(strings: &mut String, s: &str) -> Range<u32> {
+    let start = strings.len() as u32;
+    strings.push_str(s);
+    start..strings.len() as u32
 }
 
 #[derive(Deserialize)]
@@ -50,8 +63,9 @@ struct RawSpan<'a> {
     status: Option<Cow<'a, str>>,
 }
 
-/// Parses one span; the error says what was wrong, in one line.
-pub fn parse_span(json: &str) -> Result<ParsedSpan, String> {
+/// Parses one span, appending its text fields to `strings`; the error says what was wrong, in
+/// one line.
+pub fn parse_span(json: &str, strings: &mut String) -> Result<ParsedSpan, String> {
     let raw: RawSpan = serde_json::from_str(json).map_err(|e| format!("bad span JSON: {e}"))?;
     for (field, v) in [
         ("start_time", Some(raw.start_time)),
@@ -83,14 +97,14 @@ pub fn parse_span(json: &str) -> Result<ParsedSpan, String> {
         .map(|p| SpanId::encode(&p).0);
     Ok(ParsedSpan {
         span_id,
-        original_id: hashed.then(|| raw.span_id.as_ref().into()),
+        original_id: hashed.then(|| stash(strings, &raw.span_id)),
         parent_id,
-        run_id: raw.run_id.as_ref().into(),
-        name: raw.name.as_ref().into(),
+        run_id: stash(strings, &raw.run_id),
+        name: stash(strings, &raw.name),
         start_time: raw.start_time,
         duration: raw.duration,
-        tags: tags.into(),
-        status: raw.status.as_deref().unwrap_or("ok").into(),
+        tags: stash(strings, tags),
+        status: stash(strings, raw.status.as_deref().unwrap_or("ok")),
     })
 }
 
@@ -106,11 +120,13 @@ mod tests {
 
     #[test]
     fn parses_ferret_json_bit_exactly() {
-        let s = parse_span(GOOD).unwrap();
+        let mut text = String::new();
+        let s = parse_span(GOOD, &mut text).unwrap();
         assert_eq!(s.start_time, 1795628036.6272376);
         assert_eq!(s.duration, Some(9.298324584960938e-6));
-        assert_eq!(&*s.name, "leaf");
-        assert_eq!(&*s.tags, "");
+        assert_eq!(field(&text, &s.name), "leaf");
+        assert_eq!(field(&text, &s.run_id), "d328e006c64f4cc2a91e353d98346f09");
+        assert_eq!(field(&text, &s.tags), "");
         assert!(s.original_id.is_none());
         assert_eq!(
             s.parent_id.unwrap().to_hex(),
@@ -127,9 +143,10 @@ mod tests {
                 r#""parent_id":"da992886d90d4f4a95522fbc2cd2dda6""#,
                 r#""parent_id":"""#,
             );
-        let s = parse_span(&json).unwrap();
-        assert_eq!(&*s.tags, r#"{"a": [1, null], "é": "\"x\""}"#);
-        assert_eq!(s.original_id.as_deref(), Some("req-1"));
+        let mut text = String::new();
+        let s = parse_span(&json, &mut text).unwrap();
+        assert_eq!(field(&text, &s.tags), r#"{"a": [1, null], "é": "\"x\""}"#);
+        assert_eq!(field(&text, s.original_id.as_ref().unwrap()), "req-1");
         assert_eq!(
             s.parent_id, None,
             "an empty parent_id is a root, as in ferret"
@@ -159,7 +176,7 @@ mod tests {
             (&GOOD.replace("1795628036.6272376", "NaN"), "bad span JSON"),
         ];
         for (json, want) in cases {
-            let err = parse_span(json).unwrap_err();
+            let err = parse_span(json, &mut String::new()).unwrap_err();
             assert!(err.contains(want), "{err} lacks {want}");
         }
     }

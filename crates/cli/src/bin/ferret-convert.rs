@@ -56,6 +56,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     opts.strict = args.strict;
     opts.commit_every = args.commit_every.max(1);
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(progress_bar);
+    opts.count_rows = bar.is_some();
     let mut on_progress = |done: u64, total: u64| {
         if let Some(bar) = &bar {
             if total > 0 {

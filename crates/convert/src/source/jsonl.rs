@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ferret_format::LastTimestamp;
 
-use super::{io, Locator, Row, RowSender, BATCH_ROWS};
+use super::{io, Locator, RowBatch, RowSender};
 
 /// Streams the lines of `path` (`-` for stdin) after the first `skip` lines into `tx`. Blank
 /// lines are passed over but counted, so line numbers and the watermark match the file.
@@ -24,7 +24,7 @@ pub fn read_json_lines(path: &Path, skip: u64, tx: RowSender) {
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut line_no = 0u64;
     let mut buf = Vec::new();
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut batch = RowBatch::with_capacity();
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
@@ -40,25 +40,18 @@ pub fn read_json_lines(path: &Path, skip: u64, tx: RowSender) {
             continue;
         }
         let data = std::str::from_utf8(&buf)
-            .map(|s| s.trim_end().to_owned())
+            .map(str::trim_end)
             .map_err(|e| format!("line is not UTF-8 ({e})"));
-        batch.push(Row {
-            locator: Locator::Line(line_no),
-            position: LastTimestamp::Line(line_no),
-            data,
-        });
-        if batch.len() == BATCH_ROWS
-            && tx
-                .send(Ok(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(BATCH_ROWS),
-                )))
-                .is_err()
-        {
-            return;
+        batch.push(Locator::Line(line_no), data);
+        batch.last = LastTimestamp::Line(line_no);
+        if batch.is_full() {
+            let full = std::mem::replace(&mut batch, RowBatch::with_capacity());
+            if tx.send(Ok(full)).is_err() {
+                return;
+            }
         }
     }
-    if !batch.is_empty() {
+    if !batch.rows.is_empty() {
         let _ = tx.send(Ok(batch));
     }
 }

@@ -43,24 +43,48 @@ impl std::fmt::Display for Locator {
     }
 }
 
-/// One row as read: where it came from, its position for the watermark, and its JSON text
-/// (or why it has none).
+/// A batch of rows as read: their JSON texts back to back in one buffer (one allocation per
+/// batch, not per row), and the watermark the batch advances to.
 #[derive(Debug)]
-pub struct Row {
-    /// Where it came from.
-    pub locator: Locator,
-    /// The watermark this row advances to.
-    pub position: LastTimestamp,
-    /// The span JSON, or the reason it could not be read as text.
-    pub data: Result<String, String>,
+pub struct RowBatch {
+    /// The rows' JSON texts, concatenated.
+    pub text: String,
+    /// Where each row came from, and its text's byte range in `text` (or why it has none).
+    pub rows: Vec<(Locator, Result<std::ops::Range<usize>, String>)>,
+    /// The watermark after the last row of the batch.
+    pub last: LastTimestamp,
+}
+
+impl RowBatch {
+    fn with_capacity() -> RowBatch {
+        RowBatch {
+            text: String::with_capacity(BATCH_ROWS * 320),
+            rows: Vec::with_capacity(BATCH_ROWS),
+            last: LastTimestamp::None,
+        }
+    }
+
+    /// Appends a row whose text is `data`.
+    fn push(&mut self, locator: Locator, data: Result<&str, String>) {
+        let data = data.map(|d| {
+            let start = self.text.len();
+            self.text.push_str(d);
+            start..self.text.len()
+        });
+        self.rows.push((locator, data));
+    }
+
+    fn is_full(&self) -> bool {
+        self.rows.len() >= BATCH_ROWS
+    }
 }
 
 /// Rows per batch handed from the reader to the parser: large enough to amortize channel
 /// overhead, small enough (about 1 MB of JSON) to keep memory flat.
 pub const BATCH_ROWS: usize = 4096;
 
-/// Sends batches of rows; returns an error message if the source failed mid-way.
-pub type RowSender = Sender<Result<Vec<Row>, ConvertError>>;
+/// Sends batches of rows, or the error that stopped the source.
+pub type RowSender = Sender<Result<RowBatch, ConvertError>>;
 
 /// Detects the kind of `path` by its first bytes (SQLite magic) or its name (JSON lines).
 pub fn detect(path: &Path) -> Result<SourceKind, ConvertError> {

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use ferret_format::LastTimestamp;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{Locator, Row, RowSender, SourceKind, BATCH_ROWS};
+use super::{Locator, RowBatch, RowSender, SourceKind};
 use crate::error::ConvertError;
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ConvertError + '_ {
@@ -65,56 +65,45 @@ pub struct BeaverSource {
     pub rows: u64,
 }
 
-/// Opens `path`, starts the read transaction, checks the namespace and counts the rows newer
-/// than `after`.
+/// Opens `path`, starts the read transaction, checks the namespace and, if `count`, counts the
+/// rows newer than `after` (for a progress bar).
 pub fn open_beaver(
     path: &Path,
     kind: SourceKind,
     namespace: &str,
     after: LastTimestamp,
+    count: bool,
 ) -> Result<BeaverSource, ConvertError> {
     let db = open_ro(path)?;
     let table = table_of(kind);
     // One read transaction for the count and the rows: a consistent snapshot of a live file.
     db.execute_batch("BEGIN DEFERRED").map_err(sql(path))?;
-    let mut counts = Vec::new();
-    {
-        let mut stmt = db
-            .prepare(&format!(
-                "SELECT log_name, count(*) FROM {table} GROUP BY log_name ORDER BY log_name"
-            ))
-            .map_err(sql(path))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql(path))?;
-        for row in rows {
-            counts.push(row.map_err(sql(path))?);
-        }
-    }
-    if !counts.iter().any(|(n, _)| n == namespace) {
-        let available = if counts.is_empty() {
-            "no namespaces (the log table is empty)".to_string()
-        } else {
-            counts
-                .iter()
-                .map(|(n, c)| format!("{n:?} ({c} rows)"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    let present: Option<i64> = db
+        .query_row(
+            &format!("SELECT 1 FROM {table} WHERE log_name = ?1 LIMIT 1"),
+            [namespace],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    if present.is_none() {
         return Err(ConvertError::NoNamespace {
             path: path.to_path_buf(),
             namespace: namespace.to_string(),
-            available,
+            available: namespaces(&db, table).map_err(sql(path))?,
         });
     }
-    let (cond, _) = after_clause(&after);
-    let rows: i64 = db
-        .query_row(
+    let rows: i64 = if count {
+        let (cond, _) = after_clause(&after);
+        db.query_row(
             &format!("SELECT count(*) FROM {table} WHERE log_name = ?1 {cond}"),
             rusqlite::params_from_iter(params(namespace, &after)),
             |r| r.get(0),
         )
-        .map_err(sql(path))?;
+        .map_err(sql(path))?
+    } else {
+        0
+    };
     Ok(BeaverSource {
         path: path.to_path_buf(),
         db,
@@ -122,6 +111,27 @@ pub fn open_beaver(
         namespace: namespace.to_string(),
         after,
         rows: rows as u64,
+    })
+}
+
+/// The namespaces of the log table with their row counts, for the error naming what exists.
+fn namespaces(db: &Connection, table: &str) -> rusqlite::Result<String> {
+    let mut stmt = db.prepare(&format!(
+        "SELECT log_name, count(*) FROM {table} GROUP BY log_name ORDER BY log_name"
+    ))?;
+    let counts = stmt
+        .query_map([], |r| {
+            Ok(format!(
+                "{:?} ({} rows)",
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(if counts.is_empty() {
+        "no namespaces (the log table is empty)".to_string()
+    } else {
+        counts.join(", ")
     })
 }
 
@@ -166,37 +176,53 @@ impl BeaverSource {
                 &self.after,
             )))
             .map_err(sql(&self.path))?;
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut batch = RowBatch::with_capacity();
         while let Some(r) = rows.next().map_err(sql(&self.path))? {
             let rowid: i64 = r.get(0).map_err(sql(&self.path))?;
-            let position = match r.get_ref(1).map_err(sql(&self.path))? {
-                ValueRef::Real(t) => LastTimestamp::Real(t),
-                ValueRef::Integer(t) => LastTimestamp::Real(t as f64),
-                ValueRef::Text(t) => LastTimestamp::Text(String::from_utf8_lossy(t).into_owned()),
-                _ => LastTimestamp::None,
-            };
             let data = match r.get_ref(2).map_err(sql(&self.path))? {
-                ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b)
-                    .map(str::to_owned)
-                    .map_err(|e| format!("data is not UTF-8 ({e})")),
+                ValueRef::Text(b) | ValueRef::Blob(b) => {
+                    std::str::from_utf8(b).map_err(|e| format!("data is not UTF-8 ({e})"))
+                }
                 ValueRef::Null => Err("data is NULL".to_string()),
                 _ => Err("data is not text".to_string()),
             };
-            batch.push(Row {
-                locator: Locator::RowId(rowid),
-                position,
-                data,
-            });
-            if batch.len() == BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            batch.push(Locator::RowId(rowid), data);
+            if batch.is_full() {
+                batch.last = position(r.get_ref(1).map_err(sql(&self.path))?);
+                let full = std::mem::replace(&mut batch, RowBatch::with_capacity());
                 if tx.send(Ok(full)).is_err() {
                     return Ok(()); // the consumer stopped (an error or --strict); nothing to add
                 }
             }
         }
-        if !batch.is_empty() {
+        if !batch.rows.is_empty() {
+            batch.last = self.last_position(&batch)?;
             let _ = tx.send(Ok(batch));
         }
         Ok(())
+    }
+
+    /// The timestamp of the batch's last row, read back by rowid (the cursor has moved on).
+    fn last_position(&self, batch: &RowBatch) -> Result<LastTimestamp, ConvertError> {
+        let Some((Locator::RowId(rowid), _)) = batch.rows.last() else {
+            return Ok(LastTimestamp::None);
+        };
+        self.db
+            .query_row(
+                &format!("SELECT timestamp FROM {} WHERE rowid = ?1", self.table),
+                [rowid],
+                |r| Ok(position(r.get_ref(0)?)),
+            )
+            .map_err(sql(&self.path))
+    }
+}
+
+/// A timestamp column value as a watermark.
+fn position(v: ValueRef) -> LastTimestamp {
+    match v {
+        ValueRef::Real(t) => LastTimestamp::Real(t),
+        ValueRef::Integer(t) => LastTimestamp::Real(t as f64),
+        ValueRef::Text(t) => LastTimestamp::Text(String::from_utf8_lossy(t).into_owned()),
+        _ => LastTimestamp::None,
     }
 }
