@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ferret_format::SpanFile;
-use ferret_scan::sketch::LogHistogram;
+use ferret_scan::sketch::SketchTable;
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanOptions};
 use rayon::prelude::*;
@@ -49,20 +49,21 @@ fn scan(c: &mut Criterion) {
 
 fn merge_and_sketch(c: &mut Criterion) {
     let mut a = ChunkStats::new(1000);
-    for (i, n) in a.names.iter_mut().enumerate() {
+    for i in 0..1000 {
         for k in 0..50 {
-            n.add_span(Some(1e-4 * (1 + i + k) as f64), k % 7 == 0);
+            a.add_span(i, Some(1e-4 * (1 + i + k) as f64), k % 7 == 0);
         }
     }
     c.bench_function("merge_chunk_stats_1000_names", |b| {
         b.iter(|| black_box(a.clone().merge(a.clone()).spans))
     });
-    let mut h = LogHistogram::default();
-    let mut x = 1e-6;
-    c.bench_function("sketch_insert", |b| {
+    let mut h = SketchTable::new(200);
+    let durations: Vec<f64> = (0..4096).map(|i| 1e-6 * 1.0037f64.powi(i)).collect();
+    let mut i = 0usize;
+    c.bench_function("sketch_insert_200_names", |b| {
         b.iter(|| {
-            x = (x * 1.37) % 3.0 + 1e-6;
-            h.insert(black_box(x))
+            i = i.wrapping_add(1);
+            h.insert(i * 7 % 200, black_box(durations[i % 4096]))
         })
     });
 }

@@ -98,25 +98,36 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     };
     // A child filtered out adds nothing to its parent's child time, so the filter is applied
     // before a record touches any statistics.
-    plan(file, opts.blocks_per_chunk)
+    // Each worker folds many chunks into one accumulator (rayon's fold), so statistics are
+    // allocated and merged per worker split, not per chunk; a minimum split length keeps the
+    // splits to a few per thread (chunks cost about the same, so balance does not suffer).
+    let chunks = plan(file, opts.blocks_per_chunk);
+    let min_len = chunks
+        .len()
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1);
+    chunks
         .par_iter()
-        .map(|chunk| {
-            let mut stats = ChunkStats::new(names);
-            for_each_block(file, chunk, opts.verify, |first, records| {
-                for (i, r) in records.iter().enumerate() {
-                    if keep(r) {
-                        fold(&mut stats, r).map_err(|what| FormatError::BadRecord {
-                            index: first + i as u64,
-                            what,
-                        })?;
+        .with_min_len(min_len)
+        .try_fold(
+            || ChunkStats::new(names),
+            |mut stats, chunk| {
+                for_each_block(file, chunk, opts.verify, |first, records| {
+                    for (i, r) in records.iter().enumerate() {
+                        if keep(r) {
+                            fold(&mut stats, r).map_err(|what| FormatError::BadRecord {
+                                index: first + i as u64,
+                                what,
+                            })?;
+                        }
                     }
-                }
-                Ok(())
-            })?;
-            let seg = &file.segments()[chunk.segment];
-            after_chunk(seg, global(seg, &chunk.records));
-            Ok(stats)
-        })
+                    Ok(())
+                })?;
+                let seg = &file.segments()[chunk.segment];
+                after_chunk(seg, global(seg, &chunk.records));
+                Ok::<_, ScanError>(stats)
+            },
+        )
         .try_reduce(|| ChunkStats::new(names), |a, b| Ok(a.merge(b)))
 }
 
@@ -126,13 +137,12 @@ fn global(seg: &Segment, local: &Range<usize>) -> Range<u64> {
 
 #[inline]
 fn fold(stats: &mut ChunkStats, r: &SpanRecord) -> Result<(), String> {
-    let s = stats
-        .names
-        .get_mut(r.name as usize)
-        .ok_or_else(|| format!("name id {} out of range", r.name))?;
+    let name = r.name as usize;
+    if name >= stats.names.len() {
+        return Err(format!("name id {} out of range", r.name));
+    }
     let duration = r.duration();
-    s.add_span(duration, r.is_error());
-    stats.spans += 1;
+    stats.add_span(name, duration, r.is_error());
     if let (Some(d), true) = (duration, r.parent_name != NONE_NAME) {
         stats
             .names

@@ -54,17 +54,16 @@ pub const SORT_KEYS: &[&str] = &[
 
 impl FunctionRow {
     /// The row of a name, or `None` when it has no non-null duration (ferret leaves it out).
-    pub fn from_stats(name: &str, s: &NameStats) -> Option<FunctionRow> {
+    pub fn from_stats(
+        name: &str,
+        s: &NameStats,
+        quantile: impl Fn(f64) -> Option<f64>,
+    ) -> Option<FunctionRow> {
         if s.timed == 0 {
             return None;
         }
         let total = s.total.value();
-        let q = |p: f64| {
-            s.sketch
-                .quantile(p, s.min)
-                .unwrap_or(0.0)
-                .clamp(s.min, s.max)
-        };
+        let q = |p: f64| quantile(p).unwrap_or(0.0).clamp(s.min, s.max);
         Some(FunctionRow {
             name: name.to_string(),
             count: s.count,
@@ -124,7 +123,10 @@ impl StatsReport {
             .names
             .iter()
             .enumerate()
-            .filter_map(|(id, s)| FunctionRow::from_stats(&name_of(id as u32), s))
+            .filter_map(|(id, s)| {
+                let quantile = |q| stats.sketches.quantile(id, q, s.min);
+                FunctionRow::from_stats(&name_of(id as u32), s, quantile)
+            })
             .collect();
         if sort == "name" {
             functions.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,6 +1,6 @@
 //! Per-name statistics of one chunk, folded record by record, and their associative merge.
 
-use crate::sketch::LogHistogram;
+use crate::sketch::SketchTable;
 use crate::sum::CompensatedSum;
 
 /// What ferret's `AggregatedStats` holds for one name, plus self time and a percentile sketch.
@@ -20,8 +20,6 @@ pub struct NameStats {
     pub max: f64,
     /// Sum of the durations of spans whose parent has this name.
     pub child_time: CompensatedSum,
-    /// Durations for percentiles.
-    pub sketch: LogHistogram,
 }
 
 impl Default for NameStats {
@@ -34,13 +32,12 @@ impl Default for NameStats {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             child_time: CompensatedSum::default(),
-            sketch: LogHistogram::default(),
         }
     }
 }
 
 impl NameStats {
-    /// Adds a span of this name.
+    /// Adds a span of this name (its duration goes to the sketch separately).
     #[inline]
     pub fn add_span(&mut self, duration: Option<f64>, error: bool) {
         self.count += 1;
@@ -50,7 +47,6 @@ impl NameStats {
             self.total.add(d);
             self.min = self.min.min(d);
             self.max = self.max.max(d);
-            self.sketch.insert(d);
         }
     }
 
@@ -63,16 +59,17 @@ impl NameStats {
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
         self.child_time.merge(&o.child_time);
-        self.sketch.merge(&o.sketch);
     }
 }
 
 /// The statistics of one chunk (or of several merged), dense by name id: no hashing on the hot
 /// path, memory proportional to the number of names.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChunkStats {
     /// Per name id.
     pub names: Vec<NameStats>,
+    /// Durations per name id, for percentiles.
+    pub sketches: SketchTable,
     /// Spans counted.
     pub spans: u64,
 }
@@ -82,7 +79,18 @@ impl ChunkStats {
     pub fn new(names: usize) -> ChunkStats {
         ChunkStats {
             names: vec![NameStats::default(); names],
+            sketches: SketchTable::new(names),
             spans: 0,
+        }
+    }
+
+    /// Adds a span of name id `name` (which must be in range).
+    #[inline]
+    pub fn add_span(&mut self, name: usize, duration: Option<f64>, error: bool) {
+        self.spans += 1;
+        self.names[name].add_span(duration, error);
+        if let Some(d) = duration {
+            self.sketches.insert(name, d);
         }
     }
 
@@ -96,6 +104,7 @@ impl ChunkStats {
         for (a, b) in self.names.iter_mut().zip(&other.names) {
             a.merge(b);
         }
+        self.sketches.merge(&other.sketches);
         self
     }
 }
@@ -108,8 +117,7 @@ mod tests {
     fn fold(spans: &[(usize, Option<f64>, bool)]) -> ChunkStats {
         let mut s = ChunkStats::new(4);
         for &(name, d, e) in spans {
-            s.spans += 1;
-            s.names[name].add_span(d, e);
+            s.add_span(name, d, e);
         }
         s
     }
@@ -117,14 +125,15 @@ mod tests {
     fn key(s: &ChunkStats) -> Vec<(u64, u64, u64, u64, u64, Option<f64>)> {
         s.names
             .iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
                 (
                     n.count,
                     n.errors,
                     n.timed,
                     n.min.to_bits(),
                     n.max.to_bits(),
-                    n.sketch.quantile(0.9, n.min),
+                    s.sketches.quantile(i, 0.9, n.min),
                 )
             })
             .collect()
