@@ -362,6 +362,31 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
     fails!(run!("ferret-scan", &bad), "checksum mismatch");
 }
 
+/// Asserts two record files hold the same spans, field by field (segment boundaries, and so
+/// extras offsets, may differ).
+fn assert_same_records(a: &Path, b: &Path) {
+    let (a, b) = (SpanFile::open(a).unwrap(), SpanFile::open(b).unwrap());
+    assert_eq!(a.record_count(), b.record_count());
+    let fields = |f: &SpanFile<memmap2::Mmap>, i: u64| {
+        let r = f.record(i).unwrap();
+        let seg = f.segment_of(i).unwrap();
+        (
+            r.span_id,
+            r.start_time.to_bits(),
+            r.duration.to_bits(),
+            r.parent_flags,
+            r.root,
+            f.name(r.name).unwrap().to_string(),
+            f.string(r.run).unwrap().to_string(),
+            r.parent_name,
+            f.extras(seg, r).tags_json().to_string(),
+        )
+    };
+    for i in 0..a.record_count() {
+        assert_eq!(fields(&a, i), fields(&b, i), "record {i}");
+    }
+}
+
 #[test]
 fn append_after_the_database_grew_equals_a_full_conversion() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,30 +415,8 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
         "--quiet"
     ));
     let full = convert(&full_db, dir.path());
-    let (a, b) = (
-        SpanFile::open(&grown).unwrap(),
-        SpanFile::open(&full).unwrap(),
-    );
-    assert_eq!(a.record_count(), b.record_count());
-    for i in 0..a.record_count() {
-        let (x, y) = (a.record(i).unwrap(), b.record(i).unwrap());
-        let fields = |f: &SpanFile<memmap2::Mmap>, r: &ferret_format::SpanRecord| {
-            (
-                r.span_id,
-                r.start_time.to_bits(),
-                r.duration.to_bits(),
-                r.parent_flags,
-                r.root,
-                f.name(r.name).unwrap().to_string(),
-                f.string(r.run).unwrap().to_string(),
-                r.parent_name,
-                f.extras(f.segment_of(i).unwrap(), r)
-                    .tags_json()
-                    .to_string(),
-            )
-        };
-        assert_eq!(fields(&a, x), fields(&b, y), "record {i}");
-    }
+    assert_same_records(&grown, &full);
+    let b = SpanFile::open(&full).unwrap();
     // Appending again adds nothing.
     ok!(run!(
         "ferret-convert",
@@ -465,4 +468,113 @@ fn scan_output_survives_a_closed_pipe_and_lists_runs() {
     ));
     // A header line, the column names, the rule, then level1..level3.
     assert_eq!(table.lines().count(), 3 + 3, "{table}");
+}
+
+/// Peak resident memory of one run of `ferret-scan FILE`, in KiB, as the scanner itself reads
+/// it from the kernel (`VmHWM`) at exit.
+fn scan_peak_rss_kib(file: &Path) -> u64 {
+    let out = run!("ferret-scan", file, "--print-peak-rss");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("peak RSS"))
+        .expect("a peak RSS line");
+    line.split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a number of KiB")
+}
+
+#[test]
+fn scan_memory_does_not_grow_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (small, large) = (
+        dir.path().join("small.ferret"),
+        dir.path().join("large.ferret"),
+    );
+    ferret_benches::write_trace(&small, 300_000, 200);
+    ferret_benches::write_trace(&large, 3_000_000, 200);
+    let large_bytes = std::fs::metadata(&large).unwrap().len();
+    assert!(
+        large_bytes > 150 << 20,
+        "the large file must dwarf any fixed budget"
+    );
+    let (a, b) = (scan_peak_rss_kib(&small), scan_peak_rss_kib(&large));
+    // Ten times the records, the same memory: pages are handed back chunk by chunk. Mapping the
+    // whole file would add ~165 MiB here; allow 16 MiB of noise.
+    assert!(
+        b < a + (16 << 10),
+        "peak RSS {a} KiB at 300k records, {b} KiB at 3M"
+    );
+}
+
+/// The fixture's spans repeated `copies` times as JSON lines, each copy with its own ids and
+/// shifted a second later, so the lines stay in start order.
+fn many_json_lines(copies: u64) -> String {
+    let lines: Vec<Value> = json_lines(&fixture("beaver1.db"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut out = String::new();
+    for copy in 0..copies {
+        let id = |v: &Value| v.as_str().map(|s| format!("{copy:08x}{}", &s[8..]));
+        for line in &lines {
+            let mut span = line.clone();
+            span["span_id"] = id(&line["span_id"]).into();
+            span["parent_id"] = id(&line["parent_id"]).into();
+            span["start_time"] = (line["start_time"].as_f64().unwrap() + copy as f64).into();
+            out.push_str(&span.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_conversion_leaves_a_valid_file_that_append_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.jsonl");
+    std::fs::write(&input, many_json_lines(2000)).unwrap();
+    let full = dir.path().join("full.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &full, "--quiet"));
+    let mut interrupted = 0;
+    for delay_ms in [30u64, 120, 400] {
+        let out = dir.path().join(format!("killed-{delay_ms}.ferret"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
+            .args([
+                input.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "--quiet".as_ref(),
+            ])
+            .args(["--commit-every", "10000"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        if !out.exists() {
+            continue; // killed before it created the file: nothing to check
+        }
+        let file = SpanFile::open(&out).expect("a killed conversion leaves a file that opens");
+        assert_eq!(file.verify().unwrap(), file.record_count());
+        if !file.is_complete() {
+            interrupted += 1;
+        }
+        drop(file);
+        ok!(run!(
+            "ferret-convert",
+            &input,
+            "-o",
+            &out,
+            "--append",
+            "--quiet"
+        ));
+        assert!(SpanFile::open(&out).unwrap().is_complete());
+        assert_same_records(&out, &full);
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed mid-conversion; make the input larger"
+    );
 }

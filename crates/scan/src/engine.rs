@@ -47,6 +47,22 @@ pub struct Filter {
     pub since: Option<f64>,
     /// Only spans starting before this (Unix seconds).
     pub until: Option<f64>,
+    /// Only spans with this tag: `(key, value)`, where a string tag matches its text and any
+    /// other tag its JSON text (`200`, `true`, `null`).
+    pub tag: Option<(String, String)>,
+}
+
+/// True when the tags JSON `tags` has `key` with the value `want` (see [`Filter::tag`]).
+pub fn tag_matches(tags: &str, key: &str, want: &str) -> bool {
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(tags) else {
+        return false;
+    };
+    match map.get(key) {
+        Some(serde_json::Value::String(s)) => s == want,
+        // Compare JSON text: `Value == &str` would only ever match strings.
+        Some(other) => serde_json::to_string(other).is_ok_and(|text| text == want),
+        None => false,
+    }
 }
 
 /// How to scan.
@@ -87,7 +103,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
             .collect()
     });
     let f = &opts.filter;
-    let keep = |r: &SpanRecord| {
+    let keep = |seg: &Segment, r: &SpanRecord| {
         r.run == run
             && name_ok
                 .as_ref()
@@ -95,6 +111,9 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
             && f.errors.is_none_or(|e| r.is_error() == e)
             && f.since.is_none_or(|t| r.start_time >= t)
             && f.until.is_none_or(|t| r.start_time < t)
+            && f.tag
+                .as_ref()
+                .is_none_or(|(key, want)| tag_matches(file.extras(seg, r).tags_json(), key, want))
     };
     // A child filtered out adds nothing to its parent's child time, so the filter is applied
     // before a record touches any statistics.
@@ -112,9 +131,10 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         .try_fold(
             || ChunkStats::new(names),
             |mut stats, chunk| {
+                let seg = &file.segments()[chunk.segment];
                 for_each_block(file, chunk, opts.verify, |first, records| {
                     for (i, r) in records.iter().enumerate() {
-                        if keep(r) {
+                        if keep(seg, r) {
                             fold(&mut stats, r).map_err(|what| FormatError::BadRecord {
                                 index: first + i as u64,
                                 what,
@@ -123,7 +143,6 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                     }
                     Ok(())
                 })?;
-                let seg = &file.segments()[chunk.segment];
                 after_chunk(seg, global(seg, &chunk.records));
                 Ok::<_, ScanError>(stats)
             },

@@ -46,6 +46,10 @@ struct Args {
     /// Only spans with this status.
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
+    /// Only spans with this tag (KEY=VALUE; a non-string tag matches its JSON text, e.g.
+    /// code=200 or retried=true).
+    #[arg(long, value_parser = parse_tag)]
+    tag: Option<(String, String)>,
     /// List the runs in the file instead of statistics.
     #[arg(long)]
     runs: bool,
@@ -55,6 +59,9 @@ struct Args {
     /// Skip the per-block checksum checks of the scan.
     #[arg(long)]
     no_verify: bool,
+    /// Print the process's peak resident memory to stderr at exit (tests and benchmarks).
+    #[arg(long, hide = true)]
+    print_peak_rss: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -72,7 +79,11 @@ enum StatusArg {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let result = run(&args);
+    if args.print_peak_rss {
+        eprintln!("ferret-scan: peak RSS {} KiB", peak_rss_kib().unwrap_or(0));
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,6 +91,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The kernel's high-water mark of this process's resident memory (`VmHWM`), Linux only.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A closed pipe (`| head`) ends the output; it is not an error.
@@ -147,6 +165,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .as_deref()
             .map(|t| parse_time(t, run_end))
             .transpose()?,
+        tag: args.tag.clone(),
     };
     let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
     let run_id = file.string(run).unwrap_or_default().to_string();
@@ -170,6 +189,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Parses `--tag KEY=VALUE`.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 /// Parses a time bound: Unix seconds, RFC 3339, or `-DURATION` before the run's end.
