@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use serde_json::json;
+use unicode_width::UnicodeWidthStr;
 
 use crate::stats::{ChunkStats, NameStats};
 
@@ -180,7 +181,7 @@ impl StatsReport {
             .collect();
         let width = |i: usize| {
             rows.iter()
-                .map(|r| r[i].chars().count())
+                .map(|r| r[i].width())
                 .chain([header[i].len()])
                 .max()
                 .unwrap_or(0)
@@ -189,7 +190,7 @@ impl StatsReport {
         let line = |cells: &[String]| -> String {
             let mut s = String::new();
             for (i, c) in cells.iter().enumerate() {
-                let pad = widths[i] - c.chars().count();
+                let pad = widths[i] - c.width();
                 if i == 0 {
                     s.push_str(c);
                     s.push_str(&" ".repeat(pad));

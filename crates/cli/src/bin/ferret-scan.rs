@@ -225,10 +225,13 @@ fn write_runs(
 ) -> anyhow::Result<()> {
     let id = |r: &RunSummary| file.string(r.run).unwrap_or_default().to_string();
     let local = |t: f64| {
-        humantime::format_rfc3339_micros(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0)),
-        )
-        .to_string()
+        chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
+            .map(|utc| {
+                utc.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S%.6f %:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|| t.to_string())
     };
     match format {
         Format::Json => {
