@@ -24,5 +24,9 @@ for v in 1.3.0 2.4.1; do
   "$venv/bin/python" -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('PRAGMA journal_mode=DELETE'); c.close()" "$db"
   rm -f "$db-wal" "$db-shm"
   "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$out/beaver$major.reference.json"
+  # ferret's own CLI tree text, where its analyzer runs (beaver-db 1.x); wide so nothing wraps.
+  if [ "$major" = 1 ]; then
+    COLUMNS=2000 "$venv/bin/ferret" analyze "$db" --tree --limit 20 > "$out/beaver$major.ferret-tree.txt"
+  fi
   echo "wrote $db ($(stat -c %s "$db") bytes) and its reference"
 done

@@ -578,3 +578,154 @@ fn a_killed_conversion_leaves_a_valid_file_that_append_completes() {
         "no kill landed mid-conversion; make the input larger"
     );
 }
+
+/// `(span_id, children)` of a tree, from ferret's reference or from our JSON, for comparison.
+fn shape(node: &Value) -> (String, Vec<(String, usize)>) {
+    let mut flat = Vec::new();
+    let mut stack = vec![(node, 0usize)];
+    while let Some((n, depth)) = stack.pop() {
+        flat.push((n["span_id"].as_str().unwrap().to_string(), depth));
+        for c in n["children"].as_array().unwrap().iter().rev() {
+            stack.push((c, depth + 1));
+        }
+    }
+    (node["span_id"].as_str().unwrap().to_string(), flat)
+}
+
+#[test]
+fn trees_equal_ferret_io_node_for_node_in_ferrets_root_order() {
+    for db in ["beaver1.db", "beaver2.db"] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = convert(&fixture(db), dir.path());
+        let reference = reference(db);
+        for (run_id, want) in reference["runs"].as_object().unwrap() {
+            let got: Value = serde_json::from_str(&ok!(run!(
+                "ferret-scan",
+                &file,
+                "--tree",
+                "--run",
+                run_id,
+                "--limit",
+                "0",
+                "--format",
+                "json"
+            )))
+            .unwrap();
+            let roots = got["roots"].as_array().unwrap();
+            let order: Vec<&str> = roots
+                .iter()
+                .map(|r| r["span_id"].as_str().unwrap())
+                .collect();
+            let want_order: Vec<&str> = want["cli_root_order"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(order, want_order, "{db} {run_id}: root order");
+            let by_id: HashMap<&str, &Value> = want["roots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["span_id"].as_str().unwrap(), r))
+                .collect();
+            for root in roots {
+                let theirs = by_id[root["span_id"].as_str().unwrap()];
+                assert_eq!(shape(root), shape(theirs), "{db} {run_id}: tree shape");
+                let self_time = root["self_time"].as_f64().unwrap();
+                assert!(
+                    close(self_time, theirs["self_time"].as_f64().unwrap()),
+                    "{db} {run_id}: self time"
+                );
+                assert_eq!(root["elided"]["spans"], 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn tree_text_equals_ferrets_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let ours = ok!(run!("ferret-scan", &file, "--tree"));
+    let theirs = std::fs::read_to_string(fixture("beaver1.ferret-tree.txt")).unwrap();
+    let ours: Vec<String> = ours
+        .lines()
+        .map(|l| {
+            l.rsplit_once("  [self ")
+                .map_or(l, |(head, _)| head)
+                .to_string()
+        })
+        .collect();
+    let theirs: Vec<&str> = theirs.lines().collect();
+    assert_eq!(ours.len(), theirs.len(), "same number of lines");
+    let mut equal = 0;
+    for (a, b) in ours.iter().zip(&theirs) {
+        // rich reads `[...]` in names as markup and drops it; we print names as they are, so
+        // only such lines may differ.
+        if a != b {
+            assert!(a.contains('['), "ours: {a}\nferret's: {b}");
+        } else {
+            equal += 1;
+        }
+    }
+    assert!(equal > 30, "only {equal} lines equal");
+    assert!(ours.iter().any(|l| l.contains("├── load[config] - ")));
+    assert!(ours
+        .iter()
+        .any(|l| l.contains("├── [bold]not markup[/bold] - ")));
+}
+
+#[test]
+fn a_huge_tree_prints_within_max_nodes_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("wide.jsonl");
+    let span = |i: u64, parent: Option<u64>, start: f64, duration: f64| {
+        let parent = parent.map_or("null".to_string(), |p| format!("\"{p:032x}\""));
+        format!(
+            "{{\"span_id\":\"{i:032x}\",\"parent_id\":{parent},\"run_id\":\"r\",\"name\":\"n{}\",\"start_time\":{start},\"end_time\":{},\"duration\":{duration},\"tags\":{{}},\"status\":\"ok\"}}\n",
+            i % 5,
+            start + duration
+        )
+    };
+    let mut text = span(1, None, 1000.0, 60.0);
+    for i in 2..5002u64 {
+        text.push_str(&span(
+            i,
+            Some(1),
+            1000.0 + i as f64 * 0.01,
+            0.001 * (i % 97) as f64,
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let file = dir.path().join("wide.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &file, "--quiet"));
+    let out = ok!(run!("ferret-scan", &file, "--tree", "--max-nodes", "100"));
+    let nodes = out
+        .lines()
+        .filter(|l| l.contains(" - ") && l.contains("ms"))
+        .count();
+    assert_eq!(nodes, 100, "{out}");
+    assert!(out.contains("└── … 4,901 more spans, "), "{out}");
+    let json: Value = serde_json::from_str(&ok!(run!(
+        "ferret-scan",
+        &file,
+        "--tree",
+        "--max-nodes",
+        "100",
+        "--format",
+        "json"
+    )))
+    .unwrap();
+    let root = &json["roots"][0];
+    assert_eq!(root["children"].as_array().unwrap().len(), 99);
+    assert_eq!(root["elided"]["spans"], 4901);
+    // The slowest children are the ones kept.
+    let kept_min = root["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["duration"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!(kept_min >= 0.094, "kept a child of {kept_min} s");
+}

@@ -52,6 +52,44 @@ pub struct Filter {
     pub tag: Option<(String, String)>,
 }
 
+impl Filter {
+    /// The filter ready for the hot loop: the name pattern evaluated once per name id.
+    pub fn compile<D: AsRef<[u8]>>(&self, file: &SpanFile<D>) -> CompiledFilter<'_> {
+        let name_ok = self.name.as_ref().map(|re| {
+            (0..file.name_count() as u32)
+                .map(|id| re.is_match(file.name(id).unwrap_or("")))
+                .collect()
+        });
+        CompiledFilter {
+            filter: self,
+            name_ok,
+        }
+    }
+}
+
+/// A [`Filter`] with its name pattern resolved to a mask over name ids.
+pub struct CompiledFilter<'f> {
+    filter: &'f Filter,
+    name_ok: Option<Vec<bool>>,
+}
+
+impl CompiledFilter<'_> {
+    /// True when record `r` (of segment `seg` of `file`) passes every condition.
+    #[inline]
+    pub fn keep<D: AsRef<[u8]>>(&self, file: &SpanFile<D>, seg: &Segment, r: &SpanRecord) -> bool {
+        let f = self.filter;
+        self.name_ok
+            .as_ref()
+            .is_none_or(|ok| ok.get(r.name as usize).copied().unwrap_or(false))
+            && f.errors.is_none_or(|e| r.is_error() == e)
+            && f.since.is_none_or(|t| r.start_time >= t)
+            && f.until.is_none_or(|t| r.start_time < t)
+            && f.tag
+                .as_ref()
+                .is_none_or(|(key, want)| tag_matches(file.extras(seg, r).tags_json(), key, want))
+    }
+}
+
 /// True when the tags JSON `tags` has `key` with the value `want` (see [`Filter::tag`]).
 pub fn tag_matches(tags: &str, key: &str, want: &str) -> bool {
     let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(tags) else {
@@ -97,24 +135,8 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     after_chunk: AfterChunk,
 ) -> Result<ChunkStats, ScanError> {
     let names = file.name_count();
-    let name_ok: Option<Vec<bool>> = opts.filter.name.as_ref().map(|re| {
-        (0..names as u32)
-            .map(|id| re.is_match(file.name(id).unwrap_or("")))
-            .collect()
-    });
-    let f = &opts.filter;
-    let keep = |seg: &Segment, r: &SpanRecord| {
-        r.run == run
-            && name_ok
-                .as_ref()
-                .is_none_or(|ok| ok.get(r.name as usize).copied().unwrap_or(false))
-            && f.errors.is_none_or(|e| r.is_error() == e)
-            && f.since.is_none_or(|t| r.start_time >= t)
-            && f.until.is_none_or(|t| r.start_time < t)
-            && f.tag
-                .as_ref()
-                .is_none_or(|(key, want)| tag_matches(file.extras(seg, r).tags_json(), key, want))
-    };
+    let filter = opts.filter.compile(file);
+    let keep = |seg: &Segment, r: &SpanRecord| r.run == run && filter.keep(file, seg, r);
     // A child filtered out adds nothing to its parent's child time, so the filter is applied
     // before a record touches any statistics.
     // Each worker folds many chunks into one accumulator (rayon's fold), so statistics are
@@ -171,6 +193,21 @@ fn fold(stats: &mut ChunkStats, r: &SpanRecord) -> Result<(), String> {
             .add(d);
     }
     Ok(())
+}
+
+/// Calls `f` with each block of `chunk` (its segment, first global index and records),
+/// checking each block's checksum first when `verify`.
+pub(crate) fn for_each_chunk_block<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    chunk: &Chunk,
+    verify: bool,
+    mut f: impl FnMut(&Segment, u64, &[SpanRecord]),
+) -> Result<(), FormatError> {
+    let seg = &file.segments()[chunk.segment];
+    for_each_block(file, chunk, verify, |first, records| {
+        f(seg, first, records);
+        Ok(())
+    })
 }
 
 /// Calls `f` with each block of `chunk` (its first global index and its records), checking the

@@ -9,6 +9,8 @@ pub mod report;
 pub mod sketch;
 pub mod stats;
 pub mod sum;
+pub mod tree;
+pub mod tree_report;
 
 pub use engine::{
     default_run, resolve_run, scan_runs, scan_stats, Filter, RunSummary, ScanError, ScanOptions,

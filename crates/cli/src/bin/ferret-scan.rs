@@ -9,10 +9,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
 use ferret_scan::report::SORT_KEYS;
+use ferret_scan::tree::{slowest_trees, TreeOptions};
+use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
 use ferret_scan::{
     default_run, resolve_run, scan_runs, scan_stats, Filter, RunSummary, ScanOptions, StatsReport,
 };
 use memmap2::Mmap;
+use std::io::IsTerminal;
 
 /// Per-function statistics of a ferret trace converted by ferret-convert, computed over the
 /// mapped file in memory bounded by the number of distinct names.
@@ -53,6 +56,15 @@ struct Args {
     /// List the runs in the file instead of statistics.
     #[arg(long)]
     runs: bool,
+    /// Print the --limit slowest call trees (roots chosen by the filters) instead of statistics.
+    #[arg(short, long)]
+    tree: bool,
+    /// Spans kept per tree; the fastest of the rest are folded into a summary line.
+    #[arg(long, default_value_t = 10_000)]
+    max_nodes: usize,
+    /// Fold spans (other than roots) faster than this many milliseconds into the summary.
+    #[arg(long, default_value_t = 0.0)]
+    min_ms: f64,
     /// Check every checksum and record in the file, then exit.
     #[arg(long)]
     verify: bool,
@@ -167,6 +179,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .transpose()?,
         tag: args.tag.clone(),
     };
+    if args.tree {
+        let run_id = file.string(run).unwrap_or_default().to_string();
+        return write_trees(&file, run, &run_id, args, &opts, &mut out);
+    }
     let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
     let run_id = file.string(run).unwrap_or_default().to_string();
     let name_of = |id| file.name(id).unwrap_or_default().to_string();
@@ -186,6 +202,47 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         Format::Json => report.write_json(&mut out)?,
         Format::Csv => report.write_csv(&mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `--tree`: the slowest trees as ferret prints them, or as JSON.
+fn write_trees(
+    file: &SpanFile<Mmap>,
+    run: u32,
+    run_id: &str,
+    args: &Args,
+    opts: &ScanOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let tree_opts = TreeOptions {
+        limit: if args.limit == 0 {
+            usize::MAX
+        } else {
+            args.limit
+        },
+        max_nodes: args.max_nodes,
+        min_duration: args.min_ms / 1000.0,
+    };
+    let filter = opts.filter.compile(file);
+    let keep =
+        |seg: &ferret_format::Segment, r: &ferret_format::SpanRecord| filter.keep(file, seg, r);
+    let trees = slowest_trees(file, run, opts, &tree_opts, &keep)
+        .with_context(|| args.file.display().to_string())?;
+    match args.format {
+        Format::Json => write_trees_json(file, run_id, &trees, out)?,
+        _ => {
+            writeln!(
+                out,
+                "Analyzing Run ID: {run_id}\n\nTop {} Slowest Traces",
+                args.limit
+            )?;
+            let style = TextStyle {
+                color: std::io::stdout().is_terminal(),
+            };
+            write_trees_text(file, &trees, style, out)?;
+        }
     }
     out.flush()?;
     Ok(())

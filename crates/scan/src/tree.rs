@@ -1,0 +1,319 @@
+//! The N slowest call trees of a run, found without a list of all roots: a sharded top-N of
+//! roots, then a second pass that gathers only the spans of the chosen trees, each bounded by
+//! `max_nodes` (the slowest spans are kept, the rest folded into a summary).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use ferret_format::{Segment, SpanFile, SpanRecord};
+use rayon::prelude::*;
+
+use crate::chunk::plan;
+use crate::engine::{for_each_chunk_block, ScanError, ScanOptions};
+
+/// How many trees and how much of each.
+#[derive(Clone, Debug)]
+pub struct TreeOptions {
+    /// Trees to return.
+    pub limit: usize,
+    /// Spans kept per tree; past it the fastest are folded into the tree's elided summary.
+    pub max_nodes: usize,
+    /// Spans (other than roots) shorter than this many seconds are folded into the summary.
+    pub min_duration: f64,
+}
+
+/// A root's place in ferret's CLI order: duration descending (null counts as 0), then start
+/// time, then file order (ferret sorts roots by start, then stably by duration).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RootRank {
+    duration: f64,
+    start: f64,
+    index: u64,
+}
+
+impl Eq for RootRank {}
+
+impl Ord for RootRank {
+    /// `Less` means earlier in ferret's order (a slower root).
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.duration
+            .total_cmp(&self.duration)
+            .then(self.start.total_cmp(&o.start))
+            .then(self.index.cmp(&o.index))
+    }
+}
+
+impl PartialOrd for RootRank {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The best `n` ranks seen: a max-heap whose top is the worst kept, so it is evicted first.
+#[derive(Clone, Debug)]
+struct TopN {
+    n: usize,
+    heap: BinaryHeap<RootRank>,
+}
+
+impl TopN {
+    fn new(n: usize) -> TopN {
+        TopN {
+            n,
+            heap: BinaryHeap::with_capacity(n.min(1 << 16) + 1),
+        }
+    }
+
+    fn offer(&mut self, rank: RootRank) {
+        if self.heap.len() < self.n {
+            self.heap.push(rank);
+        } else if self.heap.peek().is_some_and(|worst| rank < *worst) {
+            self.heap.pop();
+            self.heap.push(rank);
+        }
+    }
+
+    fn merge(mut self, other: TopN) -> TopN {
+        for rank in other.heap {
+            self.offer(rank);
+        }
+        self
+    }
+}
+
+/// One span of a tree, by record index, with its children in ferret's order (file order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeNode {
+    /// Global record index.
+    pub index: u64,
+    /// Children, in file order.
+    pub children: Vec<TreeNode>,
+}
+
+/// A call tree: the root and what was left out of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallTree {
+    /// The root span.
+    pub root: TreeNode,
+    /// Spans of the tree not kept (past `max_nodes`, or under `min_duration`).
+    pub elided_spans: u64,
+    /// Their summed duration in seconds.
+    pub elided_seconds: f64,
+}
+
+/// The spans kept for one tree while gathering: the `max_nodes` longest, and a tally of the
+/// rest. The root is offered with infinite priority so it is always kept.
+#[derive(Clone, Debug, Default)]
+struct TreeAccumulator {
+    kept: BinaryHeap<std::cmp::Reverse<(OrdF64, u64)>>,
+    elided_spans: u64,
+    elided_seconds: f64,
+}
+
+/// f64 with a total order, for heaps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OrdF64(f64);
+impl Eq for OrdF64 {}
+impl Ord for OrdF64 {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl TreeAccumulator {
+    fn offer(&mut self, priority: f64, duration: f64, index: u64, max: usize) {
+        self.kept.push(std::cmp::Reverse((OrdF64(priority), index)));
+        if self.kept.len() > max {
+            if let Some(std::cmp::Reverse((OrdF64(p), _))) = self.kept.pop() {
+                self.elide(if p.is_finite() { p } else { duration });
+            }
+        }
+    }
+
+    fn elide(&mut self, seconds: f64) {
+        self.elided_spans += 1;
+        self.elided_seconds += seconds;
+    }
+
+    fn merge(mut self, other: TreeAccumulator, max: usize) -> TreeAccumulator {
+        self.elided_spans += other.elided_spans;
+        self.elided_seconds += other.elided_seconds;
+        for std::cmp::Reverse((OrdF64(p), index)) in other.kept {
+            self.offer(p, p, index, max);
+        }
+        self
+    }
+}
+
+/// The `opts.limit` slowest trees of `run` whose roots pass `keep_root`, in ferret's order.
+pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    run: u32,
+    scan: &ScanOptions,
+    opts: &TreeOptions,
+    keep_root: &(dyn Fn(&Segment, &SpanRecord) -> bool + Sync),
+) -> Result<Vec<CallTree>, ScanError> {
+    let chunks = plan(file, scan.blocks_per_chunk);
+    let top = chunks
+        .par_iter()
+        .try_fold(
+            || TopN::new(opts.limit),
+            |mut top, chunk| {
+                for_each_chunk_block(file, chunk, scan.verify, |seg, first, records| {
+                    for (i, r) in records.iter().enumerate() {
+                        if r.run == run && r.is_root() && keep_root(seg, r) {
+                            top.offer(RootRank {
+                                duration: r.duration().unwrap_or(0.0),
+                                start: r.start_time,
+                                index: first + i as u64,
+                            });
+                        }
+                    }
+                })?;
+                Ok::<_, ScanError>(top)
+            },
+        )
+        .try_reduce(|| TopN::new(opts.limit), |a, b| Ok(a.merge(b)))?;
+    let mut roots: Vec<RootRank> = top.heap.into_vec();
+    roots.sort();
+    let slot: HashMap<u64, usize> = roots
+        .iter()
+        .enumerate()
+        .map(|(s, r)| (r.index, s))
+        .collect();
+    let max = opts.max_nodes.max(1);
+    let empty = || vec![TreeAccumulator::default(); roots.len()];
+    let gathered = chunks
+        .par_iter()
+        .try_fold(empty, |mut accs, chunk| {
+            for_each_chunk_block(file, chunk, scan.verify, |_, first, records| {
+                for (i, r) in records.iter().enumerate() {
+                    let Some(&s) = slot.get(&r.root_index()).filter(|_| r.run == run) else {
+                        continue;
+                    };
+                    let index = first + i as u64;
+                    let duration = r.duration().unwrap_or(0.0);
+                    if r.is_root() && index == r.root_index() {
+                        accs[s].offer(f64::INFINITY, duration, index, max);
+                    } else if duration < opts.min_duration {
+                        accs[s].elide(duration);
+                    } else {
+                        accs[s].offer(duration, duration, index, max);
+                    }
+                }
+            })?;
+            Ok::<_, ScanError>(accs)
+        })
+        .try_reduce(empty, |a, b| {
+            Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y, max)).collect())
+        })?;
+    Ok(roots
+        .iter()
+        .zip(gathered)
+        .map(|(root, acc)| build(file, root.index, acc))
+        .collect())
+}
+
+/// Most ancestors followed to find a kept one: a guard against link cycles in damaged files.
+const MAX_DEPTH: usize = 100_000;
+
+/// Links the kept spans of one tree: each under its parent if kept, else under its nearest
+/// kept ancestor, else under the root. Children end up in file order.
+fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) -> CallTree {
+    let mut kept: Vec<u64> = acc
+        .kept
+        .into_iter()
+        .map(|std::cmp::Reverse((_, i))| i)
+        .collect();
+    kept.sort_unstable();
+    let is_kept: std::collections::HashSet<u64> = kept.iter().copied().collect();
+    let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+    for &index in kept.iter().filter(|&&i| i != root) {
+        let mut up = file.record(index).and_then(SpanRecord::parent);
+        let mut steps = 0;
+        while let Some(p) = up {
+            if is_kept.contains(&p) || steps >= MAX_DEPTH {
+                break;
+            }
+            up = file.record(p).and_then(SpanRecord::parent);
+            steps += 1;
+        }
+        let parent = up
+            .filter(|p| is_kept.contains(p) && *p != index)
+            .unwrap_or(root);
+        children.entry(parent).or_default().push(index);
+    }
+    CallTree {
+        root: assemble(root, &mut children),
+        elided_spans: acc.elided_spans,
+        elided_seconds: acc.elided_seconds,
+    }
+}
+
+/// Turns the child lists into nodes without recursion (trees can be millions deep in damaged
+/// input; here they are at most `max_nodes`, but the stack stays flat either way).
+fn assemble(root: u64, children: &mut HashMap<u64, Vec<u64>>) -> TreeNode {
+    // Post-order over an explicit stack: (index, child nodes built so far).
+    let mut stack: Vec<(u64, std::vec::IntoIter<u64>, Vec<TreeNode>)> = vec![(
+        root,
+        children.remove(&root).unwrap_or_default().into_iter(),
+        Vec::new(),
+    )];
+    loop {
+        let next = stack.last_mut().and_then(|(_, pending, _)| pending.next());
+        match next {
+            Some(child) => {
+                let grand = children.remove(&child).unwrap_or_default();
+                stack.push((child, grand.into_iter(), Vec::new()));
+            }
+            None => {
+                let (index, _, built) = stack.pop().expect("the stack holds the root");
+                let node = TreeNode {
+                    index,
+                    children: built,
+                };
+                match stack.last_mut() {
+                    Some((_, _, siblings)) => siblings.push(node),
+                    None => return node,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_n_keeps_ferrets_order_under_any_merge() {
+        let ranks: Vec<RootRank> = (0..50u64)
+            .map(|i| RootRank {
+                duration: (i % 7) as f64,
+                start: (i % 5) as f64,
+                index: i,
+            })
+            .collect();
+        let mut sorted = ranks.clone();
+        sorted.sort();
+        let mut a = TopN::new(6);
+        let mut b = TopN::new(6);
+        for (i, r) in ranks.iter().enumerate() {
+            if i % 3 == 0 {
+                a.offer(*r)
+            } else {
+                b.offer(*r)
+            }
+        }
+        let mut top = a.merge(b).heap.into_vec();
+        top.sort();
+        assert_eq!(top, sorted[..6]);
+        assert_eq!(top[0].duration, 6.0);
+        assert!(top.windows(2).all(|w| w[0] < w[1]));
+    }
+}
