@@ -729,3 +729,136 @@ fn a_huge_tree_prints_within_max_nodes_with_a_summary() {
         .fold(f64::INFINITY, f64::min);
     assert!(kept_min >= 0.094, "kept a child of {kept_min} s");
 }
+
+/// Sum of ferret's own per-span self times over a list of reference trees.
+fn ferret_self_total(nodes: &Value) -> f64 {
+    let mut total = 0.0;
+    let mut stack: Vec<&Value> = nodes.as_array().unwrap().iter().collect();
+    while let Some(n) = stack.pop() {
+        total += n["self_time"].as_f64().unwrap();
+        stack.extend(n["children"].as_array().unwrap());
+    }
+    total
+}
+
+#[test]
+fn exports_parse_and_add_up_to_ferrets_self_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let reference = reference("beaver1.db");
+    for (run_id, want) in reference["runs"].as_object().unwrap() {
+        let folded = ok!(run!("ferret-scan", &file, "--folded", "--run", run_id));
+        let lines: Vec<(&str, u64)> = folded
+            .lines()
+            .map(|l| {
+                let (path, w) = l.rsplit_once(' ').unwrap();
+                (path, w.parse().unwrap())
+            })
+            .collect();
+        let paths: std::collections::HashSet<&str> = lines.iter().map(|l| l.0).collect();
+        assert_eq!(paths.len(), lines.len(), "one line per stack path");
+        assert!(
+            paths.contains("main;a:b c"),
+            "a `;` inside a name must not split frames"
+        );
+        let total: u64 = lines.iter().map(|l| l.1).sum();
+        let want_us = ferret_self_total(&want["roots"]) * 1e6;
+        assert!(
+            (total as f64 - want_us).abs() <= lines.len() as f64,
+            "{run_id}: folded {total} µs vs ferret's self time {want_us} µs"
+        );
+    }
+    // The flame graph is well-formed SVG.
+    let svg = dir.path().join("f.svg");
+    let chrome = dir.path().join("c.json");
+    ok!(run!(
+        "ferret-scan",
+        &file,
+        "--flamegraph",
+        &svg,
+        "--chrome-trace",
+        &chrome
+    ));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let xml = roxmltree::ParsingOptions {
+        allow_dtd: true, // inferno declares the SVG DTD
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&text, xml).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(text.contains("outliving_task"));
+    // The Chrome trace: every span of the run's trees, complete events nested on each track.
+    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let latest = reference["latest_run"].as_str().unwrap();
+    assert_eq!(
+        events.len() as u64,
+        reference["runs"][latest]["span_count"].as_u64().unwrap()
+    );
+    let mut tracks: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
+    for e in events {
+        assert_eq!(e["ph"], "X");
+        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+        assert!(ts >= 0.0 && dur >= 0.0);
+        let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+        tracks.entry(key).or_default().push((ts, ts + dur));
+    }
+    assert!(
+        tracks.keys().filter(|k| k.0 == 1).count() > 1,
+        "concurrent spans get tracks of their own"
+    );
+    for spans in tracks.values_mut() {
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        let mut open: Vec<f64> = Vec::new();
+        for &(start, end) in spans.iter() {
+            while open.last().is_some_and(|&e| e <= start + 1e-3) {
+                open.pop();
+            }
+            assert!(
+                open.last().is_none_or(|&e| end <= e + 1e-3),
+                "overlapping spans on one track"
+            );
+            open.push(end);
+        }
+    }
+}
+
+#[test]
+fn parent_cycles_and_self_parents_never_hang_and_are_named() {
+    use ferret_format::{SpanExtras, SpanFileWriter, SpanRecord, NONE_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.ferret");
+    let mut w = SpanFileWriter::create(&path).unwrap();
+    let run = w.intern_string("r");
+    let name = w.intern_name("n");
+    // 0 is a root; 1 and 2 are each other's parent; 3 is its own parent. All claim root 0.
+    for (i, parent) in [(0u64, None), (1, Some(2)), (2, Some(1)), (3, Some(3))] {
+        let mut r: SpanRecord = bytemuck::Zeroable::zeroed();
+        r.span_id[15] = i as u8 + 1;
+        r.start_time = 100.0 + i as f64;
+        r.duration = 10.0 - i as f64;
+        r.name = name;
+        r.run = run;
+        r.root = 0;
+        r.set_parent(parent);
+        r.parent_name = if parent.is_some() { name } else { NONE_NAME };
+        w.push(r, &SpanExtras::default()).unwrap();
+    }
+    w.commit(true).unwrap();
+    // verify names the damage; the scans still finish.
+    fails!(run!("ferret-scan", &path, "--verify"), "record 3", "parent");
+    let out = run!("ferret-scan", &path, "--tree");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("parent links that loop"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("n - ")).count(),
+        4,
+        "{text}"
+    );
+    let folded = run!("ferret-scan", &path, "--folded");
+    assert!(folded.status.success());
+    assert!(String::from_utf8_lossy(&folded.stderr).contains("parent links that loop"));
+    ok!(run!("ferret-scan", &path));
+}

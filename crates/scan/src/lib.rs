@@ -5,6 +5,7 @@
 
 pub mod chunk;
 pub mod engine;
+pub mod export;
 pub mod report;
 pub mod sketch;
 pub mod stats;

@@ -99,6 +99,9 @@ pub struct CallTree {
     pub elided_spans: u64,
     /// Their summed duration in seconds.
     pub elided_seconds: f64,
+    /// Spans whose parent links loop (a cycle or a self-parent, only in damaged or hand-made
+    /// files), attached to the root instead.
+    pub broken_links: u64,
 }
 
 /// The spans kept for one tree while gathering: the `max_nodes` longest, and a tally of the
@@ -233,26 +236,62 @@ fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) ->
     kept.sort_unstable();
     let is_kept: std::collections::HashSet<u64> = kept.iter().copied().collect();
     let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut broken_links = 0;
     for &index in kept.iter().filter(|&&i| i != root) {
         let mut up = file.record(index).and_then(SpanRecord::parent);
         let mut steps = 0;
         while let Some(p) = up {
-            if is_kept.contains(&p) || steps >= MAX_DEPTH {
+            if is_kept.contains(&p) || p == index || steps >= MAX_DEPTH {
                 break;
             }
             up = file.record(p).and_then(SpanRecord::parent);
             steps += 1;
         }
+        let looped = up == Some(index) || steps >= MAX_DEPTH;
+        broken_links += u64::from(looped);
         let parent = up
-            .filter(|p| is_kept.contains(p) && *p != index)
+            .filter(|p| is_kept.contains(p) && !looped)
             .unwrap_or(root);
         children.entry(parent).or_default().push(index);
+    }
+    // Kept spans that reach the root only through a loop among themselves would never print:
+    // cut each such loop by attaching its spans to the root.
+    let reachable = reachable_from(root, &children);
+    let stranded: Vec<u64> = kept
+        .iter()
+        .copied()
+        .filter(|i| *i != root && !reachable.contains(i))
+        .collect();
+    for lost in &stranded {
+        for list in children.values_mut() {
+            list.retain(|c| c != lost);
+        }
+        children.entry(root).or_default().push(*lost);
+    }
+    broken_links += stranded.len() as u64;
+    if let Some(list) = children.get_mut(&root) {
+        list.sort_unstable();
     }
     CallTree {
         root: assemble(root, &mut children),
         elided_spans: acc.elided_spans,
         elided_seconds: acc.elided_seconds,
+        broken_links,
     }
+}
+
+/// The spans reachable from `root` through the child lists.
+fn reachable_from(root: u64, children: &HashMap<u64, Vec<u64>>) -> std::collections::HashSet<u64> {
+    let mut seen = std::collections::HashSet::from([root]);
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        for &c in children.get(&n).into_iter().flatten() {
+            if seen.insert(c) {
+                stack.push(c);
+            }
+        }
+    }
+    seen
 }
 
 /// Turns the child lists into nodes without recursion (trees can be millions deep in damaged

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
+use ferret_scan::export::{folded_stacks, write_chrome_trace, write_flamegraph, write_folded};
 use ferret_scan::report::SORT_KEYS;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
 use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
@@ -65,6 +66,15 @@ struct Args {
     /// Fold spans (other than roots) faster than this many milliseconds into the summary.
     #[arg(long, default_value_t = 0.0)]
     min_ms: f64,
+    /// Print the run's flame-graph folded stacks (`a;b;c <microseconds of self time>`).
+    #[arg(long)]
+    folded: bool,
+    /// Write the run's flame graph as an interactive SVG.
+    #[arg(long, value_name = "OUT.svg")]
+    flamegraph: Option<PathBuf>,
+    /// Write the --limit slowest trees as Chrome trace-event JSON (Perfetto UI, speedscope).
+    #[arg(long, value_name = "OUT.json")]
+    chrome_trace: Option<PathBuf>,
     /// Check every checksum and record in the file, then exit.
     #[arg(long)]
     verify: bool,
@@ -179,8 +189,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .transpose()?,
         tag: args.tag.clone(),
     };
-    if args.tree {
-        let run_id = file.string(run).unwrap_or_default().to_string();
+    let run_id = file.string(run).unwrap_or_default().to_string();
+    if args.folded || args.flamegraph.is_some() {
+        let folded = folded_stacks(&file, run);
+        warn_broken(&args.file, folded.broken_links);
+        let lines = folded.lines;
+        if let Some(svg) = &args.flamegraph {
+            let mut w = create(svg)?;
+            write_flamegraph(&lines, &format!("ferret · run {run_id}"), &mut w)
+                .and_then(|()| w.flush())
+                .with_context(|| svg.display().to_string())?;
+        }
+        if args.folded {
+            write_folded(&lines, &mut out)?;
+        }
+        if !args.tree && args.chrome_trace.is_none() {
+            return Ok(out.flush()?);
+        }
+    }
+    if args.tree || args.chrome_trace.is_some() {
         return write_trees(&file, run, &run_id, args, &opts, &mut out);
     }
     let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
@@ -230,6 +257,16 @@ fn write_trees(
         |seg: &ferret_format::Segment, r: &ferret_format::SpanRecord| filter.keep(file, seg, r);
     let trees = slowest_trees(file, run, opts, &tree_opts, &keep)
         .with_context(|| args.file.display().to_string())?;
+    warn_broken(&args.file, trees.iter().map(|t| t.broken_links).sum());
+    if let Some(path) = &args.chrome_trace {
+        let mut w = create(path)?;
+        write_chrome_trace(file, &trees, &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| path.display().to_string())?;
+        if !args.tree {
+            return Ok(());
+        }
+    }
     match args.format {
         Format::Json => write_trees_json(file, run_id, &trees, out)?,
         _ => {
@@ -246,6 +283,22 @@ fn write_trees(
     }
     out.flush()?;
     Ok(())
+}
+
+/// Warns once about spans whose parent links loop.
+fn warn_broken(file: &std::path::Path, broken: u64) {
+    if broken > 0 {
+        eprintln!(
+            "ferret-scan: warning: {}: {broken} spans have parent links that loop (a cycle or a self-parent: the file is damaged or hand-made); their stacks are cut where the loop closes",
+            file.display()
+        );
+    }
+}
+
+/// Creates an output file, naming it in the error.
+fn create(path: &std::path::Path) -> anyhow::Result<io::BufWriter<std::fs::File>> {
+    let f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+    Ok(io::BufWriter::new(f))
 }
 
 /// Parses `--tag KEY=VALUE`.

@@ -1,0 +1,261 @@
+//! Exports people open in other tools: flame-graph folded stacks (and their SVG, drawn by
+//! inferno) over a whole run, and the slowest trees as Chrome trace events.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use ferret_format::{SpanFile, SpanId, SpanRecord};
+
+use crate::tree::{CallTree, TreeNode};
+
+/// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
+/// walk up the parent links through the map.
+const STACK_CACHE: usize = 1 << 20;
+/// Most ancestors followed for one span: a guard against link cycles in damaged files.
+const MAX_DEPTH: usize = 10_000;
+
+/// Stack paths interned as (parent path, name) pairs, with their time.
+#[derive(Default)]
+struct Stacks {
+    ids: HashMap<(u32, u32), u32>,
+    paths: Vec<(u32, u32)>,
+    total: Vec<f64>,
+    children: Vec<f64>,
+}
+
+const NO_STACK: u32 = u32::MAX;
+
+impl Stacks {
+    fn intern(&mut self, parent: u32, name: u32) -> u32 {
+        *self.ids.entry((parent, name)).or_insert_with(|| {
+            self.paths.push((parent, name));
+            self.total.push(0.0);
+            self.children.push(0.0);
+            (self.paths.len() - 1) as u32
+        })
+    }
+
+    fn path(&self, mut id: u32, name_of: &dyn Fn(u32) -> String) -> String {
+        let mut frames = Vec::new();
+        while id != NO_STACK {
+            let (parent, name) = self.paths[id as usize];
+            // `;` separates frames in the folded format; a name's own `;` becomes `:`.
+            frames.push(name_of(name).replace(';', ":"));
+            id = parent;
+        }
+        frames.reverse();
+        frames.join(";")
+    }
+}
+
+/// Folded stacks of a run and the number of spans whose parent links loop.
+pub struct Folded {
+    /// `(a;b;c, microseconds of self time)`, one per distinct stack path, sorted.
+    pub lines: Vec<(String, u64)>,
+    /// Spans whose ancestor walk looped (damaged or hand-made files); their stack stops there.
+    pub broken_links: u64,
+}
+
+/// Folded stacks of run `run`, `a;b;c <microseconds of self time>`, one line per distinct stack
+/// path, sorted. Memory grows with distinct stacks, not spans. Self time is a stack's durations
+/// minus those of its children, floored at zero per stack (ferret floors per span; the two agree
+/// unless one span's children outlast it while a sibling's do not).
+pub fn folded_stacks<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Folded {
+    let mut stacks = Stacks::default();
+    let mut broken_links = 0;
+    let mut cache: HashMap<u64, u32> = HashMap::new();
+    for seg in file.segments() {
+        for (i, r) in file.records(seg).iter().enumerate() {
+            if r.run != run {
+                continue;
+            }
+            let index = seg.first_record + i as u64;
+            let parent = match r.parent() {
+                Some(p) if p != index => {
+                    let (id, looped) = stack_of(file, p, &mut cache, &mut stacks);
+                    broken_links += u64::from(looped);
+                    id
+                }
+                Some(_) => {
+                    broken_links += 1; // its own parent
+                    NO_STACK
+                }
+                None => NO_STACK,
+            };
+            let id = stacks.intern(parent, r.name);
+            if cache.len() >= STACK_CACHE {
+                cache.clear();
+            }
+            cache.insert(index, id);
+            let d = r.duration().unwrap_or(0.0);
+            stacks.total[id as usize] += d;
+            if parent != NO_STACK {
+                stacks.children[parent as usize] += d;
+            }
+        }
+    }
+    let name_of = |id| file.name(id).unwrap_or("?").to_string();
+    let mut lines: Vec<(String, u64)> = (0..stacks.paths.len())
+        .map(|id| {
+            let weight = (stacks.total[id] - stacks.children[id]).max(0.0);
+            (
+                stacks.path(id as u32, &name_of),
+                (weight * 1e6).round() as u64,
+            )
+        })
+        .filter(|(_, w)| *w > 0)
+        .collect();
+    lines.sort();
+    Folded {
+        lines,
+        broken_links,
+    }
+}
+
+/// The stack id of record `index`, from the cache or by walking up its ancestors, and whether
+/// the walk looped (it then stops where the loop closes).
+fn stack_of<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    index: u64,
+    cache: &mut HashMap<u64, u32>,
+    stacks: &mut Stacks,
+) -> (u32, bool) {
+    let mut chain: Vec<&SpanRecord> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut at = Some(index);
+    let mut base = NO_STACK;
+    let mut looped = false;
+    while let Some(i) = at {
+        if let Some(&id) = cache.get(&i) {
+            base = id;
+            break;
+        }
+        let Some(r) = file.record(i) else { break };
+        if !seen.insert(i) || chain.len() >= MAX_DEPTH {
+            looped = true;
+            break;
+        }
+        chain.push(r);
+        at = r.parent();
+    }
+    let mut id = base;
+    for r in chain.iter().rev() {
+        id = stacks.intern(id, r.name);
+    }
+    cache.insert(index, id);
+    (id, looped)
+}
+
+/// Writes folded lines.
+pub fn write_folded(lines: &[(String, u64)], out: &mut dyn Write) -> io::Result<()> {
+    for (path, weight) in lines {
+        writeln!(out, "{path} {weight}")?;
+    }
+    Ok(())
+}
+
+/// Draws the folded lines as an interactive flame graph SVG with inferno.
+pub fn write_flamegraph(
+    lines: &[(String, u64)],
+    title: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let text: Vec<String> = lines.iter().map(|(p, w)| format!("{p} {w}")).collect();
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = title.to_string();
+    opts.count_name = "µs self time".to_string();
+    inferno::flamegraph::from_lines(&mut opts, text.iter().map(String::as_str), out)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// One event of a Chrome trace.
+struct Placed {
+    index: u64,
+    track: usize,
+}
+
+/// Assigns the spans of a tree to tracks so that each track nests properly: a span goes on its
+/// parent's track when it fits inside what is open there, else on the first track where it fits,
+/// else on a new one. Concurrent children (asyncio tasks, threads) thus get tracks of their own.
+fn place<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    tree: &TreeNode,
+    tracks: &mut Vec<Vec<f64>>,
+    placed: &mut Vec<Placed>,
+) {
+    let interval = |i: u64| {
+        let r = file.record(i);
+        let s = r.map_or(0.0, |r| r.start_time);
+        (s, s + r.and_then(|r| r.duration()).unwrap_or(0.0))
+    };
+    // Pre-order with parents' tracks, children by start time.
+    let mut stack: Vec<(&TreeNode, Option<usize>)> = vec![(tree, None)];
+    while let Some((node, parent_track)) = stack.pop() {
+        let (start, end) = interval(node.index);
+        let fits = |open: &mut Vec<f64>| {
+            while open.last().is_some_and(|&e| e <= start) {
+                open.pop();
+            }
+            open.last().is_none_or(|&e| end <= e)
+        };
+        let mut chosen = parent_track.filter(|&t| fits(&mut tracks[t]));
+        if chosen.is_none() {
+            chosen = (0..tracks.len()).find(|&t| fits(&mut tracks[t]));
+        }
+        let track = chosen.unwrap_or_else(|| {
+            tracks.push(Vec::new());
+            tracks.len() - 1
+        });
+        tracks[track].push(end);
+        placed.push(Placed {
+            index: node.index,
+            track,
+        });
+        let mut children: Vec<&TreeNode> = node.children.iter().collect();
+        children.sort_by(|a, b| interval(b.index).0.total_cmp(&interval(a.index).0));
+        for child in children {
+            stack.push((child, Some(track)));
+        }
+    }
+}
+
+/// Writes the trees as Chrome trace-event JSON (`ph: "X"`, microseconds), one process per tree
+/// and one thread id per track, which Perfetto UI and speedscope open.
+pub fn write_chrome_trace<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    trees: &[CallTree],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let base = trees
+        .iter()
+        .filter_map(|t| file.record(t.root.index))
+        .map(|r| r.start_time)
+        .fold(f64::INFINITY, f64::min);
+    write!(out, "{{\"traceEvents\":[")?;
+    let mut first = true;
+    for (pid, tree) in trees.iter().enumerate() {
+        let mut tracks = Vec::new();
+        let mut placed = Vec::new();
+        place(file, &tree.root, &mut tracks, &mut placed);
+        for p in placed {
+            let (Some(seg), Some(r)) = (file.segment_of(p.index), file.record(p.index)) else {
+                continue;
+            };
+            let name = serde_json::Value::from(file.name(r.name).unwrap_or("?")).to_string();
+            let status = serde_json::Value::from(file.status(seg, r)).to_string();
+            write!(
+                out,
+                "{}{{\"name\":{name},\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{},\"tid\":{},\"args\":{{\"span_id\":\"{}\",\"status\":{status},\"tags\":{}}}}}",
+                if first { "" } else { "," },
+                (r.start_time - base) * 1e6,
+                r.duration().unwrap_or(0.0) * 1e6,
+                pid + 1,
+                p.track + 1,
+                SpanId(r.span_id).to_hex(),
+                file.extras(seg, r).tags_json(),
+            )?;
+            first = false;
+        }
+    }
+    writeln!(out, "],\"displayTimeUnit\":\"ms\"}}")
+}
