@@ -63,6 +63,16 @@ fn convert(db: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// The objects of a JSON array by the string value of their field `key`.
+fn by_key<'a>(items: &'a Value, key: &str) -> HashMap<&'a str, &'a Value> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item[key].as_str().unwrap(), item))
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
 }
@@ -90,12 +100,7 @@ fn check_stats_against_ferret(db: &str) {
         )))
         .unwrap();
         assert_eq!(got["spans"], want["span_count"], "{run_id}");
-        let rows: HashMap<&str, &Value> = got["functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| (f["name"].as_str().unwrap(), f))
-            .collect();
+        let rows = by_key(&got["functions"], "name");
         let want = want["stats"].as_object().unwrap();
         assert_eq!(rows.len(), want.len(), "{run_id}: same names");
         for (name, w) in want {
@@ -406,26 +411,22 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
     assert_eq!(SpanFile::open(&grown).unwrap().record_count(), 61);
     // The database grows (here: the rest of the rows come back), then we append.
     std::fs::copy(&full_db, &half_db).unwrap();
-    ok!(run!(
-        "ferret-convert",
-        &half_db,
-        "-o",
-        &grown,
-        "--append",
-        "--quiet"
-    ));
+    let append = || {
+        ok!(run!(
+            "ferret-convert",
+            &half_db,
+            "-o",
+            &grown,
+            "--append",
+            "--quiet"
+        ))
+    };
+    append();
     let full = convert(&full_db, dir.path());
     assert_same_records(&grown, &full);
     let b = SpanFile::open(&full).unwrap();
     // Appending again adds nothing.
-    ok!(run!(
-        "ferret-convert",
-        &half_db,
-        "-o",
-        &grown,
-        "--append",
-        "--quiet"
-    ));
+    append();
     assert_eq!(
         SpanFile::open(&grown).unwrap().record_count(),
         b.record_count()
@@ -623,12 +624,7 @@ fn trees_equal_ferret_io_node_for_node_in_ferrets_root_order() {
                 .map(|v| v.as_str().unwrap())
                 .collect();
             assert_eq!(order, want_order, "{db} {run_id}: root order");
-            let by_id: HashMap<&str, &Value> = want["roots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["span_id"].as_str().unwrap(), r))
-                .collect();
+            let by_id = by_key(&want["roots"], "span_id");
             for root in roots {
                 let theirs = by_id[root["span_id"].as_str().unwrap()];
                 assert_eq!(shape(root), shape(theirs), "{db} {run_id}: tree shape");
