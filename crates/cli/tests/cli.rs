@@ -249,28 +249,20 @@ fn json_lines_convert_to_the_same_numbers_as_the_database() {
     let from_db = convert(&fixture("beaver1.db"), dir.path());
     let from_lines = dir.path().join("lines.ferret");
     ok!(run!("ferret-convert", &jsonl, "-o", &from_lines, "--quiet"));
+    let csv = |file: &Path, run_id: &str| {
+        ok!(run!(
+            "ferret-scan",
+            file,
+            "--run",
+            run_id,
+            "--format",
+            "csv",
+            "--limit",
+            "0"
+        ))
+    };
     for run_id in ["run-one", "run-three-latest"] {
-        let a = ok!(run!(
-            "ferret-scan",
-            &from_db,
-            "--run",
-            run_id,
-            "--format",
-            "csv",
-            "--limit",
-            "0"
-        ));
-        let b = ok!(run!(
-            "ferret-scan",
-            &from_lines,
-            "--run",
-            run_id,
-            "--format",
-            "csv",
-            "--limit",
-            "0"
-        ));
-        assert_eq!(a, b);
+        assert_eq!(csv(&from_db, run_id), csv(&from_lines, run_id));
     }
 }
 
