@@ -1,0 +1,395 @@
+//! `ferret-gen`: writes a synthetic ferret-io trace shaped like a real service's, fast enough that
+//! a multi-GB trace takes seconds: call trees of depth 1-6+ with fan-out and loops, ~200 names
+//! with Zipf popularity, log-normal durations nested inside their parent, ~1% errors carrying
+//! ferret's error tags, some user tags, several runs, asyncio-style children that start after
+//! their parent ended, and rows inserted in ferret's flush order (children first) with the
+//! timestamp column = start time rounded to the microsecond. The span JSON has pydantic's shape.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal, Zipf};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Layout {
+    /// beaver-db 1.x: `beaver_logs`, REAL timestamps.
+    Beaver1,
+    /// beaver-db 2.x: `__beaver_logs__`, TEXT timestamps (naive local datetimes).
+    Beaver2,
+    /// JSON lines in ferret's order.
+    Jsonl,
+}
+
+/// Generate a ferret-io trace.
+#[derive(Parser, Debug)]
+#[command(name = "ferret-gen", version, about)]
+struct Args {
+    /// Output file (replaced if it exists).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Spans to write (about; whole trees are written).
+    #[arg(long, default_value_t = 1_000_000)]
+    spans: u64,
+    /// Output layout.
+    #[arg(long, value_enum, default_value_t = Layout::Beaver1)]
+    layout: Layout,
+    /// Runs (executions) the spans are spread over.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Distinct function names.
+    #[arg(long, default_value_t = 200)]
+    names: usize,
+    /// Random seed: the same seed writes the same trace.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// One span, with start and duration in integer microseconds so timestamps never collide.
+struct Span {
+    id: u128,
+    parent: Option<u128>,
+    run: u32,
+    name: usize,
+    start_us: i64,
+    dur_us: i64,
+    error: bool,
+    user_tag: Option<u32>,
+}
+
+struct Generator {
+    rng: SmallRng,
+    zipf: Zipf<f64>,
+    leaf: LogNormal<f64>,
+    next_id: u128,
+    clock_us: i64,
+}
+
+impl Generator {
+    fn id(&mut self) -> u128 {
+        // uuid4-like: random bits, but unique by construction.
+        self.next_id += 1;
+        (u128::from(self.rng.gen::<u64>()) << 64) | self.next_id
+    }
+
+    fn name(&mut self, names: usize) -> usize {
+        (self.zipf.sample(&mut self.rng) as usize - 1).min(names - 1)
+    }
+
+    /// Appends one request's tree to `out` in ferret's flush order (children before parents),
+    /// its root starting at the generator's clock.
+    fn tree(&mut self, run: u32, names: usize, out: &mut Vec<Span>) {
+        let root_id = self.id();
+        let start = self.clock_us;
+        let mut end = start + 1;
+        let mut cursor = start + 1;
+        // Iterative depth-first build: (id, depth, remaining children).
+        let mut post: Vec<Span> = Vec::new();
+        self.children(root_id, run, names, 1, &mut cursor, &mut post);
+        end = end.max(cursor) + self.leaf_us() / 4;
+        // Now and then a fire-and-forget task that outlives the request.
+        if self.rng.gen_bool(0.03) {
+            let late_start = end + 1 + self.rng.gen_range(0..500);
+            let dur = self.leaf_us() * 4;
+            let name = self.name(names);
+            let id = self.id();
+            post.push(Span {
+                id,
+                parent: Some(root_id),
+                run,
+                name,
+                start_us: late_start,
+                dur_us: dur,
+                error: false,
+                user_tag: None,
+            });
+            cursor = cursor.max(late_start + dur);
+        }
+        let error = self.rng.gen_bool(0.01);
+        let name = self.name(names);
+        post.push(Span {
+            id: root_id,
+            parent: None,
+            run,
+            name,
+            start_us: start,
+            dur_us: end - start,
+            error,
+            user_tag: Some(self.rng.gen_range(0..1000)),
+        });
+        out.extend(post);
+        self.clock_us = cursor.max(end) + 1 + self.rng.gen_range(0..200);
+    }
+
+    fn leaf_us(&mut self) -> i64 {
+        (self.leaf.sample(&mut self.rng) as i64).clamp(1, 5_000_000)
+    }
+
+    /// Children of `parent` laid end to end from `cursor`, each with its own subtree; pushed in
+    /// post-order. Iterative, with an explicit stack of pending levels.
+    fn children(
+        &mut self,
+        parent: u128,
+        run: u32,
+        names: usize,
+        depth: u32,
+        cursor: &mut i64,
+        out: &mut Vec<Span>,
+    ) {
+        struct Frame {
+            id: u128,
+            name: usize,
+            start: i64,
+            left: u32,
+            depth: u32,
+            error: bool,
+        }
+        let fanout = |rng: &mut SmallRng, depth: u32| {
+            if depth > 6 || rng.gen_bool(0.35) {
+                0
+            } else {
+                rng.gen_range(1..=4)
+            }
+        };
+        let mut stack = vec![Frame {
+            id: parent,
+            name: 0,
+            start: *cursor,
+            left: fanout(&mut self.rng, depth),
+            depth,
+            error: false,
+        }];
+        while let Some(top) = stack.last_mut() {
+            if top.left == 0 {
+                let f = stack.pop().expect("non-empty");
+                if stack.is_empty() {
+                    break; // the parent itself is written by the caller
+                }
+                *cursor += self.leaf_us() / 8 + 1;
+                out.push(Span {
+                    id: f.id,
+                    parent: stack.last().map(|p| p.id),
+                    run,
+                    name: f.name,
+                    start_us: f.start,
+                    dur_us: *cursor - f.start,
+                    error: f.error,
+                    user_tag: None,
+                });
+                *cursor += 1;
+                continue;
+            }
+            top.left -= 1;
+            let depth = top.depth + 1;
+            // A loop: the same call repeated a few times.
+            let name = self.name(names);
+            let repeats = if self.rng.gen_bool(0.1) {
+                self.rng.gen_range(2..6)
+            } else {
+                1
+            };
+            for r in 0..repeats {
+                *cursor += 1 + self.rng.gen_range(0..20);
+                let id = self.id();
+                let error = self.rng.gen_bool(0.01);
+                if r + 1 < repeats || depth > 6 {
+                    let start = *cursor;
+                    let dur = self.leaf_us();
+                    *cursor += dur;
+                    out.push(Span {
+                        id,
+                        parent: Some(stack.last().expect("non-empty").id),
+                        run,
+                        name,
+                        start_us: start,
+                        dur_us: dur,
+                        error,
+                        user_tag: None,
+                    });
+                } else {
+                    let left = fanout(&mut self.rng, depth);
+                    stack.push(Frame {
+                        id,
+                        name,
+                        start: *cursor,
+                        left,
+                        depth,
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Appends the span as pydantic's `model_dump_json()` writes it: fields in model order, no
+/// spaces, floats in shortest round-trip form (ryu, as pydantic-core).
+fn span_json(s: &Span, runs: &[String], names: &[String], out: &mut String) {
+    use std::fmt::Write as _;
+    let start = s.start_us as f64 / 1e6;
+    let end = (s.start_us + s.dur_us) as f64 / 1e6;
+    let mut f = ryu::Buffer::new();
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{{\"span_id\":\"{:032x}\",\"parent_id\":", s.id);
+    match s.parent {
+        Some(p) => {
+            let _ = write!(out, "\"{p:032x}\"");
+        }
+        None => out.push_str("null"),
+    }
+    let _ = write!(
+        out,
+        ",\"run_id\":\"{}\",\"name\":\"{}\"",
+        runs[s.run as usize], names[s.name]
+    );
+    let _ = write!(out, ",\"start_time\":{}", f.format_finite(start));
+    let _ = write!(out, ",\"end_time\":{}", f.format_finite(end));
+    let _ = write!(
+        out,
+        ",\"duration\":{},\"tags\":{{",
+        f.format_finite(end - start)
+    );
+    if let Some(t) = s.user_tag {
+        let _ = write!(out, "\"customer\":{t}");
+        if s.error {
+            out.push(',');
+        }
+    }
+    if s.error {
+        out.push_str("\"error\":\"upstream timed out\",\"error_type\":\"TimeoutError\"");
+    }
+    let _ = write!(
+        out,
+        "}},\"status\":\"{}\"}}",
+        if s.error { "error" } else { "ok" }
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let names: Vec<String> = (0..args.names)
+        .map(|i| {
+            [
+                "handle", "query", "fetch", "render", "parse", "load", "send", "auth",
+            ][i % 8]
+                .to_string()
+                + &format!("_{i}")
+        })
+        .collect();
+    let runs: Vec<String> = (0..args.runs)
+        .map(|r| format!("{:032x}", 0x5eed_0000u128 + u128::from(r)))
+        .collect();
+    let mut g = Generator {
+        rng: SmallRng::seed_from_u64(args.seed),
+        zipf: Zipf::new(args.names as u64, 1.1).context("zipf")?,
+        leaf: LogNormal::new(5.0, 1.2).context("lognormal")?,
+        next_id: 0,
+        clock_us: 1_795_000_000_000_000,
+    };
+    let _ = std::fs::remove_file(&args.output);
+    let mut sink = Sink::open(&args.output, args.layout)?;
+    let per_run = args.spans.div_ceil(u64::from(args.runs));
+    let mut batch = Vec::new();
+    let mut json = String::new();
+    for run in 0..args.runs {
+        let mut written = 0;
+        while written < per_run {
+            batch.clear();
+            g.tree(run, args.names, &mut batch);
+            written += batch.len() as u64;
+            if args.layout == Layout::Jsonl {
+                // Trees never overlap in time: sorting one tree puts the lines in ferret's order.
+                batch.sort_by_key(|s| s.start_us);
+            }
+            for s in &batch {
+                json.clear();
+                span_json(s, &runs, &names, &mut json);
+                sink.write(s, &json)?;
+            }
+        }
+    }
+    sink.finish()
+}
+
+/// Where spans go: a SQLite table in one transaction, or JSON lines.
+enum Sink {
+    Sqlite(rusqlite::Connection, Layout),
+    Lines(BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn open(path: &std::path::Path, layout: Layout) -> anyhow::Result<Sink> {
+        if layout == Layout::Jsonl {
+            let f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+            return Ok(Sink::Lines(BufWriter::with_capacity(1 << 20, f)));
+        }
+        let db = rusqlite::Connection::open(path)?;
+        let table = if layout == Layout::Beaver1 {
+            "beaver_logs"
+        } else {
+            "__beaver_logs__"
+        };
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-262144; PRAGMA locking_mode=EXCLUSIVE;
+             CREATE TABLE {table} (log_name TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (log_name, timestamp));
+             BEGIN;"
+        ))?;
+        Ok(Sink::Sqlite(db, layout))
+    }
+
+    fn write(&mut self, s: &Span, json: &str) -> anyhow::Result<()> {
+        match self {
+            Sink::Sqlite(db, layout) => {
+                let table = if *layout == Layout::Beaver1 {
+                    "beaver_logs"
+                } else {
+                    "__beaver_logs__"
+                };
+                let mut stmt = db.prepare_cached(&format!(
+                    "INSERT INTO {table} VALUES ('_ferret_trace', ?1, ?2)"
+                ))?;
+                if *layout == Layout::Beaver1 {
+                    stmt.execute(rusqlite::params![s.start_us as f64 / 1e6, json])?;
+                } else {
+                    stmt.execute(rusqlite::params![text_timestamp(s.start_us), json])?;
+                }
+            }
+            Sink::Lines(w) => writeln!(w, "{json}")?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::Sqlite(db, layout) => {
+                // BeaverDB's second index, built once at the end rather than row by row.
+                let table = if layout == Layout::Beaver1 {
+                    "beaver_logs"
+                } else {
+                    "__beaver_logs__"
+                };
+                db.execute_batch(&format!(
+                    "COMMIT; CREATE INDEX idx_logs_timestamp ON {table} (log_name, timestamp);"
+                ))?
+            }
+            Sink::Lines(mut w) => w.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// A naive local datetime as Python's `str(datetime)` prints it (no fraction when it is zero).
+fn text_timestamp(us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(us)
+        .expect("in range")
+        .with_timezone(&chrono::Local);
+    if us % 1_000_000 == 0 {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
