@@ -165,11 +165,17 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                     }
                     Ok(())
                 })?;
-                after_chunk(seg, global(seg, &chunk.records));
+                release(file, chunk, after_chunk);
                 Ok::<_, ScanError>(stats)
             },
         )
         .try_reduce(|| ChunkStats::new(names), |a, b| Ok(a.merge(b)))
+}
+
+/// Hands a finished chunk's records to `after_chunk` (which releases their pages).
+pub(crate) fn release<D: AsRef<[u8]>>(file: &SpanFile<D>, chunk: &Chunk, after_chunk: AfterChunk) {
+    let seg = &file.segments()[chunk.segment];
+    after_chunk(seg, global(seg, &chunk.records));
 }
 
 fn global(seg: &Segment, local: &Range<usize>) -> Range<u64> {
@@ -284,8 +290,7 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
             }
             Ok(())
         })?;
-        let seg = &file.segments()[chunk.segment];
-        after_chunk(seg, global(seg, &chunk.records));
+        release(file, chunk, after_chunk);
         Ok(runs)
     };
     let merged = plan(file, opts.blocks_per_chunk)

@@ -6,6 +6,8 @@ use std::io::{self, Write};
 
 use ferret_format::{SpanFile, SpanId, SpanRecord};
 
+use crate::chunk::{plan, BLOCKS_PER_CHUNK};
+use crate::engine::{release, AfterChunk};
 use crate::tree::{CallTree, TreeNode};
 
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
@@ -60,16 +62,21 @@ pub struct Folded {
 /// path, sorted. Memory grows with distinct stacks, not spans. Self time is a stack's durations
 /// minus those of its children, floored at zero per stack (ferret floors per span; the two agree
 /// unless one span's children outlast it while a sibling's do not).
-pub fn folded_stacks<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Folded {
+pub fn folded_stacks<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    run: u32,
+    after_chunk: AfterChunk,
+) -> Folded {
     let mut stacks = Stacks::default();
     let mut broken_links = 0;
     let mut cache: HashMap<u64, u32> = HashMap::new();
-    for seg in file.segments() {
-        for (i, r) in file.records(seg).iter().enumerate() {
+    for chunk in plan(file, BLOCKS_PER_CHUNK) {
+        let seg = &file.segments()[chunk.segment];
+        for (i, r) in file.records(seg)[chunk.records.clone()].iter().enumerate() {
             if r.run != run {
                 continue;
             }
-            let index = seg.first_record + i as u64;
+            let index = seg.first_record + (chunk.records.start + i) as u64;
             let parent = match r.parent() {
                 Some(p) if p != index => {
                     let (id, looped) = stack_of(file, p, &mut cache, &mut stacks);
@@ -93,6 +100,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Folded {
                 stacks.children[parent as usize] += d;
             }
         }
+        release(file, &chunk, after_chunk);
     }
     let name_of = |id| file.name(id).unwrap_or("?").to_string();
     let mut lines: Vec<(String, u64)> = (0..stacks.paths.len())

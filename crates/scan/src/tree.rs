@@ -9,7 +9,7 @@ use ferret_format::{Segment, SpanFile, SpanRecord};
 use rayon::prelude::*;
 
 use crate::chunk::plan;
-use crate::engine::{for_each_chunk_block, ScanError, ScanOptions};
+use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError, ScanOptions};
 
 /// How many trees and how much of each.
 #[derive(Clone, Debug)]
@@ -160,6 +160,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     scan: &ScanOptions,
     opts: &TreeOptions,
     keep_root: &(dyn Fn(&Segment, &SpanRecord) -> bool + Sync),
+    after_chunk: AfterChunk,
 ) -> Result<Vec<CallTree>, ScanError> {
     let chunks = plan(file, scan.blocks_per_chunk);
     let top = chunks
@@ -178,6 +179,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
                         }
                     }
                 })?;
+                release(file, chunk, after_chunk);
                 Ok::<_, ScanError>(top)
             },
         )
@@ -210,6 +212,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
                     }
                 }
             })?;
+            release(file, chunk, after_chunk);
             Ok::<_, ScanError>(accs)
         })
         .try_reduce(empty, |a, b| {

@@ -157,11 +157,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Each pass hands a chunk's pages back to the page cache once folded: resident memory stays
     // at a few chunks per worker, whatever the file's size.
     let release = |seg: &ferret_format::Segment, range| file.release_records(seg, range);
-    let runs = scan_runs(&file, &opts, &release).with_context(ctx)?;
-    if runs.is_empty() {
+    if file.record_count() == 0 {
         bail!("{}: the file holds no spans", path.display());
     }
     let default = default_run(&file).with_context(ctx)?;
+    // The per-run pass is a second read of the file: done only when something needs it.
+    let relative = |t: &Option<String>| t.as_deref().is_some_and(|t| t.starts_with('-'));
+    let runs = if args.runs || args.run.is_some() || relative(&args.since) || relative(&args.until)
+    {
+        scan_runs(&file, &opts, &release).with_context(ctx)?
+    } else {
+        Vec::new()
+    };
     let mut out = io::stdout().lock();
     if args.runs {
         return write_runs(&file, &runs, default, args.format, &mut out);
@@ -191,7 +198,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     let run_id = file.string(run).unwrap_or_default().to_string();
     if args.folded || args.flamegraph.is_some() {
-        let folded = folded_stacks(&file, run);
+        let folded = folded_stacks(&file, run, &release);
         warn_broken(&args.file, folded.broken_links);
         let lines = folded.lines;
         if let Some(svg) = &args.flamegraph {
@@ -208,7 +215,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if args.tree || args.chrome_trace.is_some() {
-        return write_trees(&file, run, &run_id, args, &opts, &mut out);
+        return write_trees(&file, run, &run_id, args, &opts, &release, &mut out);
     }
     let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
     let run_id = file.string(run).unwrap_or_default().to_string();
@@ -241,6 +248,7 @@ fn write_trees(
     run_id: &str,
     args: &Args,
     opts: &ScanOptions,
+    release: ferret_scan::engine::AfterChunk,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let tree_opts = TreeOptions {
@@ -255,7 +263,7 @@ fn write_trees(
     let filter = opts.filter.compile(file);
     let keep =
         |seg: &ferret_format::Segment, r: &ferret_format::SpanRecord| filter.keep(file, seg, r);
-    let trees = slowest_trees(file, run, opts, &tree_opts, &keep)
+    let trees = slowest_trees(file, run, opts, &tree_opts, &keep, release)
         .with_context(|| args.file.display().to_string())?;
     warn_broken(&args.file, trees.iter().map(|t| t.broken_links).sum());
     if let Some(path) = &args.chrome_trace {
