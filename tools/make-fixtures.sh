@@ -10,6 +10,16 @@ py=${PYTHON313:-$(command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin
 venvs=${FERRET_VENVS:-$root/target/fixture-venvs}
 out=$root/testdata/fixtures
 mkdir -p "$venvs" "$out"
+
+# `ferret analyze --tree` on a copy: BeaverDB switches the file it opens to WAL mode, and the
+# fixtures stay exactly as written.
+ferret_tree() {
+  local copy
+  copy=$(mktemp -d)/trace.db
+  cp "$2" "$copy"
+  COLUMNS=2000 "$1/bin/ferret" analyze "$copy" --tree --limit 20
+  rm -rf "$(dirname "$copy")"
+}
 for v in 1.3.0 2.4.1; do
   major=${v%%.*}
   venv=$venvs/beaver$major
@@ -26,7 +36,12 @@ for v in 1.3.0 2.4.1; do
   "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$out/beaver$major.reference.json"
   # ferret's own CLI tree text, where its analyzer runs (beaver-db 1.x); wide so nothing wraps.
   if [ "$major" = 1 ]; then
-    COLUMNS=2000 "$venv/bin/ferret" analyze "$db" --tree --limit 20 > "$out/beaver$major.ferret-tree.txt"
+    ferret_tree "$venv" "$db" > "$out/beaver$major.ferret-tree.txt"
   fi
   echo "wrote $db ($(stat -c %s "$db") bytes) and its reference"
 done
+# A larger synthetic trace (deep trees, loops, late tasks, errors) with ferret's own results.
+(cd "$root" && cargo run --quiet --release -p ferret-gen -- -o "$out/generated1.db" --spans 5000 --seed 1)
+"$venvs/beaver1/bin/python" "$here/fixtures/reference.py" "$out/generated1.db" "$out/generated1.reference.json"
+ferret_tree "$venvs/beaver1" "$out/generated1.db" > "$out/generated1.ferret-tree.txt"
+echo "wrote $out/generated1.db and its reference"

@@ -91,8 +91,14 @@ impl Generator {
         self.children(root_id, run, names, 1, &mut cursor, &mut post);
         end = end.max(cursor) + self.leaf_us() / 4;
         // Now and then a fire-and-forget task that outlives the request.
-        if self.rng.gen_bool(0.03) {
-            let late_start = end + 1 + self.rng.gen_range(0..500);
+        if self.rng.gen_bool(0.05) {
+            // Mostly right after the request, sometimes seconds later (a queued task).
+            let delay = if self.rng.gen_bool(0.5) {
+                self.rng.gen_range(0..3_000_000)
+            } else {
+                self.rng.gen_range(0..500)
+            };
+            let late_start = end + 1 + delay;
             let dur = self.leaf_us() * 4;
             let name = self.name(names);
             let id = self.id();
