@@ -3,7 +3,7 @@ CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
 
-.PHONY: build test lint bench fixtures example golden
+.PHONY: build test lint bench bench-e2e fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -15,8 +15,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench:
+bench: bench-e2e
 	$(CARGO) bench -p ferret-benches
+
+# End-to-end against the peers; BENCH_SPANS (default 6,000,000) sets the size.
+bench-e2e:
+	python3 benches/e2e.py
 
 # Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
 fixtures:

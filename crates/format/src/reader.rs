@@ -10,7 +10,7 @@ use memmap2::{Mmap, MmapOptions};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FormatError, Region};
-use crate::header::{read_header, Header, LastTimestamp, Watermark, DATA_START};
+use crate::header::{read_header, Header, Watermark, DATA_START};
 use crate::record::{SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
 use crate::segment::{block_count, read_segment_header, SegmentLayout, BLOCK_RECORDS};
 use crate::strings::StringTable;
@@ -439,10 +439,5 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             return bad("custom status flag without a status string".into());
         }
         Ok(())
-    }
-
-    /// The last timestamp committed (shorthand for the watermark's).
-    pub fn last_timestamp(&self) -> LastTimestamp {
-        self.header.last()
     }
 }

@@ -118,11 +118,6 @@ impl SpanFileWriter {
         self.strings.intern(s)
     }
 
-    /// The id of a run id or other string, if interned.
-    pub fn lookup_string(&self, s: &str) -> Option<u32> {
-        self.strings.lookup(s)
-    }
-
     /// Number of distinct names so far.
     pub fn name_count(&self) -> usize {
         self.names.len()

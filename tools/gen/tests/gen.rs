@@ -43,26 +43,18 @@ fn every_layout_converts_to_the_same_spans() {
     for other in &files[1..] {
         assert_eq!(other.record_count(), first.record_count());
         for i in 0..first.record_count() {
-            let (a, b) = (first.record(i).unwrap(), other.record(i).unwrap());
-            assert_eq!(
+            let key = |f: &SpanFile<_>| {
+                let r = f.record(i).unwrap();
                 (
-                    a.span_id,
-                    a.start_time.to_bits(),
-                    a.duration.to_bits(),
-                    a.parent_flags,
-                    a.root,
-                    a.parent_name
-                ),
-                (
-                    b.span_id,
-                    b.start_time.to_bits(),
-                    b.duration.to_bits(),
-                    b.parent_flags,
-                    b.root,
-                    b.parent_name
-                ),
-                "record {i}"
-            );
+                    r.span_id,
+                    r.start_time.to_bits(),
+                    r.duration.to_bits(),
+                    r.parent_flags,
+                    r.root,
+                    r.parent_name,
+                )
+            };
+            assert_eq!(key(first), key(other), "record {i}");
         }
     }
 }

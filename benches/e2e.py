@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""End-to-end comparison for `make bench`: ferret against the tools users would otherwise use,
+on the same generated spans, side by side in one run. Writes benches/RESULTS.md.
+
+Environment: BENCH_SPANS (default 6,000,000), FERRET_SPANS (ferret-io's size, default 1,000,000),
+BENCH_DIR (scratch, default target/bench). Each peer is skipped with a printed reason when it
+cannot be installed. Cold runs evict only this benchmark's own files (posix_fadvise DONTNEED).
+"""
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REL = ROOT / "target" / "release"
+SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
+FERRET_SPANS = int(os.environ.get("FERRET_SPANS", 1_000_000))
+WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
+RUN = "0000000000000000000000005eed0002"  # the generator's last run: ferret's default
+
+
+def measured(cmd):
+    """Wall time and peak RSS of one command, via a fresh child and wait4."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            os.execvp(cmd[0], cmd)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def evict(*paths):
+    """Drops only these files' pages from the page cache."""
+    for p in paths:
+        if Path(p).exists():
+            fd = os.open(p, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+
+
+def venv_python(name, packages):
+    """A virtualenv with `packages`, or None with the reason printed."""
+    venv = WORK / name
+    py = venv / "bin" / "python"
+    if not py.exists():
+        base = os.environ.get("PYTHON313", "/root/.pyenv/versions/3.13.0/bin/python3")
+        if not Path(base).exists():
+            base = sys.executable
+        r = subprocess.run([base, "-m", "venv", str(venv)], capture_output=True)
+        r = r.returncode == 0 and subprocess.run([str(py), "-m", "pip", "install", "-q", *packages], capture_output=True)
+        if not r or r.returncode != 0:
+            print(f"skipping {name}: could not install {' '.join(packages)}")
+            return None
+    return py
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli", "-p", "ferret-gen", "-p", "ferret-benches"], cwd=ROOT, check=True)
+    db, jsonl, rec = WORK / "trace.db", WORK / "trace.jsonl", WORK / "trace.ferret"
+    rows = []  # (what, seconds, peak MiB, note)
+
+    def gen(path, layout, spans):
+        if not path.exists() or path.stat().st_mtime < (ROOT / "tools/gen/src/main.rs").stat().st_mtime:
+            t, _ = measured([REL / "ferret-gen", "-o", path, "--spans", str(spans), "--layout", layout])
+            print(f"generated {path.name}: {spans} spans in {t:.1f} s")
+
+    gen(db, "beaver1", SPANS)
+    gen(jsonl, "jsonl", SPANS)
+    t, m = measured([REL / "ferret-convert", db, "-o", rec, "--force", "--quiet"])
+    rows.append(("ferret-convert (BeaverDB → records)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
+    scans = {
+        "ferret-scan table": [],
+        "ferret-scan --tree": ["--tree"],
+        "ferret-scan --format json --limit 0": ["--format", "json", "--limit", "0"],
+    }
+    for cache in ("warm", "cold"):
+        for name, extra in scans.items():
+            if cache == "cold":
+                evict(rec)
+            else:
+                measured([REL / "ferret-scan", rec] + extra)  # warm the cache
+            t, m = measured([REL / "ferret-scan", rec] + extra)
+            rows.append((f"{name} ({cache})", t, m, f"{rec.stat().st_size / t / 1e9:.2f} GB/s"))
+        if cache == "cold":
+            evict(rec)
+        else:
+            measured([REL / "mmap-ceiling", rec])
+        start = time.perf_counter()
+        out = subprocess.run([REL / "mmap-ceiling", rec], capture_output=True, text=True, check=True).stdout.split()
+        rows.append((f"ceiling: plain mmap read, both cores ({cache})", float(out[1]), None, f"{int(out[0]) / float(out[1]) / 1e9:.2f} GB/s"))
+
+    # sqlite3 with json_extract over the source database.
+    sql = ("SELECT json_extract(data,'$.name') n, count(*), sum(json_extract(data,'$.duration')), "
+           "min(json_extract(data,'$.duration')), max(json_extract(data,'$.duration')) FROM beaver_logs "
+           f"WHERE log_name='_ferret_trace' AND json_extract(data,'$.run_id')='{RUN}' GROUP BY n ORDER BY 3 DESC LIMIT 20")
+    if subprocess.run(["which", "sqlite3"], capture_output=True).returncode == 0:
+        t, m = measured(["sqlite3", db, sql])
+        rows.append(("sqlite3 json_extract GROUP BY (warm)", t, m, ""))
+    else:
+        print("skipping sqlite3: not installed")
+
+    duck = venv_python("duckdb-venv", ["duckdb"])
+    if duck:
+        parquet = WORK / "trace.parquet"
+        if not parquet.exists():
+            subprocess.run([duck, "-c", f"import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json_auto('{jsonl}')) TO '{parquet}' (FORMAT parquet)\")"], check=True)
+        agg = ("SELECT name, count(*), sum(duration), avg(duration), min(duration), max(duration), "
+               "sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) FROM {src} "
+               f"WHERE run_id = '{RUN}' GROUP BY name ORDER BY 3 DESC LIMIT 20")
+        for label, src in (("JSON lines", f"read_json_auto('{jsonl}')"), ("Parquet", f"'{parquet}'")):
+            code = f"import duckdb; duckdb.sql(\"{agg.format(src=src)}\").fetchall()"
+            measured([duck, "-c", code])
+            t, m = measured([duck, "-c", code])
+            rows.append((f"DuckDB over {label} (warm, whole process)", t, m, ""))
+
+    ferret = venv_python("ferret-io-venv", ["ferret-io==0.3.1", "beaver-db==1.3.0"])
+    if ferret:
+        small = WORK / "trace-ferret-io.db"
+        gen(small, "beaver1", FERRET_SPANS)
+        small_rec = WORK / "trace-ferret-io.ferret"
+        measured([REL / "ferret-convert", small, "-o", small_rec, "--force", "--quiet"])
+        measured([REL / "ferret-scan", small_rec])
+        t, m = measured([REL / "ferret-scan", small_rec])
+        rows.append((f"ferret-scan table at {FERRET_SPANS:,} spans (warm)", t, m, ""))
+        t, m = measured([ferret.parent / "ferret", "analyze", small])
+        rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
+
+    write_results(rows)
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB, {cpu}, {platform.system()} {platform.release()}"
+
+
+def write_results(rows):
+    by = {r[0]: r for r in rows}
+    def ratio(a, b):
+        return f"{by[b][1] / by[a][1]:.1f}×" if a in by and b in by else "n/a"
+    lines = [
+        "# End-to-end results",
+        "",
+        f"{datetime.date.today()} · {machine()} · {SPANS:,} generated spans (`ferret-gen`), "
+        f"record file {(WORK / 'trace.ferret').stat().st_size / 1e6:.0f} MB. Made by `make bench` (`benches/e2e.py`).",
+        "",
+        "| what | seconds | peak RSS MiB | note |",
+        "|---|---:|---:|---|",
+    ]
+    for what, t, m, note in rows:
+        lines.append(f"| {what} | {t:.3f} | {'' if m is None else f'{m:.0f}'} | {note} |")
+    table_warm = "ferret-scan table (warm)"
+    lines += [
+        "",
+        "Ratios (higher is better for ferret):",
+        "",
+        f"- ferret-scan table vs DuckDB over Parquet (whole process): {ratio(table_warm, 'DuckDB over Parquet (warm, whole process)')}",
+        f"- ferret-scan table vs DuckDB over JSON lines: {ratio(table_warm, 'DuckDB over JSON lines (warm, whole process)')}",
+        f"- ferret-scan table vs sqlite3 json_extract: {ratio(table_warm, 'sqlite3 json_extract GROUP BY (warm)')}",
+        f"- ferret-scan vs ferret-io at {FERRET_SPANS:,} spans: {ratio(f'ferret-scan table at {FERRET_SPANS:,} spans (warm)', f'ferret-io `ferret analyze` at {FERRET_SPANS:,} spans')}",
+        f"- ferret-scan table (whole process) vs the mmap ceiling (read only): "
+        f"{by['ceiling: plain mmap read, both cores (warm)'][1] / by[table_warm][1] * 100:.0f}% of ceiling speed",
+        "",
+    ]
+    (ROOT / "benches" / "RESULTS.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
