@@ -1,4 +1,5 @@
 # ferret: build, test, lint, bench and fixtures. `make test` is what CI runs.
+SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
@@ -8,8 +9,13 @@ EXAMPLE_OUT ?= target/example.ferret
 build:
 	$(CARGO) build --release --workspace
 
+# Every test (no doc tests: there are none); ends with one total line, keeping cargo's status.
 test:
-	$(CARGO) test --workspace
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log; \
+	status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
