@@ -6,10 +6,26 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-py=${PYTHON313:-$(command -v python3.13 || echo /root/.pyenv/versions/3.13.0/bin/python3)}
+# A working Python 3.13: $PYTHON313, else pyenv's 3.13 install, else python3.13 on PATH (a pyenv
+# shim there may exist without 3.13 being active, so each candidate is tried).
+py=""
+for candidate in ${PYTHON313:-} /root/.pyenv/versions/3.13*/bin/python3 python3.13; do
+  if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+    py=$candidate
+    break
+  fi
+done
+[ -n "$py" ] || { echo "make-fixtures: needs Python 3.13 (set PYTHON313)" >&2; exit 1; }
 venvs=${FERRET_VENVS:-$root/target/fixture-venvs}
 out=$root/testdata/fixtures
 mkdir -p "$venvs" "$out"
+
+# Folds a database's WAL into it and returns it to rollback-journal mode, so the committed
+# fixture is one self-contained file (BeaverDB switches any file it opens to WAL mode).
+settle() {
+  "$py" -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('PRAGMA journal_mode=DELETE'); c.close()" "$1"
+  rm -f "$1-wal" "$1-shm"
+}
 
 # `ferret analyze --tree` on a copy: BeaverDB switches the file it opens to WAL mode, and the
 # fixtures stay exactly as written.
@@ -30,18 +46,17 @@ for v in 1.3.0 2.4.1; do
   db=$out/beaver$major.db
   rm -f "$db" "$db-wal" "$db-shm"
   (cd "$out" && "$venv/bin/python" "$here/fixtures/workload.py" "$db")
-  # Fold any WAL into the main file so the fixture is one self-contained file.
-  "$venv/bin/python" -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('PRAGMA journal_mode=DELETE'); c.close()" "$db"
-  rm -f "$db-wal" "$db-shm"
   "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$out/beaver$major.reference.json"
   # ferret's own CLI tree text, where its analyzer runs (beaver-db 1.x); wide so nothing wraps.
   if [ "$major" = 1 ]; then
     ferret_tree "$venv" "$db" > "$out/beaver$major.ferret-tree.txt"
   fi
+  settle "$db"
   echo "wrote $db ($(stat -c %s "$db") bytes) and its reference"
 done
 # A larger synthetic trace (deep trees, loops, late tasks, errors) with ferret's own results.
 (cd "$root" && cargo run --quiet --release -p ferret-gen -- -o "$out/generated1.db" --spans 5000 --seed 1)
 "$venvs/beaver1/bin/python" "$here/fixtures/reference.py" "$out/generated1.db" "$out/generated1.reference.json"
 ferret_tree "$venvs/beaver1" "$out/generated1.db" > "$out/generated1.ferret-tree.txt"
+settle "$out/generated1.db"
 echo "wrote $out/generated1.db and its reference"
