@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use regex::Regex;
 
 use crate::chunk::{plan, Chunk, BLOCKS_PER_CHUNK};
+use crate::sketch::MAX_RECORDS_PER_TABLE;
 use crate::stats::ChunkStats;
 
 /// Errors of a scan.
@@ -147,9 +148,13 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         .len()
         .div_ceil(4 * rayon::current_num_threads())
         .max(1);
+    // No accumulator may fold 2^32 records: its u32 sketch counters could wrap.
+    let records_per_chunk = (opts.blocks_per_chunk * BLOCK_RECORDS) as u64;
+    let max_len = (MAX_RECORDS_PER_TABLE / records_per_chunk).max(1) as usize;
     chunks
         .par_iter()
-        .with_min_len(min_len)
+        .with_min_len(min_len.min(max_len))
+        .with_max_len(max_len)
         .try_fold(
             || ChunkStats::new(names),
             |mut stats, chunk| {
