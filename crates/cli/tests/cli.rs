@@ -477,8 +477,16 @@ fn scan_output_survives_a_closed_pipe_and_lists_runs() {
 /// Peak resident memory of one run of `ferret-scan FILE`, in KiB, as the scanner itself reads
 /// it from the kernel (`VmHWM`) at exit.
 fn scan_peak_rss_kib(file: &Path) -> u64 {
-    let out = run!("ferret-scan", file, "--print-peak-rss");
-    assert!(out.status.success());
+    peak_rss_of(run!("ferret-scan", file, "--print-peak-rss"))
+}
+
+/// The peak RSS a binary run with `--print-peak-rss` reported, in KiB.
+fn peak_rss_of(out: Output) -> u64 {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
         .lines()
@@ -878,4 +886,27 @@ fn parent_cycles_and_self_parents_never_hang_and_are_named() {
     assert!(folded.status.success());
     assert!(String::from_utf8_lossy(&folded.stderr).contains("parent links that loop"));
     ok!(run!("ferret-scan", &path));
+}
+
+#[test]
+fn replacing_a_large_output_does_not_read_it_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.ferret");
+    ferret_benches::write_trace(&out, 1_000_000, 50);
+    assert!(std::fs::metadata(&out).unwrap().len() > 50 << 20);
+    let peak = peak_rss_of(run!(
+        "ferret-convert",
+        fixture("beaver1.db"),
+        "-o",
+        &out,
+        "--force",
+        "--quiet",
+        "--print-peak-rss"
+    ));
+    // Reading the old file whole (as a bug once did) would put its 61 MiB in the peak.
+    assert!(
+        peak < 40 << 10,
+        "peak RSS {peak} KiB replacing a 61 MiB file"
+    );
+    assert_eq!(SpanFile::open(&out).unwrap().record_count(), 126);
 }

@@ -133,14 +133,25 @@ fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {
     }
 }
 
+/// The first bytes of `path` (up to the magic's length), or `None` for an empty file. Only these
+/// are read: an existing output can be gigabytes.
+fn read_magic(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(MAGIC.len());
+    std::fs::File::open(path)?
+        .take(MAGIC.len() as u64)
+        .read_to_end(&mut head)?;
+    Ok((!head.is_empty()).then_some(head))
+}
+
 /// Opens the output as the options say: a new file, a replaced one, or one to append to.
 fn open_output(opts: &ConvertOptions) -> Result<(SpanFileWriter, bool), ConvertError> {
     let out = &opts.output;
     // Only the magic decides: an empty file has nothing to lose, anything else that does not
     // start with ferret's magic (however short) is someone else's and never overwritten.
-    let existing = match std::fs::read(out) {
-        Ok(b) if b.is_empty() => None,
-        Ok(b) => Some(b.starts_with(&MAGIC)),
+    let existing = match read_magic(out) {
+        Ok(None) => None,
+        Ok(Some(head)) => Some(head.starts_with(&MAGIC)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(source::io(out, e)),
     };

@@ -35,11 +35,21 @@ struct Args {
     /// Spans per commit (memory and crash-loss bound).
     #[arg(long, default_value_t = 1 << 18, hide = true)]
     commit_every: usize,
+    /// Print the process's peak resident memory to stderr at exit (tests and benchmarks).
+    #[arg(long, hide = true)]
+    print_peak_rss: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let result = run(&args);
+    if args.print_peak_rss {
+        eprintln!(
+            "ferret-convert: peak RSS {} KiB",
+            ferret_cli::peak_rss_kib().unwrap_or(0)
+        );
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferret-convert: {e:#}");

@@ -103,7 +103,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = run(&args);
     if args.print_peak_rss {
-        eprintln!("ferret-scan: peak RSS {} KiB", peak_rss_kib().unwrap_or(0));
+        eprintln!(
+            "ferret-scan: peak RSS {} KiB",
+            ferret_cli::peak_rss_kib().unwrap_or(0)
+        );
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,13 +116,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The kernel's high-water mark of this process's resident memory (`VmHWM`), Linux only.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A closed pipe (`| head`) ends the output; it is not an error.
