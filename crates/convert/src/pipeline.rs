@@ -257,6 +257,7 @@ fn run(
         runs: Vec::new(),
         last: after,
         last_start: f64::NEG_INFINITY,
+        json_lines: kind == SourceKind::JsonLines,
         opts,
         identity,
     };
@@ -334,6 +335,9 @@ struct WriteState<'a> {
     runs: Vec<bool>,
     last: LastTimestamp,
     last_start: f64,
+    /// JSON lines keep line order, so a line starting before its predecessor is counted (a
+    /// database is read in timestamp order and cannot be out of order).
+    json_lines: bool,
     opts: &'a ConvertOptions,
     identity: String,
 }
@@ -438,8 +442,8 @@ impl WriteState<'_> {
             original_id: span.original_id.as_ref().map_or("", text).as_bytes(),
         };
         w.push(rec, &extras).map_err(|e| e.to_string())?;
-        if span.start_time < self.last_start {
-            self.summary.out_of_order += u64::from(matches!(self.last, LastTimestamp::Line(_)));
+        if self.json_lines && span.start_time < self.last_start {
+            self.summary.out_of_order += 1;
         }
         self.last_start = self.last_start.max(span.start_time);
         let run = rec.run as usize;

@@ -189,3 +189,26 @@ fn a_parent_cycle_terminates_and_leaves_a_root() {
     assert_eq!(roots, 1);
     file.verify().unwrap();
 }
+
+#[test]
+fn json_lines_out_of_start_order_are_counted_and_warned_about() {
+    let span = |i, start| Span {
+        id: id(i),
+        parent: None,
+        run: "a",
+        start,
+    };
+    // Three lines, the last two starting before the line above them: a small unsorted file.
+    let spans = vec![span(1, 30.0), span(2, 20.0), span(3, 10.0)];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("unsorted.jsonl");
+    std::fs::write(&input, jsonl(&spans)).unwrap();
+    let mut opts = ConvertOptions::new(&input, dir.path().join("u.ferret"));
+    opts.force = true;
+    let summary = convert(&opts, &mut |_, _| {}).unwrap();
+    assert_eq!(summary.out_of_order, 2);
+    assert!(summary
+        .warnings
+        .iter()
+        .any(|w| w.contains("2 JSON lines start earlier")));
+}
