@@ -424,18 +424,24 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         if r.parent().is_some() != (r.parent_name != NONE_NAME) {
             return bad("parent index and parent name disagree".into());
         }
-        if r.extras != NO_EXTRAS {
-            let Some(x) = SpanExtras::decode(self.tag_heap(seg), r.extras as usize) else {
-                return bad(format!("extras offset {} outside the tag heap", r.extras));
-            };
-            if x.status.is_some_and(|s| s as usize >= self.strings.len()) {
-                return bad("status string id out of range".into());
+        let extras = if r.extras == NO_EXTRAS {
+            SpanExtras::default()
+        } else {
+            match SpanExtras::decode(self.tag_heap(seg), r.extras as usize) {
+                Some(x) => x,
+                None => return bad(format!("extras offset {} outside the tag heap", r.extras)),
             }
-            if std::str::from_utf8(x.tags).is_err() {
-                return bad("tags are not UTF-8".into());
-            }
+        };
+        if extras
+            .status
+            .is_some_and(|s| s as usize >= self.strings.len())
+        {
+            return bad("status string id out of range".into());
         }
-        if r.flags() & FLAG_CUSTOM_STATUS != 0 && self.extras(seg, r).status.is_none() {
+        if std::str::from_utf8(extras.tags).is_err() {
+            return bad("tags are not UTF-8".into());
+        }
+        if r.flags() & FLAG_CUSTOM_STATUS != 0 && extras.status.is_none() {
             return bad("custom status flag without a status string".into());
         }
         Ok(())
