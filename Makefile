@@ -4,7 +4,7 @@ CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
 
-.PHONY: build test lint bench bench-e2e fixtures example
+.PHONY: build test lint bench bench-e2e memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -27,6 +27,14 @@ bench: bench-e2e
 # End-to-end against the peers; BENCH_SPANS (default 6,000,000) sets the size.
 bench-e2e:
 	python3 benches/e2e.py
+
+# A 2.3 GB trace converted and scanned, each step in a 1 GiB memory cgroup (writes benches/MEMTEST.md).
+memtest:
+	python3 benches/memtest.py
+
+# The CI-sized memory test: 500,000 spans, the scans in a 64 MiB cgroup.
+memtest-ci:
+	python3 benches/memtest.py --ci
 
 # Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
 fixtures:

@@ -9,62 +9,16 @@ cannot be installed. Cold runs evict only this benchmark's own files (posix_fadv
 
 import datetime
 import os
-import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REL = ROOT / "target" / "release"
+from harness import REL, ROOT, evict, generate, machine, measured, venv_python
+
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 FERRET_SPANS = int(os.environ.get("FERRET_SPANS", 1_000_000))
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
 RUN = "0000000000000000000000005eed0002"  # the generator's last run: ferret's default
-
-
-def measured(cmd):
-    """Wall time and peak RSS of one command, via a fresh child and wait4."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        try:
-            os.execvp(cmd[0], cmd)
-        finally:
-            os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {os.waitstatus_to_exitcode(status)}")
-    return wall, usage.ru_maxrss / 1024
-
-
-def evict(*paths):
-    """Drops only these files' pages from the page cache."""
-    for p in paths:
-        if Path(p).exists():
-            fd = os.open(p, os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.close(fd)
-
-
-def venv_python(name, packages):
-    """A virtualenv with `packages`, or None with the reason printed."""
-    venv = WORK / name
-    py = venv / "bin" / "python"
-    if not py.exists():
-        base = os.environ.get("PYTHON313", "/root/.pyenv/versions/3.13.0/bin/python3")
-        if not Path(base).exists():
-            base = sys.executable
-        r = subprocess.run([base, "-m", "venv", str(venv)], capture_output=True)
-        r = r.returncode == 0 and subprocess.run([str(py), "-m", "pip", "install", "-q", *packages], capture_output=True)
-        if not r or r.returncode != 0:
-            print(f"skipping {name}: could not install {' '.join(packages)}")
-            return None
-    return py
 
 
 def main():
@@ -73,13 +27,8 @@ def main():
     db, jsonl, rec = WORK / "trace.db", WORK / "trace.jsonl", WORK / "trace.ferret"
     rows = []  # (what, seconds, peak MiB, note)
 
-    def gen(path, layout, spans):
-        if not path.exists() or path.stat().st_mtime < (ROOT / "tools/gen/src/main.rs").stat().st_mtime:
-            t, _ = measured([REL / "ferret-gen", "-o", path, "--spans", str(spans), "--layout", layout])
-            print(f"generated {path.name}: {spans} spans in {t:.1f} s")
-
-    gen(db, "beaver1", SPANS)
-    gen(jsonl, "jsonl", SPANS)
+    generate(db, "beaver1", SPANS)
+    generate(jsonl, "jsonl", SPANS)
     t, m = measured([REL / "ferret-convert", db, "-o", rec, "--force", "--quiet"])
     rows.append(("ferret-convert (BeaverDB → records)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
     scans = {
@@ -113,7 +62,7 @@ def main():
     else:
         print("skipping sqlite3: not installed")
 
-    duck = venv_python("duckdb-venv", ["duckdb"])
+    duck = venv_python(WORK, "duckdb-venv", ["duckdb"])
     if duck:
         parquet = WORK / "trace.parquet"
         if not parquet.exists():
@@ -127,10 +76,10 @@ def main():
             t, m = measured([duck, "-c", code])
             rows.append((f"DuckDB over {label} (warm, whole process)", t, m, ""))
 
-    ferret = venv_python("ferret-io-venv", ["ferret-io==0.3.1", "beaver-db==1.3.0"])
+    ferret = venv_python(WORK, "ferret-io-venv", ["ferret-io==0.3.1", "beaver-db==1.3.0"])
     if ferret:
         small = WORK / "trace-ferret-io.db"
-        gen(small, "beaver1", FERRET_SPANS)
+        generate(small, "beaver1", FERRET_SPANS)
         small_rec = WORK / "trace-ferret-io.ferret"
         measured([REL / "ferret-convert", small, "-o", small_rec, "--force", "--quiet"])
         measured([REL / "ferret-scan", small_rec])
@@ -140,16 +89,6 @@ def main():
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
     write_results(rows)
-
-
-def machine():
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    return f"{os.cpu_count()} cores, {mem:.0f} GiB, {cpu}, {platform.system()} {platform.release()}"
 
 
 def write_results(rows):

@@ -77,6 +77,21 @@ fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
 }
 
+/// `ferret-scan FILE --run RUN --format json --limit 0`, parsed.
+fn scan_json(file: &Path, run_id: &str) -> Value {
+    serde_json::from_str(&ok!(run!(
+        "ferret-scan",
+        file,
+        "--run",
+        run_id,
+        "--format",
+        "json",
+        "--limit",
+        "0"
+    )))
+    .unwrap()
+}
+
 fn check_stats_against_ferret(db: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = convert(&fixture(db), dir.path());
@@ -88,17 +103,7 @@ fn check_stats_against_ferret(db: &str) {
         serde_json::from_str(&ok!(run!("ferret-scan", &file, "--format", "json"))).unwrap();
     assert_eq!(default["run_id"], reference["latest_run"]);
     for (run_id, want) in runs {
-        let got: Value = serde_json::from_str(&ok!(run!(
-            "ferret-scan",
-            &file,
-            "--run",
-            run_id,
-            "--format",
-            "json",
-            "--limit",
-            "0"
-        )))
-        .unwrap();
+        let got = scan_json(&file, run_id);
         assert_eq!(got["spans"], want["span_count"], "{run_id}");
         let rows = by_key(&got["functions"], "name");
         let want = want["stats"].as_object().unwrap();
@@ -518,6 +523,23 @@ fn scan_memory_does_not_grow_with_the_file() {
         b < a + (16 << 10),
         "peak RSS {a} KiB at 300k records, {b} KiB at 3M"
     );
+    // The Parquet export too: its per-span scratch and the records behind it are released.
+    let export_rss = |file: &Path| {
+        let out = file.with_extension("parquet");
+        peak_rss_of(run!(
+            "ferret-scan",
+            file,
+            "--all-runs",
+            "--to-parquet",
+            &out,
+            "--print-peak-rss"
+        ))
+    };
+    let (a, b) = (export_rss(&small), export_rss(&large));
+    assert!(
+        b < a + (32 << 10),
+        "export peak RSS {a} KiB at 300k records, {b} KiB at 3M"
+    );
 }
 
 /// The fixture's spans repeated `copies` times as JSON lines, each copy with its own ids and
@@ -909,4 +931,186 @@ fn replacing_a_large_output_does_not_read_it_into_memory() {
         "peak RSS {peak} KiB replacing a 61 MiB file"
     );
     assert_eq!(SpanFile::open(&out).unwrap().record_count(), 126);
+}
+
+/// Every row of a Parquet export as JSON objects (nulls as `null`), read back with the parquet
+/// crate.
+fn parquet_rows(path: &Path) -> Vec<serde_json::Map<String, Value>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            use parquet::record::Field;
+            row.unwrap()
+                .get_column_iter()
+                .map(|(name, field)| {
+                    let value = match field {
+                        Field::Null => Value::Null,
+                        Field::Str(s) => Value::from(s.as_str()),
+                        Field::Double(d) => Value::from(*d),
+                        Field::Int(i) => Value::from(*i),
+                        other => panic!("{name}: unexpected {other:?}"),
+                    };
+                    (name.clone(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// ferret's tree nodes by span id, each with its parent id, root id and depth.
+fn ferret_nodes<'a>(
+    nodes: &'a Value,
+    parent: Option<&'a str>,
+    root: Option<&'a str>,
+    depth: i64,
+    out: &mut HashMap<&'a str, (&'a Value, Option<&'a str>, &'a str, i64)>,
+) {
+    for node in nodes.as_array().unwrap() {
+        let id = node["span_id"].as_str().unwrap();
+        let root = root.unwrap_or(id);
+        out.insert(id, (node, parent, root, depth));
+        ferret_nodes(&node["children"], Some(id), Some(root), depth + 1, out);
+    }
+}
+
+fn check_parquet_against_ferret(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture(db), dir.path());
+    let out = dir.path().join("spans.parquet");
+    ok!(run!(
+        "ferret-scan",
+        &file,
+        "--to-parquet",
+        &out,
+        "--all-runs"
+    ));
+    let rows = parquet_rows(&out);
+    let reference = reference(db);
+    let runs = reference["runs"].as_object().unwrap();
+    let want_rows: u64 = runs
+        .values()
+        .map(|r| r["span_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows.len() as u64, want_rows, "{db}: one row per span");
+    // Sorted by run id, then start time.
+    let order: Vec<(&str, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_str().unwrap(),
+                r["start_time"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        order
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 <= w[1].1)),
+        "{db}: rows sorted by run, then start"
+    );
+    for (run_id, want) in runs {
+        let mut nodes = HashMap::new();
+        ferret_nodes(&want["roots"], None, None, 0, &mut nodes);
+        let ours: Vec<_> = rows
+            .iter()
+            .filter(|r| r["run_id"] == run_id.as_str())
+            .collect();
+        assert_eq!(
+            ours.len(),
+            nodes.len(),
+            "{db} {run_id}: every span of ferret's trees"
+        );
+        for row in &ours {
+            let id = row["span_id"].as_str().unwrap();
+            let (node, parent, root, depth) = nodes
+                .get(id)
+                .unwrap_or_else(|| panic!("{db} {run_id}: {id} is not in ferret's trees"));
+            assert_eq!(row["parent_id"].as_str(), *parent, "{db}: parent of {id}");
+            assert_eq!(row["root_id"].as_str(), Some(*root), "{db}: root of {id}");
+            assert_eq!(row["depth"].as_i64(), Some(*depth), "{db}: depth of {id}");
+            for field in ["name", "status", "start_time", "duration"] {
+                assert_eq!(row[field], node[field], "{db}: {field} of {id}");
+            }
+            let tags: Value = serde_json::from_str(row["tags"].as_str().unwrap()).unwrap();
+            assert_eq!(tags, node["tags"], "{db}: tags of {id}");
+            let (a, b) = (
+                row["self_time"].as_f64().unwrap(),
+                node["self_time"].as_f64().unwrap(),
+            );
+            assert!(close(a, b), "{db}: self time of {id}: {a} vs ferret {b}");
+        }
+        // Per-name counts and totals equal `ferret-scan --format json`.
+        let scan = scan_json(&file, run_id);
+        let mut per_name: HashMap<&str, (u64, f64)> = HashMap::new();
+        for row in &ours {
+            let e = per_name.entry(row["name"].as_str().unwrap()).or_default();
+            e.0 += 1;
+            e.1 += row["duration"].as_f64().unwrap_or(0.0);
+        }
+        for f in scan["functions"].as_array().unwrap() {
+            let (count, total) = per_name[f["name"].as_str().unwrap()];
+            assert_eq!(Some(count), f["count"].as_u64(), "{db} {run_id}: count");
+            let want = f["total_duration"].as_f64().unwrap();
+            assert!(
+                (total - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "{db} {run_id}: total {total} vs scan {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn parquet_export_equals_ferret_trees_and_scan_totals() {
+    check_parquet_against_ferret("beaver1.db");
+    check_parquet_against_ferret("beaver2.db");
+    check_parquet_against_ferret("generated1.db");
+}
+
+#[test]
+fn parquet_export_filters_replaces_whole_and_names_bad_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let out = dir.path().join("errors.parquet");
+    std::fs::write(&out, "an older export").unwrap();
+    ok!(run!(
+        "ferret-scan",
+        &file,
+        "--all-runs",
+        "--to-parquet",
+        &out,
+        "--status",
+        "error"
+    ));
+    let rows = parquet_rows(&out);
+    assert!(!rows.is_empty(), "the fixture has errors");
+    assert!(rows.iter().all(|r| r["status"] != "ok"), "only errors");
+    // Nothing is left beside the output but the output.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // One run by default: ferret's default run.
+    ok!(run!("ferret-scan", &file, "--to-parquet", &out));
+    let runs: std::collections::BTreeSet<String> = parquet_rows(&out)
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        runs.into_iter().collect::<Vec<_>>(),
+        vec![reference("beaver1.db")["latest_run"].as_str().unwrap()]
+    );
+    let missing = dir.path().join("no-such-dir/out.parquet");
+    fails!(
+        run!("ferret-scan", &file, "--to-parquet", &missing),
+        "no-such-dir"
+    );
+    // --all-runs means nothing without --to-parquet: a usage error.
+    assert_eq!(
+        run!("ferret-scan", &file, "--all-runs").status.code(),
+        Some(2)
+    );
 }

@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
-use crate::record::{SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
+use crate::record::{SpanId, SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
 use crate::segment::{block_count, read_segment_header, SegmentLayout, BLOCK_RECORDS};
 use crate::strings::StringTable;
 use crate::tags::SpanExtras;
@@ -318,6 +318,23 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             return SpanExtras::default();
         }
         SpanExtras::decode(self.tag_heap(segment), record.extras as usize).unwrap_or_default()
+    }
+
+    /// Appends the span id of `record` (of `segment`) as the source wrote it: 32 hex digits, or
+    /// the original text of a hashed id.
+    pub fn write_span_id(&self, segment: &Segment, record: &SpanRecord, out: &mut Vec<u8>) {
+        if record.has_hashed_id() {
+            out.extend_from_slice(self.extras(segment, record).original_id);
+        } else {
+            SpanId(record.span_id).write_hex(out);
+        }
+    }
+
+    /// The span id of `record` (of `segment`) as the source wrote it (see [`Self::write_span_id`]).
+    pub fn span_id_text(&self, segment: &Segment, record: &SpanRecord) -> String {
+        let mut out = Vec::with_capacity(32);
+        self.write_span_id(segment, record, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// The status string of a record as ferret would show it.

@@ -132,15 +132,33 @@ impl SpanId {
 
     /// The id as 32 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::with_capacity(32);
-        for b in self.0 {
-            // Writing to a String cannot fail.
-            let _ = write!(s, "{b:02x}");
+        let mut out = Vec::with_capacity(32);
+        self.write_hex(&mut out);
+        // Hex digits are ASCII.
+        String::from_utf8(out).expect("hex digits")
+    }
+
+    /// Appends the id as 32 lowercase hex digits to `out`.
+    pub fn write_hex(&self, out: &mut Vec<u8>) {
+        let mut hex = [0u8; 32];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
-        s
+        out.extend_from_slice(&hex);
     }
 }
+
+/// The two lowercase hex digits of every byte (exports write millions of ids).
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
 
 fn parse_lower_hex32(s: &[u8]) -> Option<[u8; 16]> {
     if s.len() != 32 {

@@ -257,6 +257,8 @@ pub struct RunSummary {
     pub last_start: f64,
     /// Latest end (start + duration).
     pub last_end: f64,
+    /// Index of the run's first record.
+    pub first_index: u64,
     /// Index of the run's last record (ferret's order of runs).
     pub last_index: u64,
 }
@@ -284,6 +286,7 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
                     first_start: f64::INFINITY,
                     last_start: f64::NEG_INFINITY,
                     last_end: f64::NEG_INFINITY,
+                    first_index: index,
                     ..RunSummary::default()
                 });
                 s.spans += 1;
@@ -313,6 +316,7 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
                             first_start: p.first_start.min(q.first_start),
                             last_start: p.last_start.max(q.last_start),
                             last_end: p.last_end.max(q.last_end),
+                            first_index: p.first_index.min(q.first_index),
                             last_index: p.last_index.max(q.last_index),
                         }),
                         (p, q) => p.or(q),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use ferret_format::{SpanFile, SpanId, SpanRecord};
+use ferret_format::{SpanFile, SpanRecord};
 
 use crate::chunk::{plan, BLOCKS_PER_CHUNK};
 use crate::engine::{release, AfterChunk};
@@ -259,7 +259,7 @@ pub fn write_chrome_trace<D: AsRef<[u8]>>(
                 r.duration().unwrap_or(0.0) * 1e6,
                 pid + 1,
                 p.track + 1,
-                SpanId(r.span_id).to_hex(),
+                file.span_id_text(seg, r),
                 file.extras(seg, r).tags_json(),
             )?;
             first = false;

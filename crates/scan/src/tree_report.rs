@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use ferret_format::{SpanFile, SpanId};
+use ferret_format::SpanFile;
 use serde_json::Value;
 
 use crate::tree::{CallTree, TreeNode};
@@ -29,13 +29,8 @@ fn span<'a, D: AsRef<[u8]>>(file: &'a SpanFile<D>, index: u64) -> Option<Span<'a
     let seg = file.segment_of(index)?;
     let r = file.record(index)?;
     let extras = file.extras(seg, r);
-    let id = if r.has_hashed_id() {
-        String::from_utf8_lossy(extras.original_id).into_owned()
-    } else {
-        SpanId(r.span_id).to_hex()
-    };
     Some(Span {
-        id,
+        id: file.span_id_text(seg, r),
         name: file.name(r.name).unwrap_or("?"),
         start: r.start_time,
         duration: r.duration(),

@@ -277,6 +277,45 @@ fn span_json(s: &Span, runs: &[String], names: &[String], out: &mut String) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let _ = std::fs::remove_file(&args.output);
+    let mut sink = Sink::open(&args.output, args.layout)?;
+    // Generating and formatting runs on its own thread, writing (SQLite's B-trees) on this one:
+    // together they use both cores.
+    let (tx, rx) = crossbeam_channel::bounded::<Batch>(8);
+    let generating = std::thread::spawn(move || generate(&args, &tx));
+    for batch in rx {
+        for (i, &start_us) in batch.start_us.iter().enumerate() {
+            sink.write(start_us, batch.row(i))?;
+        }
+    }
+    generating
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generating thread panicked"))??;
+    sink.finish()
+}
+
+/// Rows of whole trees, in the order they are written, formatted on the generating thread.
+#[derive(Default)]
+struct Batch {
+    /// Each row's start time in microseconds (the timestamp column).
+    start_us: Vec<i64>,
+    /// The rows' JSON back to back; row `i` ends at `ends[i]`.
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// Rows per batch: enough to make a channel send rare.
+    const ROWS: usize = 4096;
+
+    fn row(&self, i: usize) -> &str {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[from..self.ends[i]]
+    }
+}
+
+/// Generates every tree and sends them in batches; stops early if the writer has gone.
+fn generate(args: &Args, tx: &crossbeam_channel::Sender<Batch>) -> anyhow::Result<()> {
     let names: Vec<String> = (0..args.names)
         .map(|i| {
             [
@@ -296,29 +335,31 @@ fn main() -> anyhow::Result<()> {
         next_id: 0,
         clock_us: 1_795_000_000_000_000,
     };
-    let _ = std::fs::remove_file(&args.output);
-    let mut sink = Sink::open(&args.output, args.layout)?;
     let per_run = args.spans.div_ceil(u64::from(args.runs));
-    let mut batch = Vec::new();
-    let mut json = String::new();
+    let mut tree = Vec::new();
+    let mut batch = Batch::default();
     for run in 0..args.runs {
         let mut written = 0;
         while written < per_run {
-            batch.clear();
-            g.tree(run, args.names, &mut batch);
-            written += batch.len() as u64;
+            tree.clear();
+            g.tree(run, args.names, &mut tree);
+            written += tree.len() as u64;
             if args.layout == Layout::Jsonl {
                 // Trees never overlap in time: sorting one tree puts the lines in ferret's order.
-                batch.sort_by_key(|s| s.start_us);
+                tree.sort_by_key(|s| s.start_us);
             }
-            for s in &batch {
-                json.clear();
-                span_json(s, &runs, &names, &mut json);
-                sink.write(s, &json)?;
+            for s in &tree {
+                span_json(s, &runs, &names, &mut batch.text);
+                batch.ends.push(batch.text.len());
+                batch.start_us.push(s.start_us);
+            }
+            if batch.start_us.len() >= Batch::ROWS && tx.send(std::mem::take(&mut batch)).is_err() {
+                return Ok(());
             }
         }
     }
-    sink.finish()
+    let _ = tx.send(batch);
+    Ok(())
 }
 
 /// Where spans go: a SQLite table in one transaction, or JSON lines.
@@ -334,34 +375,26 @@ impl Sink {
             return Ok(Sink::Lines(BufWriter::with_capacity(1 << 20, f)));
         }
         let db = rusqlite::Connection::open(path)?;
-        let table = if layout == Layout::Beaver1 {
-            "beaver_logs"
-        } else {
-            "__beaver_logs__"
-        };
         db.execute_batch(&format!(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-262144; PRAGMA locking_mode=EXCLUSIVE;
-             CREATE TABLE {table} (log_name TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (log_name, timestamp));
-             BEGIN;"
+             CREATE TABLE {} (log_name TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (log_name, timestamp));
+             BEGIN;",
+            table(layout)
         ))?;
         Ok(Sink::Sqlite(db, layout))
     }
 
-    fn write(&mut self, s: &Span, json: &str) -> anyhow::Result<()> {
+    fn write(&mut self, start_us: i64, json: &str) -> anyhow::Result<()> {
         match self {
             Sink::Sqlite(db, layout) => {
-                let table = if *layout == Layout::Beaver1 {
-                    "beaver_logs"
-                } else {
-                    "__beaver_logs__"
-                };
                 let mut stmt = db.prepare_cached(&format!(
-                    "INSERT INTO {table} VALUES ('_ferret_trace', ?1, ?2)"
+                    "INSERT INTO {} VALUES ('_ferret_trace', ?1, ?2)",
+                    table(*layout)
                 ))?;
                 if *layout == Layout::Beaver1 {
-                    stmt.execute(rusqlite::params![s.start_us as f64 / 1e6, json])?;
+                    stmt.execute(rusqlite::params![start_us as f64 / 1e6, json])?;
                 } else {
-                    stmt.execute(rusqlite::params![text_timestamp(s.start_us), json])?;
+                    stmt.execute(rusqlite::params![text_timestamp(start_us), json])?;
                 }
             }
             Sink::Lines(w) => writeln!(w, "{json}")?,
@@ -371,20 +404,23 @@ impl Sink {
 
     fn finish(self) -> anyhow::Result<()> {
         match self {
-            Sink::Sqlite(db, layout) => {
-                // BeaverDB's second index, built once at the end rather than row by row.
-                let table = if layout == Layout::Beaver1 {
-                    "beaver_logs"
-                } else {
-                    "__beaver_logs__"
-                };
-                db.execute_batch(&format!(
-                    "COMMIT; CREATE INDEX idx_logs_timestamp ON {table} (log_name, timestamp);"
-                ))?
-            }
+            // BeaverDB's second index, built once at the end rather than row by row.
+            Sink::Sqlite(db, layout) => db.execute_batch(&format!(
+                "COMMIT; CREATE INDEX idx_logs_timestamp ON {} (log_name, timestamp);",
+                table(layout)
+            ))?,
             Sink::Lines(mut w) => w.flush()?,
         }
         Ok(())
+    }
+}
+
+/// The log table of a BeaverDB layout.
+fn table(layout: Layout) -> &'static str {
+    if layout == Layout::Beaver1 {
+        "beaver_logs"
+    } else {
+        "__beaver_logs__"
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
+use ferret_parquet::{export_parquet, ExportOptions};
 use ferret_scan::export::{folded_stacks, write_chrome_trace, write_flamegraph, write_folded};
 use ferret_scan::report::SORT_KEYS;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
@@ -75,6 +76,13 @@ struct Args {
     /// Write the --limit slowest trees as Chrome trace-event JSON (Perfetto UI, speedscope).
     #[arg(long, value_name = "OUT.json")]
     chrome_trace: Option<PathBuf>,
+    /// Write the run's spans (every run's with --all-runs) to a Parquet file for DuckDB, Spark,
+    /// DataFusion or Trino (see docs/SCALE-OUT.md); the filters choose the spans.
+    #[arg(long, value_name = "OUT.parquet")]
+    to_parquet: Option<PathBuf>,
+    /// With --to-parquet: export every run, not one.
+    #[arg(long, requires = "to_parquet", conflicts_with = "run")]
+    all_runs: bool,
     /// Check every checksum and record in the file, then exit.
     #[arg(long)]
     verify: bool,
@@ -159,7 +167,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let default = default_run(&file).with_context(ctx)?;
     // The per-run pass is a second read of the file: done only when something needs it.
     let relative = |t: &Option<String>| t.as_deref().is_some_and(|t| t.starts_with('-'));
-    let runs = if args.runs || args.run.is_some() || relative(&args.since) || relative(&args.until)
+    let runs = if args.runs
+        || args.run.is_some()
+        || args.to_parquet.is_some()
+        || relative(&args.since)
+        || relative(&args.until)
     {
         scan_runs(&file, &opts, &release).with_context(ctx)?
     } else {
@@ -173,10 +185,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         Some(given) => resolve_run(&file, &runs, given).with_context(ctx)?,
         None => default,
     };
+    // Relative times count back from the run's end (the latest run's end with --all-runs).
     let run_end = runs
         .iter()
-        .find(|r| r.run == run)
-        .map_or(0.0, |r| r.last_end);
+        .filter(|r| args.all_runs || r.run == run)
+        .map(|r| r.last_end)
+        .fold(0.0, f64::max);
     opts.filter = Filter {
         name: args.name.clone(),
         errors: args.status.map(|s| matches!(s, StatusArg::Error)),
@@ -192,6 +206,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .transpose()?,
         tag: args.tag.clone(),
     };
+    if let Some(parquet) = &args.to_parquet {
+        let chosen: Vec<RunSummary> = runs
+            .into_iter()
+            .filter(|r| args.all_runs || r.run == run)
+            .collect();
+        return write_parquet(&file, &chosen, opts.filter, parquet, started, &release);
+    }
     let run_id = file.string(run).unwrap_or_default().to_string();
     if args.folded || args.flamegraph.is_some() {
         let folded = folded_stacks(&file, run, &release);
@@ -286,6 +307,33 @@ fn write_trees(
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `--to-parquet`: the chosen runs' spans as Parquet, with a summary line on stderr.
+fn write_parquet(
+    file: &SpanFile<Mmap>,
+    runs: &[RunSummary],
+    filter: Filter,
+    out: &std::path::Path,
+    started: Instant,
+    release: ferret_scan::engine::AfterChunk,
+) -> anyhow::Result<()> {
+    let options = ExportOptions {
+        filter,
+        ..ExportOptions::default()
+    };
+    let done = export_parquet(file, runs, &options, out, release)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "ferret-scan: wrote {} spans of {} run(s) to {} ({} row groups, {:.1} MB) in {secs:.2} s ({:.2}M spans/s)",
+        done.rows,
+        done.runs,
+        out.display(),
+        done.row_groups,
+        done.bytes as f64 / 1e6,
+        done.rows as f64 / secs.max(1e-9) / 1e6,
+    );
     Ok(())
 }
 

@@ -1,0 +1,161 @@
+//! What a span's row needs from the rest of its tree: the summed durations of its children (for
+//! self time) and its depth. Both are per span, so for a multi-GB trace they live in an unlinked
+//! temporary file mapped into memory, 16 bytes per record: the page cache holds them, and pages
+//! behind the pass are released from our resident set as it moves on.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::Path;
+
+use bytemuck::{Pod, Zeroable};
+use ferret_format::{FormatError, SpanFile, SpanRecord};
+use memmap2::MmapMut;
+
+use crate::release::Behind;
+use crate::{for_each_record, ExportError};
+
+/// Records between two releases of the pages behind the pass.
+const RELEASE_EVERY: u64 = 1 << 16;
+/// Records kept resident behind the pass: parents are nearly always this close to a child.
+const RESIDENT_WINDOW: u64 = 1 << 20;
+
+/// Derived values of one record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Derived {
+    /// Sum of the children's durations (null counts as zero, as ferret's `self_time`).
+    pub child_time: f64,
+    /// Distance from the root: 0 for a root.
+    pub depth: u32,
+    _pad: u32,
+}
+
+impl Derived {
+    /// Duration minus the children's, floored at zero: ferret's `TraceNode.self_time`.
+    pub fn self_time(&self, record: &SpanRecord) -> f64 {
+        (record.duration().unwrap_or(0.0) - self.child_time).max(0.0)
+    }
+}
+
+/// [`Derived`] values indexed by global record index, in a mapped temporary file.
+pub struct DerivedTable {
+    map: MmapMut,
+    /// Keeps the (already unlinked) file open for the map's lifetime.
+    _file: File,
+}
+
+impl DerivedTable {
+    /// Computes the values for the records in `range` whose run `wanted` accepts, in one pass.
+    /// The temporary file is made in `dir` (the output's folder, where there is room).
+    pub fn build<D: AsRef<[u8]>>(
+        file: &SpanFile<D>,
+        range: Range<u64>,
+        wanted: impl Fn(u32) -> bool,
+        dir: &Path,
+        behind: &mut Behind<D>,
+    ) -> Result<DerivedTable, ExportError> {
+        let io = |source| ExportError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let scratch = tempfile::tempfile_in(dir).map_err(io)?;
+        let len = file.record_count().max(1) * std::mem::size_of::<Derived>() as u64;
+        scratch.set_len(len).map_err(io)?;
+        // SAFETY: the file is our own unlinked temporary file, so no other process can map,
+        // write or truncate it; it was just sized to hold one `Derived` per record.
+        let map = unsafe { MmapMut::map_mut(&scratch) }.map_err(io)?;
+        let mut table = DerivedTable {
+            map,
+            _file: scratch,
+        };
+        table.fill(file, range, wanted, behind)?;
+        Ok(table)
+    }
+
+    fn fill<D: AsRef<[u8]>>(
+        &mut self,
+        file: &SpanFile<D>,
+        range: Range<u64>,
+        wanted: impl Fn(u32) -> bool,
+        behind: &mut Behind<D>,
+    ) -> Result<(), ExportError> {
+        for seg in file.segments() {
+            let r = seg.record_range();
+            if r.start < range.end && range.start < r.end {
+                file.verify_blocks(seg, 0..seg.block_count())?;
+            }
+        }
+        let count = file.record_count();
+        for_each_record(file, range, |_, index, r| {
+            if !wanted(r.run) {
+                return Ok(());
+            }
+            let depth = match r.parent() {
+                None => 0,
+                Some(p) if p >= count => {
+                    return Err(FormatError::BadRecord {
+                        index,
+                        what: "parent index past the last record".into(),
+                    }
+                    .into())
+                }
+                // Parents nearly always come first (ferret's order is by start time).
+                Some(p) if p < index => self.get(p).depth + 1,
+                // Out-of-order JSON lines: the parent's depth is not known yet.
+                Some(_) => depth_by_walking(file, index)?,
+            };
+            self.slots_mut()[index as usize].depth = depth;
+            if let Some(p) = r.parent() {
+                self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
+            }
+            if index % RELEASE_EVERY == 0 {
+                self.release_before(index.saturating_sub(RESIDENT_WINDOW));
+                behind.advance(index);
+            }
+            Ok(())
+        })
+    }
+
+    /// The values of record `index`.
+    pub fn get(&self, index: u64) -> Derived {
+        self.slots()[index as usize]
+    }
+
+    fn slots(&self) -> &[Derived] {
+        bytemuck::cast_slice(&self.map[..])
+    }
+
+    fn slots_mut(&mut self) -> &mut [Derived] {
+        bytemuck::cast_slice_mut(&mut self.map[..])
+    }
+
+    /// Drops the pages of records before `index` from our resident set (not from the file).
+    pub fn release_before(&self, index: u64) {
+        let page = 4096;
+        let bytes = (index as usize * std::mem::size_of::<Derived>()) / page * page;
+        if bytes == 0 {
+            return;
+        }
+        // SAFETY: the map is a shared mapping of a file, so MADV_DONTNEED discards no data: the
+        // pages stay in the page cache (or are written back) and fault in again when touched.
+        // No reference into the range outlives this call's borrow of `self`.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, bytes)
+        };
+    }
+}
+
+/// Depth of record `index` by following parent links to the root.
+fn depth_by_walking<D: AsRef<[u8]>>(file: &SpanFile<D>, index: u64) -> Result<u32, ExportError> {
+    let mut depth = 0u32;
+    let mut at = index;
+    while let Some(p) = file.record(at).and_then(SpanRecord::parent) {
+        depth += 1;
+        if u64::from(depth) > file.record_count() {
+            return Err(ExportError::ParentLoop { index });
+        }
+        at = p;
+    }
+    Ok(depth)
+}

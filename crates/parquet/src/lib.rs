@@ -1,0 +1,230 @@
+//! Streams a ferret record file into Parquet, for the engines a team already runs over a fleet's
+//! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side.
+//!
+//! The pipeline: one pass over the chosen runs' records fills a [`derived::DerivedTable`] (each
+//! span's children's time and depth, in a mapped temporary file); then, run by run in run-id
+//! order, ranges of records become row groups ([`rows`]), built, encoded and compressed
+//! ([`write`]) by rayon workers a few at a time and appended in order. Memory is bounded by those
+//! few row groups; the output appears under its name only when complete.
+
+mod derived;
+mod release;
+mod rows;
+mod write;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferret_format::{FormatError, Segment, SpanFile, SpanRecord};
+use ferret_scan::engine::AfterChunk;
+use ferret_scan::{Filter, RunSummary};
+use parquet::errors::ParquetError;
+use rayon::prelude::*;
+
+use crate::derived::DerivedTable;
+use crate::release::Behind;
+use crate::rows::{RowGroupBuilder, ValueTable};
+use crate::write::{EncodedGroup, SpanParquetWriter};
+
+pub use crate::write::SCHEMA;
+
+/// Errors of an export.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The record file failed a check.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The Parquet encoder failed.
+    #[error("{path}: cannot write Parquet: {source}")]
+    Parquet {
+        /// The output.
+        path: PathBuf,
+        /// What the encoder said.
+        source: ParquetError,
+    },
+    /// Following parent links from a record never reached a root.
+    #[error("record {index}: its parent links loop, so the file is damaged; `ferret-scan --verify` tells more")]
+    ParentLoop {
+        /// The record.
+        index: u64,
+    },
+}
+
+/// How to export.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Which spans become rows (trees, self time and depth still count every span).
+    pub filter: Filter,
+    /// Rows per row group (a run's last group is smaller; groups never mix runs).
+    pub rows_per_group: usize,
+    /// zstd compression level.
+    pub zstd_level: i32,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            filter: Filter::default(),
+            rows_per_group: 1 << 17,
+            zstd_level: 1,
+        }
+    }
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Spans written.
+    pub rows: u64,
+    /// Row groups written.
+    pub row_groups: u64,
+    /// Runs exported.
+    pub runs: usize,
+    /// Size of the Parquet file.
+    pub bytes: u64,
+}
+
+/// Writes the spans of `runs` (from `ferret_scan::scan_runs`) that pass the filter to the Parquet
+/// file `out`, sorted by run id, then in the file's order (start time to the microsecond).
+/// `release` is handed the records each pass has left behind (to drop their pages).
+pub fn export_parquet<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    runs: &[RunSummary],
+    options: &ExportOptions,
+    out: &Path,
+    release: AfterChunk,
+) -> Result<ExportSummary, ExportError> {
+    let mut runs: Vec<&RunSummary> = runs.iter().collect();
+    runs.sort_by_key(|r| file.string(r.run).unwrap_or(""));
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Io { path, source }
+    };
+    let mut wanted = vec![false; file.string_count()];
+    for r in &runs {
+        if let Some(w) = wanted.get_mut(r.run as usize) {
+            *w = true;
+        }
+    }
+    let range = runs.iter().map(|r| r.first_index).min().unwrap_or(0)
+        ..runs.iter().map(|r| r.last_index + 1).max().unwrap_or(0);
+    let derived = DerivedTable::build(
+        file,
+        range,
+        |run| wanted.get(run as usize).copied().unwrap_or(false),
+        dir,
+        &mut Behind::new(file, release),
+    )?;
+    // Written beside the output and renamed into place only when complete: an interrupted or
+    // failed export leaves no file that looks valid.
+    let partial = tempfile::Builder::new()
+        .prefix(".ferret-export-")
+        .suffix(".partial")
+        // The mode a plain create would give (the umask applies), not a temp file's 0600.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    let sink = partial.as_file().try_clone().map_err(io(out))?;
+    let parquet_err = |source| ExportError::Parquet {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut writer = SpanParquetWriter::new(sink, options.zstd_level).map_err(parquet_err)?;
+    let encoder = writer.encoder();
+    let table = Arc::new(ValueTable::new(file));
+    let filter = options.filter.compile(file);
+    let mut behind = Behind::new(file, release);
+    let (mut rows, mut row_groups) = (0u64, 0u64);
+    // Row groups are built and encoded in parallel, one per worker at a time, and written in
+    // order: memory holds at most this many groups (about 25 MB each).
+    let in_flight = rayon::current_num_threads();
+    for run in &runs {
+        let ranges = group_ranges(run, options.rows_per_group);
+        for batch in ranges.chunks(in_flight) {
+            let encoded: Vec<EncodedGroup> = batch
+                .par_iter()
+                .map(|range| {
+                    let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
+                    for_each_record(file, range.clone(), |seg, index, r| {
+                        if r.run == run.run && filter.keep(file, seg, r) {
+                            builder.push(seg, r, derived.get(index));
+                        }
+                        Ok::<_, ParquetError>(())
+                    })?;
+                    encoder.encode(builder.finish(), &table)
+                })
+                .collect::<Result<_, ParquetError>>()
+                .map_err(parquet_err)?;
+            for group in encoded.into_iter().filter(|g| g.rows > 0) {
+                rows += group.rows;
+                row_groups += 1;
+                writer.append(group).map_err(parquet_err)?;
+            }
+            if let Some(last) = batch.last() {
+                derived.release_before(last.end);
+                behind.advance(last.end);
+            }
+        }
+        // The next run starts its own pass from its first record.
+        behind.restart();
+    }
+    writer.close().map_err(parquet_err)?;
+    partial.as_file().sync_all().map_err(io(out))?;
+    let done = partial.persist(out).map_err(|e| io(out)(e.error))?;
+    Ok(ExportSummary {
+        rows,
+        row_groups,
+        runs: runs.len(),
+        bytes: done.metadata().map_err(io(out))?.len(),
+    })
+}
+
+/// The record ranges of `run` that become one row group each: about `rows_per_group` of the
+/// run's spans, however densely other runs interleave with it.
+fn group_ranges(run: &RunSummary, rows_per_group: usize) -> Vec<Range<u64>> {
+    let (first, end) = (run.first_index, run.last_index + 1);
+    let per_span = (end - first) as f64 / run.spans.max(1) as f64;
+    let step = ((rows_per_group.max(1) as f64 * per_span).ceil() as u64).max(1);
+    (first..end)
+        .step_by(step as usize)
+        .map(|start| start..(start + step).min(end))
+        .collect()
+}
+
+/// Calls `f` with the segment, global index and record of every record in `range`, in order,
+/// stopping at its first error.
+pub(crate) fn for_each_record<D: AsRef<[u8]>, E>(
+    file: &SpanFile<D>,
+    range: Range<u64>,
+    mut f: impl FnMut(&Segment, u64, &SpanRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    for seg in file.segments() {
+        let seg_range = seg.record_range();
+        let (from, to) = (
+            range.start.max(seg_range.start),
+            range.end.min(seg_range.end),
+        );
+        if from >= to {
+            continue;
+        }
+        let records =
+            &file.records(seg)[(from - seg_range.start) as usize..(to - seg_range.start) as usize];
+        for (i, r) in records.iter().enumerate() {
+            f(seg, from + i as u64, r)?;
+        }
+    }
+    Ok(())
+}
