@@ -8,6 +8,7 @@ cannot be installed. Cold runs evict only this benchmark's own files (posix_fadv
 """
 
 import datetime
+import json
 import os
 import subprocess
 import time
@@ -31,6 +32,9 @@ def main():
     generate(jsonl, "jsonl", SPANS)
     t, m = measured([REL / "ferret-convert", db, "-o", rec, "--force", "--quiet"])
     rows.append(("ferret-convert (BeaverDB → records)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
+    export = WORK / "export.parquet"
+    t, m = measured([REL / "ferret-scan", rec, "--all-runs", "--to-parquet", export])
+    rows.append(("ferret-scan --to-parquet --all-runs", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
     scans = {
         "ferret-scan table": [],
         "ferret-scan --tree": ["--tree"],
@@ -65,8 +69,8 @@ def main():
     duck = venv_python(WORK, "duckdb-venv", ["duckdb"])
     if duck:
         parquet = WORK / "trace.parquet"
-        if not parquet.exists():
-            subprocess.run([duck, "-c", f"import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json_auto('{jsonl}')) TO '{parquet}' (FORMAT parquet)\")"], check=True)
+        t, m = measured([duck, "-c", f"import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json_auto('{jsonl}')) TO '{parquet}' (FORMAT parquet)\")"])
+        rows.append(("DuckDB JSON lines → Parquet (whole process)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
         agg = ("SELECT name, count(*), sum(duration), avg(duration), min(duration), max(duration), "
                "sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) FROM {src} "
                f"WHERE run_id = '{RUN}' GROUP BY name ORDER BY 3 DESC LIMIT 20")
@@ -75,6 +79,8 @@ def main():
             measured([duck, "-c", code])
             t, m = measured([duck, "-c", code])
             rows.append((f"DuckDB over {label} (warm, whole process)", t, m, ""))
+        t, m = check_documented_query(duck, export, rec)
+        rows.append(("DuckDB: docs/SCALE-OUT.md table query over our export (warm)", t, m, "equals ferret-scan's numbers"))
 
     ferret = venv_python(WORK, "ferret-io-venv", ["ferret-io==0.3.1", "beaver-db==1.3.0"])
     if ferret:
@@ -89,6 +95,28 @@ def main():
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
     write_results(rows)
+
+
+def check_documented_query(duck, export, rec):
+    """Runs docs/SCALE-OUT.md's DuckDB query on the export; its numbers must equal ferret-scan's."""
+    doc = (ROOT / "docs" / "SCALE-OUT.md").read_text()
+    sql = doc.split("<!-- duckdb-table", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    sql = sql.replace("FILE", str(export)).replace("RUN", RUN)
+    code = f"import duckdb, json, sys; json.dump(duckdb.sql({sql!r}).fetchall(), sys.stdout)"
+    measured([duck, "-c", code])
+    t, m = measured([duck, "-c", code])
+    got = json.loads(subprocess.run([duck, "-c", code], capture_output=True, text=True, check=True).stdout)
+    want = json.loads(subprocess.run([REL / "ferret-scan", rec, "--run", RUN, "--format", "json"],
+                                     capture_output=True, text=True, check=True).stdout)["functions"]
+    def close(a, b):
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-300)
+    assert len(got) == len(want), (len(got), len(want))
+    for g, w in zip(got, want):
+        assert g[0] == w["name"] and g[1] == w["count"] and g[6] == w["error_count"], (g, w)
+        for i, key in ((2, "total_duration"), (3, "avg_duration"), (4, "min_duration"), (5, "max_duration"), (11, "self_time")):
+            assert close(g[i], w[key]), (w["name"], key, g[i], w[key])
+    print("the documented DuckDB query over the export equals ferret-scan's table")
+    return t, m
 
 
 def write_results(rows):
@@ -115,6 +143,7 @@ def write_results(rows):
         f"- ferret-scan table vs DuckDB over JSON lines: {ratio(table_warm, 'DuckDB over JSON lines (warm, whole process)')}",
         f"- ferret-scan table vs sqlite3 json_extract: {ratio(table_warm, 'sqlite3 json_extract GROUP BY (warm)')}",
         f"- ferret-scan vs ferret-io at {FERRET_SPANS:,} spans: {ratio(f'ferret-scan table at {FERRET_SPANS:,} spans (warm)', f'ferret-io `ferret analyze` at {FERRET_SPANS:,} spans')}",
+        f"- ferret-scan --to-parquet vs DuckDB JSON lines → Parquet (spans/s): {ratio('ferret-scan --to-parquet --all-runs', 'DuckDB JSON lines → Parquet (whole process)')}",
         f"- ferret-scan table (whole process) vs the mmap ceiling (read only): "
         f"{by['ceiling: plain mmap read, both cores (warm)'][1] / by[table_warm][1] * 100:.0f}% of ceiling speed",
         "",
