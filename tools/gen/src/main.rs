@@ -279,22 +279,25 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = std::fs::remove_file(&args.output);
     let mut sink = Sink::open(&args.output, args.layout)?;
-    // Generating and formatting runs on its own thread, writing (SQLite's B-trees) on this one:
-    // together they use both cores.
-    let (tx, rx) = crossbeam_channel::bounded::<Batch>(8);
-    let generating = std::thread::spawn(move || generate(&args, &tx));
-    for batch in rx {
+    // Three stages on their own threads: generating trees, formatting their JSON, and writing
+    // (SQLite's B-trees, or a file) on this one.
+    let (trees_tx, trees_rx) = crossbeam_channel::bounded::<Vec<Span>>(8);
+    let (rows_tx, rows_rx) = crossbeam_channel::bounded::<Batch>(8);
+    let (runs, names) = (args.runs, args.names);
+    let generating = std::thread::spawn(move || generate(&args, &trees_tx));
+    let formatting = std::thread::spawn(move || format_rows(runs, names, &trees_rx, &rows_tx));
+    for batch in rows_rx {
         for (i, &start_us) in batch.start_us.iter().enumerate() {
             sink.write(start_us, batch.row(i))?;
         }
     }
-    generating
-        .join()
-        .map_err(|_| anyhow::anyhow!("the generating thread panicked"))??;
+    let panicked = |_| anyhow::anyhow!("a generator thread panicked");
+    generating.join().map_err(panicked)??;
+    formatting.join().map_err(panicked)?;
     sink.finish()
 }
 
-/// Rows of whole trees, in the order they are written, formatted on the generating thread.
+/// Rows of whole trees, in the order they are written, as JSON.
 #[derive(Default)]
 struct Batch {
     /// Each row's start time in microseconds (the timestamp column).
@@ -305,29 +308,18 @@ struct Batch {
 }
 
 impl Batch {
-    /// Rows per batch: enough to make a channel send rare.
-    const ROWS: usize = 4096;
-
     fn row(&self, i: usize) -> &str {
         let from = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[from..self.ends[i]]
     }
 }
 
-/// Generates every tree and sends them in batches; stops early if the writer has gone.
-fn generate(args: &Args, tx: &crossbeam_channel::Sender<Batch>) -> anyhow::Result<()> {
-    let names: Vec<String> = (0..args.names)
-        .map(|i| {
-            [
-                "handle", "query", "fetch", "render", "parse", "load", "send", "auth",
-            ][i % 8]
-                .to_string()
-                + &format!("_{i}")
-        })
-        .collect();
-    let runs: Vec<String> = (0..args.runs)
-        .map(|r| format!("{:032x}", 0x5eed_0000u128 + u128::from(r)))
-        .collect();
+/// Spans per batch between stages: enough to make a channel send rare.
+const BATCH_SPANS: usize = 4096;
+
+/// Generates every tree, in row order, and sends them in batches of whole trees; stops early if
+/// the next stage has gone.
+fn generate(args: &Args, tx: &crossbeam_channel::Sender<Vec<Span>>) -> anyhow::Result<()> {
     let mut g = Generator {
         rng: SmallRng::seed_from_u64(args.seed),
         zipf: Zipf::new(args.names as u64, 1.1).context("zipf")?,
@@ -336,30 +328,56 @@ fn generate(args: &Args, tx: &crossbeam_channel::Sender<Batch>) -> anyhow::Resul
         clock_us: 1_795_000_000_000_000,
     };
     let per_run = args.spans.div_ceil(u64::from(args.runs));
-    let mut tree = Vec::new();
-    let mut batch = Batch::default();
+    let mut batch = Vec::with_capacity(2 * BATCH_SPANS);
     for run in 0..args.runs {
         let mut written = 0;
         while written < per_run {
-            tree.clear();
-            g.tree(run, args.names, &mut tree);
-            written += tree.len() as u64;
+            let first = batch.len();
+            g.tree(run, args.names, &mut batch);
+            written += (batch.len() - first) as u64;
             if args.layout == Layout::Jsonl {
                 // Trees never overlap in time: sorting one tree puts the lines in ferret's order.
-                tree.sort_by_key(|s| s.start_us);
+                batch[first..].sort_by_key(|s| s.start_us);
             }
-            for s in &tree {
-                span_json(s, &runs, &names, &mut batch.text);
-                batch.ends.push(batch.text.len());
-                batch.start_us.push(s.start_us);
-            }
-            if batch.start_us.len() >= Batch::ROWS && tx.send(std::mem::take(&mut batch)).is_err() {
+            if batch.len() >= BATCH_SPANS && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }
         }
     }
     let _ = tx.send(batch);
     Ok(())
+}
+
+/// Formats batches of spans as pydantic's JSON, in order.
+fn format_rows(
+    runs: u32,
+    names: usize,
+    rx: &crossbeam_channel::Receiver<Vec<Span>>,
+    tx: &crossbeam_channel::Sender<Batch>,
+) {
+    let names: Vec<String> = (0..names)
+        .map(|i| {
+            [
+                "handle", "query", "fetch", "render", "parse", "load", "send", "auth",
+            ][i % 8]
+                .to_string()
+                + &format!("_{i}")
+        })
+        .collect();
+    let runs: Vec<String> = (0..runs)
+        .map(|r| format!("{:032x}", 0x5eed_0000u128 + u128::from(r)))
+        .collect();
+    for spans in rx {
+        let mut batch = Batch::default();
+        for s in &spans {
+            span_json(s, &runs, &names, &mut batch.text);
+            batch.ends.push(batch.text.len());
+            batch.start_us.push(s.start_us);
+        }
+        if tx.send(batch).is_err() {
+            return;
+        }
+    }
 }
 
 /// Where spans go: a SQLite table in one transaction, or JSON lines.
