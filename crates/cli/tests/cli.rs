@@ -1108,6 +1108,25 @@ fn parquet_export_filters_replaces_whole_and_names_bad_outputs() {
         run!("ferret-scan", &file, "--to-parquet", &missing),
         "no-such-dir"
     );
+    // A damaged record block is named, and no output appears.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let first_record = 2 * ferret_format::HEADER_SLOT_SIZE as usize + 128;
+    bytes[first_record + 20] ^= 0x40;
+    let damaged = dir.path().join("damaged.ferret");
+    std::fs::write(&damaged, bytes).unwrap();
+    let fresh = dir.path().join("fresh.parquet");
+    fails!(
+        run!(
+            "ferret-scan",
+            &damaged,
+            "--all-runs",
+            "--to-parquet",
+            &fresh,
+            "--no-verify"
+        ),
+        "damaged.ferret: checksum"
+    );
+    assert!(!fresh.exists());
     // --all-runs means nothing without --to-parquet: a usage error.
     assert_eq!(
         run!("ferret-scan", &file, "--all-runs").status.code(),

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
-use ferret_format::{FormatError, SpanFile, SpanRecord};
+use ferret_format::{FormatError, SpanFile, SpanRecord, BLOCK_RECORDS};
 use memmap2::MmapMut;
 
 use crate::release::Behind;
@@ -79,14 +79,16 @@ impl DerivedTable {
         wanted: impl Fn(u32) -> bool,
         behind: &mut Behind<D>,
     ) -> Result<(), ExportError> {
-        for seg in file.segments() {
-            let r = seg.record_range();
-            if r.start < range.end && range.start < r.end {
-                file.verify_blocks(seg, 0..seg.block_count())?;
-            }
-        }
         let count = file.record_count();
-        for_each_record(file, range, |_, index, r| {
+        // Each checksum block is checked as the pass enters it: checking whole segments up
+        // front would map them all at once.
+        let mut checked: Option<(usize, usize)> = None;
+        for_each_record(file, range, |seg, index, r| {
+            let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
+            if checked != Some((seg.index, block)) {
+                file.verify_blocks(seg, block..block + 1)?;
+                checked = Some((seg.index, block));
+            }
             if !wanted(r.run) {
                 return Ok(());
             }

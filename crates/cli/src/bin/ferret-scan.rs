@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
-use ferret_parquet::{export_parquet, ExportOptions};
+use ferret_parquet::{export_parquet, ExportError, ExportOptions};
 use ferret_scan::export::{folded_stacks, write_chrome_trace, write_flamegraph, write_folded};
 use ferret_scan::report::SORT_KEYS;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
@@ -211,7 +211,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .into_iter()
             .filter(|r| args.all_runs || r.run == run)
             .collect();
-        return write_parquet(&file, &chosen, opts.filter, parquet, started, &release);
+        let export = Export {
+            input: path,
+            output: parquet,
+            started,
+        };
+        return write_parquet(&file, &chosen, opts.filter, &export, &release);
     }
     let run_id = file.string(run).unwrap_or_default().to_string();
     if args.folded || args.flamegraph.is_some() {
@@ -310,21 +315,34 @@ fn write_trees(
     Ok(())
 }
 
+/// Where `--to-parquet` reads and writes.
+struct Export<'a> {
+    input: &'a std::path::Path,
+    output: &'a std::path::Path,
+    started: Instant,
+}
+
 /// `--to-parquet`: the chosen runs' spans as Parquet, with a summary line on stderr.
 fn write_parquet(
     file: &SpanFile<Mmap>,
     runs: &[RunSummary],
     filter: Filter,
-    out: &std::path::Path,
-    started: Instant,
+    export: &Export,
     release: ferret_scan::engine::AfterChunk,
 ) -> anyhow::Result<()> {
     let options = ExportOptions {
         filter,
         ..ExportOptions::default()
     };
-    let done = export_parquet(file, runs, &options, out, release)?;
-    let secs = started.elapsed().as_secs_f64();
+    let out = export.output;
+    let done = export_parquet(file, runs, &options, out, release).map_err(|e| match e {
+        // Damage is the input's: name it (output errors name the output already).
+        ExportError::Format(_) | ExportError::ParentLoop { .. } => {
+            anyhow::Error::new(e).context(export.input.display().to_string())
+        }
+        other => other.into(),
+    })?;
+    let secs = export.started.elapsed().as_secs_f64();
     eprintln!(
         "ferret-scan: wrote {} spans of {} run(s) to {} ({} row groups, {:.1} MB) in {secs:.2} s ({:.2}M spans/s)",
         done.rows,
