@@ -21,8 +21,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: bench-e2e
+# criterion first: the end-to-end script copies its scan figures into benches/RESULTS.md.
+bench:
 	$(CARGO) bench -p ferret-benches
+	$(MAKE) bench-e2e
 
 # End-to-end against the peers; BENCH_SPANS (default 6,000,000) sets the size.
 bench-e2e:

@@ -1,10 +1,12 @@
-//! Hot paths side by side in one run: the stats scan against the physical ceiling (a plain
-//! parallel read of the same mapped records), the merge, the sketch, and span JSON parsing.
+//! Hot paths side by side in one run: the stats scan and the top-N trees against the physical
+//! ceiling (a plain parallel read of the same mapped records), the merge, the sketch, and span
+//! JSON parsing.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ferret_format::SpanFile;
 use ferret_scan::sketch::SketchTable;
 use ferret_scan::stats::ChunkStats;
+use ferret_scan::tree::{slowest_trees, TreeOptions};
 use ferret_scan::{scan_stats, ScanOptions};
 use rayon::prelude::*;
 
@@ -44,6 +46,26 @@ fn scan(c: &mut Criterion) {
             b.iter(|| black_box(scan_stats(&file, run, &opts, &|_, _| {}).unwrap().spans))
         });
     }
+    // `--tree --limit 10`: the sharded top-N heap over every root, then the second pass that
+    // gathers the ten chosen trees.
+    let tree_opts = TreeOptions {
+        limit: 10,
+        max_nodes: 10_000,
+        min_duration: 0.0,
+    };
+    g.bench_function("top_10_trees", |b| {
+        b.iter(|| {
+            let trees = slowest_trees(
+                &file,
+                run,
+                &ScanOptions::default(),
+                &tree_opts,
+                &|_, _| true,
+                &|_, _| {},
+            );
+            black_box(trees.unwrap().len())
+        })
+    });
     g.finish();
 }
 
