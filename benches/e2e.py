@@ -79,8 +79,12 @@ def main():
             measured([duck, "-c", code])
             t, m = measured([duck, "-c", code])
             rows.append((f"DuckDB over {label} (warm, whole process)", t, m, ""))
-        t, m = check_documented_query(duck, export, rec)
+        t, m = check_documented_query(duck, "duckdb", export, rec)
         rows.append(("DuckDB: docs/SCALE-OUT.md table query over our export (warm)", t, m, "equals ferret-scan's numbers"))
+    fusion = venv_python(WORK, "datafusion-venv", ["datafusion"])
+    if fusion:
+        t, m = check_documented_query(fusion, "datafusion", export, rec)
+        rows.append(("DataFusion: docs/SCALE-OUT.md table query over our export (warm)", t, m, "equals ferret-scan's numbers"))
 
     ferret = venv_python(WORK, "ferret-io-venv", ["ferret-io==0.3.1", "beaver-db==1.3.0"])
     if ferret:
@@ -97,25 +101,39 @@ def main():
     write_results(rows)
 
 
-def check_documented_query(duck, export, rec):
-    """Runs docs/SCALE-OUT.md's DuckDB query on the export; its numbers must equal ferret-scan's."""
+def documented_sql(heading):
+    """The first SQL block after `heading` in docs/SCALE-OUT.md."""
     doc = (ROOT / "docs" / "SCALE-OUT.md").read_text()
-    sql = doc.split("<!-- duckdb-table", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    sql = sql.replace("FILE", str(export)).replace("RUN", RUN)
-    code = f"import duckdb, json, sys; json.dump(duckdb.sql({sql!r}).fetchall(), sys.stdout)"
-    measured([duck, "-c", code])
-    t, m = measured([duck, "-c", code])
-    got = json.loads(subprocess.run([duck, "-c", code], capture_output=True, text=True, check=True).stdout)
+    return doc.split(heading, 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+
+
+def check_documented_query(python, engine, export, rec):
+    """Runs docs/SCALE-OUT.md's table query for `engine` (duckdb or datafusion) on the export,
+    timed, and checks its numbers against ferret-scan's."""
+    if engine == "duckdb":
+        sql = documented_sql("<!-- duckdb-table").replace("FILE", str(export)).replace("RUN", RUN)
+        code = ("import duckdb, json, sys; r = duckdb.sql(%r); "
+                "json.dump([dict(zip(r.columns, row)) for row in r.fetchall()], sys.stdout)" % sql)
+    else:
+        create, query = documented_sql("### DataFusion").split(";", 1)
+        create = create.replace("/data/traces/", str(export))
+        query = query.replace("RUN", RUN).strip().rstrip(";")
+        code = ("import datafusion, json, sys; ctx = datafusion.SessionContext(); ctx.sql(%r).collect(); "
+                "json.dump(ctx.sql(%r).to_pylist(), sys.stdout)" % (create, query))
+    measured([python, "-c", code])
+    t, m = measured([python, "-c", code])
+    got = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
     want = json.loads(subprocess.run([REL / "ferret-scan", rec, "--run", RUN, "--format", "json"],
                                      capture_output=True, text=True, check=True).stdout)["functions"]
     def close(a, b):
         return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-300)
-    assert len(got) == len(want), (len(got), len(want))
+    assert len(got) == len(want), (engine, len(got), len(want))
     for g, w in zip(got, want):
-        assert g[0] == w["name"] and g[1] == w["count"] and g[6] == w["error_count"], (g, w)
-        for i, key in ((2, "total_duration"), (3, "avg_duration"), (4, "min_duration"), (5, "max_duration"), (11, "self_time")):
-            assert close(g[i], w[key]), (w["name"], key, g[i], w[key])
-    print("the documented DuckDB query over the export equals ferret-scan's table")
+        for key in ("name", "count", "error_count"):
+            assert g[key] == w[key], (engine, key, g, w)
+        for key in ("total_duration", "avg_duration", "min_duration", "max_duration", "self_time"):
+            assert close(g[key], w[key]), (engine, w["name"], key, g[key], w[key])
+    print(f"the documented {engine} query over the export equals ferret-scan's table")
     return t, m
 
 
