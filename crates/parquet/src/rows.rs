@@ -81,23 +81,31 @@ impl TextColumn {
 /// The columns of one row group, in the schema's order (see `write::SCHEMA`).
 #[derive(Default)]
 pub struct RowGroup {
+    /// Span ids as the source wrote them.
     pub span_id: TextColumn,
     /// Non-null parent ids only; `parent_def` says which rows have one.
     pub parent_id: TextColumn,
+    /// Per row: 1 with a parent, 0 for a root (Parquet definition levels).
     pub parent_def: Vec<i16>,
+    /// The id of each row's root.
     pub root_id: TextColumn,
     /// String ids into [`ValueTable::strings`].
     pub run_id: Vec<u32>,
     /// Name ids into [`ValueTable::names`].
     pub name: Vec<u32>,
+    /// Start times, Unix seconds.
     pub start_time: Vec<f64>,
     /// Non-null durations only; `duration_def` says which rows have one.
     pub duration: Vec<f64>,
+    /// Per row: 1 with a duration, 0 for null.
     pub duration_def: Vec<i16>,
+    /// Self time per row (see [`Derived::self_time`]).
     pub self_time: Vec<f64>,
     /// String ids into [`ValueTable::strings`].
     pub status: Vec<u32>,
+    /// Depth per row: 0 for a root.
     pub depth: Vec<i32>,
+    /// Tags as JSON text.
     pub tags: TextColumn,
 }
 
