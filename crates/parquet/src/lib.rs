@@ -1,10 +1,10 @@
 //! Streams a ferret record file into Parquet, for the engines a team already runs over a fleet's
 //! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side.
 //!
-//! The pipeline: one pass over the chosen runs' records fills a [`derived::DerivedTable`] (each
-//! span's children's time and depth, in a mapped temporary file); then, run by run in run-id
-//! order, ranges of records become row groups ([`rows`]), built, encoded and compressed
-//! ([`write`]) by rayon workers a few at a time and appended in order. Memory is bounded by those
+//! The pipeline: one pass over the chosen runs' records fills a `DerivedTable` (`derived.rs`:
+//! each span's children's time and depth, in a mapped temporary file); then, run by run in
+//! run-id order, ranges of records become row groups (`rows.rs`), built, encoded and compressed
+//! (`write.rs`) by rayon workers one per core at a time and appended in order. Memory is bounded by those
 //! few row groups; the output appears under its name only when complete.
 
 mod derived;
