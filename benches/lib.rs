@@ -1,8 +1,11 @@
-//! Synthetic record files for the benchmarks: realistic shape (a few hundred names, nested
-//! parents, ~1% errors), written with the real writer.
+//! Synthetic record files for the benchmarks and tests: realistic shape (a few hundred names,
+//! nested parents, ~1% errors), written with the real writer; and the comparison the tests use
+//! to say two record files hold the same spans.
 
 use bytemuck::Zeroable;
-use ferret_format::{SpanExtras, SpanFileWriter, SpanId, SpanRecord, FLAG_ERROR, NONE_NAME};
+use ferret_format::{
+    SpanExtras, SpanFile, SpanFileWriter, SpanId, SpanRecord, FLAG_ERROR, NONE_NAME,
+};
 
 /// Writes `spans` records over `names` names into `path`, committing every 262,144.
 pub fn write_trace(path: &std::path::Path, spans: u64, names: u32) {
@@ -37,4 +40,29 @@ pub fn write_trace(path: &std::path::Path, spans: u64, names: u32) {
         }
     }
     w.commit(true).expect("commit");
+}
+
+/// Asserts two record files hold the same spans, field by field (segment boundaries, and so
+/// extras offsets, may differ).
+pub fn assert_same_records(a: &std::path::Path, b: &std::path::Path) {
+    let (a, b) = (SpanFile::open(a).unwrap(), SpanFile::open(b).unwrap());
+    assert_eq!(a.record_count(), b.record_count());
+    let fields = |f: &SpanFile<memmap2::Mmap>, i: u64| {
+        let r = f.record(i).unwrap();
+        let seg = f.segment_of(i).unwrap();
+        (
+            r.span_id,
+            r.start_time.to_bits(),
+            r.duration.to_bits(),
+            r.parent_flags,
+            r.root,
+            f.name(r.name).unwrap().to_string(),
+            f.string(r.run).unwrap().to_string(),
+            r.parent_name,
+            f.extras(seg, r).tags_json().to_string(),
+        )
+    };
+    for i in 0..a.record_count() {
+        assert_eq!(fields(&a, i), fields(&b, i), "record {i}");
+    }
 }

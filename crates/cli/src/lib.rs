@@ -1,4 +1,30 @@
-//! What both binaries share: the process's peak memory for the hidden `--print-peak-rss`.
+//! What both binaries share: how a run ends (the error chain on one line, exit codes, a closed
+//! pipe that is not an error) and the process's peak memory for the hidden `--print-peak-rss`.
+
+use std::process::ExitCode;
+
+/// Ends a run of `program`: prints its peak resident memory first when `print_peak_rss`, then
+/// maps the result to the exit code, printing `program: <error chain>` for a failure. A closed
+/// pipe (`| head`) ends the output; it is not an error.
+pub fn finish(program: &str, result: anyhow::Result<()>, print_peak_rss: bool) -> ExitCode {
+    if print_peak_rss {
+        eprintln!("{program}: peak RSS {} KiB", peak_rss_kib().unwrap_or(0));
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
 
 /// The kernel's high-water mark of this process's resident memory (`VmHWM`), in KiB; Linux only.
 pub fn peak_rss_kib() -> Option<u64> {

@@ -375,31 +375,6 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
     fails!(run!("ferret-scan", &bad), "checksum mismatch");
 }
 
-/// Asserts two record files hold the same spans, field by field (segment boundaries, and so
-/// extras offsets, may differ).
-fn assert_same_records(a: &Path, b: &Path) {
-    let (a, b) = (SpanFile::open(a).unwrap(), SpanFile::open(b).unwrap());
-    assert_eq!(a.record_count(), b.record_count());
-    let fields = |f: &SpanFile<memmap2::Mmap>, i: u64| {
-        let r = f.record(i).unwrap();
-        let seg = f.segment_of(i).unwrap();
-        (
-            r.span_id,
-            r.start_time.to_bits(),
-            r.duration.to_bits(),
-            r.parent_flags,
-            r.root,
-            f.name(r.name).unwrap().to_string(),
-            f.string(r.run).unwrap().to_string(),
-            r.parent_name,
-            f.extras(seg, r).tags_json().to_string(),
-        )
-    };
-    for i in 0..a.record_count() {
-        assert_eq!(fields(&a, i), fields(&b, i), "record {i}");
-    }
-}
-
 #[test]
 fn append_after_the_database_grew_equals_a_full_conversion() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,7 +406,7 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
     };
     append();
     let full = convert(&full_db, dir.path());
-    assert_same_records(&grown, &full);
+    ferret_benches::assert_same_records(&grown, &full);
     let b = SpanFile::open(&full).unwrap();
     // Appending again adds nothing.
     append();
@@ -605,7 +580,7 @@ fn a_killed_conversion_leaves_a_valid_file_that_append_completes() {
             "--quiet"
         ));
         assert!(SpanFile::open(&out).unwrap().is_complete());
-        assert_same_records(&out, &full);
+        ferret_benches::assert_same_records(&out, &full);
     }
     assert!(
         interrupted > 0,

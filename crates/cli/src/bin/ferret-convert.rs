@@ -43,19 +43,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = run(&args);
-    if args.print_peak_rss {
-        eprintln!(
-            "ferret-convert: peak RSS {} KiB",
-            ferret_cli::peak_rss_kib().unwrap_or(0)
-        );
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferret-convert: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    ferret_cli::finish("ferret-convert", result, args.print_peak_rss)
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {

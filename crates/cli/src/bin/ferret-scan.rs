@@ -110,27 +110,7 @@ enum StatusArg {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = run(&args);
-    if args.print_peak_rss {
-        eprintln!(
-            "ferret-scan: peak RSS {} KiB",
-            ferret_cli::peak_rss_kib().unwrap_or(0)
-        );
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferret-scan: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// A closed pipe (`| head`) ends the output; it is not an error.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<io::Error>())
-        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    ferret_cli::finish("ferret-scan", result, args.print_peak_rss)
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
