@@ -154,7 +154,7 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
     for run in &runs {
         let ranges = group_ranges(run, options.rows_per_group);
         for batch in ranges.chunks(in_flight) {
-            let encoded: Vec<EncodedGroup> = batch
+            let encoded: Vec<Option<EncodedGroup>> = batch
                 .par_iter()
                 .map(|range| {
                     let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
@@ -164,11 +164,15 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
                         }
                         Ok::<_, ParquetError>(())
                     })?;
-                    encoder.encode(builder.finish(), &table)
+                    // A range the filters emptied is not encoded at all.
+                    let group = builder.finish();
+                    (group.len() > 0)
+                        .then(|| encoder.encode(group, &table))
+                        .transpose()
                 })
                 .collect::<Result<_, ParquetError>>()
                 .map_err(parquet_err)?;
-            for group in encoded.into_iter().filter(|g| g.rows > 0) {
+            for group in encoded.into_iter().flatten() {
                 rows += group.rows;
                 row_groups += 1;
                 writer.append(group).map_err(parquet_err)?;
