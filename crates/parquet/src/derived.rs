@@ -89,6 +89,11 @@ impl DerivedTable {
                 file.verify_blocks(seg, block..block + 1)?;
                 checked = Some((seg.index, block));
             }
+            // Every record moves the release point, whichever run it belongs to.
+            if index % RELEASE_EVERY == 0 {
+                self.release_before(index.saturating_sub(RESIDENT_WINDOW));
+                behind.advance(index);
+            }
             if !wanted(r.run) {
                 return Ok(());
             }
@@ -109,10 +114,6 @@ impl DerivedTable {
             self.slots_mut()[index as usize].depth = depth;
             if let Some(p) = r.parent() {
                 self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
-            }
-            if index % RELEASE_EVERY == 0 {
-                self.release_before(index.saturating_sub(RESIDENT_WINDOW));
-                behind.advance(index);
             }
             Ok(())
         })
