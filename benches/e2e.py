@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from harness import REL, ROOT, evict, generate, machine, measured, venv_python
@@ -52,7 +51,6 @@ def main():
             evict(rec)
         else:
             measured([REL / "mmap-ceiling", rec])
-        start = time.perf_counter()
         out = subprocess.run([REL / "mmap-ceiling", rec], capture_output=True, text=True, check=True).stdout.split()
         rows.append((f"ceiling: plain mmap read, both cores ({cache})", float(out[1]), None, f"{int(out[0]) / float(out[1]) / 1e9:.2f} GB/s"))
 
