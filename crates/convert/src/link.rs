@@ -4,11 +4,15 @@
 //! keeps a *window* of spans that may still get children, keyed by span id, and drops a span once
 //! the stream's start time has passed its end by a margin (or the window is full). Then:
 //! - a child whose parent is in the window is linked at once;
-//! - a child whose parent was dropped from the window (its id is in a Bloom filter of dropped ids)
-//!   is a *miss*: it is written as a provisional root and resolved before the next commit by
-//!   scanning the records already written, newest first, for the few missing ids;
-//! - a child whose parent was never seen is *pending*: if a span with that id arrives before the
-//!   child is committed (only possible when a clock stepped back), the child is linked then.
+//! - a child whose parent is not in the window is written as a provisional root and waits. If a
+//!   span with its parent's id arrives before the child is committed (only possible when a clock
+//!   stepped back), the child is linked then. At the commit, a child whose parent was dropped
+//!   from the window (its id is in a Bloom filter of dropped ids) is a *miss*, resolved by
+//!   scanning the records already written, newest first, for the few missing ids; any other
+//!   child's parent was never written, and it stays a root.
+//!
+//! Dropped ids reach the Bloom filter at the commit, sorted by the filter word they set: set one
+//! at a time, each was a cache and TLB miss in the 16 MiB filter (12% of a conversion).
 //!
 //! Linking a provisional root re-roots its subtree: the old root index maps to the new one in a
 //! remap table consulted whenever a root is read, and applied to the batch before it commits.
@@ -102,8 +106,10 @@ pub struct Linker {
     /// Entries still open `WINDOW_MARGIN_SECONDS` after they started, by end.
     long_lived: BinaryHeap<Reverse<(u64, u64, SpanId)>>,
     dropped: Bloom,
+    /// Ids dropped from the window since the last commit, not yet in `dropped`.
+    dropped_since_commit: Vec<SpanId>,
+    /// Children not linked yet, by the parent id they wait for.
     pending: IdMap<Vec<u64>>,
-    misses: Vec<(u64, SpanId)>,
     remap: HashMap<u64, u64>,
     stats: LinkStats,
 }
@@ -115,8 +121,8 @@ impl Default for Linker {
             recent: VecDeque::new(),
             long_lived: BinaryHeap::new(),
             dropped: Bloom::new(BLOOM_BITS),
+            dropped_since_commit: Vec::new(),
             pending: IdMap::default(),
-            misses: Vec::new(),
             remap: HashMap::new(),
             stats: LinkStats::default(),
         }
@@ -139,9 +145,9 @@ impl Linker {
     pub fn for_append<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Linker {
         let mut l = Linker::default();
         for seg in file.segments() {
-            for r in file.records(seg) {
-                l.dropped.insert(&SpanId(r.span_id));
-            }
+            let ids = file.records(seg).iter().map(|r| SpanId(r.span_id));
+            l.dropped_since_commit.extend(ids);
+            l.dropped.insert_all(&mut l.dropped_since_commit);
         }
         l
     }
@@ -185,10 +191,6 @@ impl Linker {
                     rec.root = self.resolve_root(p.root);
                 }
                 Some(_) => {} // parent in another run: a root, as ferret says
-                None if self.dropped.maybe_contains(&pid) => {
-                    self.stats.misses += 1;
-                    self.misses.push((index, pid));
-                }
                 None => self.pending.entry(pid).or_default().push(index),
             }
         }
@@ -277,39 +279,39 @@ impl Linker {
         // Ids in the window are unique (a repeat is refused), so the entry is this one.
         if let Some(open) = self.window.remove(&id) {
             debug_assert_eq!(open.index, index);
-            self.dropped.insert(&id);
+            self.dropped_since_commit.push(id);
         }
     }
 
-    /// Resolves the misses of the batch about to commit by scanning the batch and then the
-    /// committed records, newest first, and applies all re-rootings to the batch. Children still
-    /// waiting for a parent are committed as roots.
+    /// Sorts the children still waiting into misses (their parent was dropped from the window)
+    /// and roots (it was never written), resolves the misses by scanning the batch and then the
+    /// committed records, newest first, and applies all re-rootings to the batch.
     pub fn before_commit<D: AsRef<[u8]>>(
         &mut self,
         batch: PendingBatch,
         committed: Option<&SpanFile<D>>,
     ) {
-        if !self.misses.is_empty() {
-            self.resolve_misses(batch.records, batch.first, committed);
+        self.dropped.insert_all(&mut self.dropped_since_commit);
+        let mut wanted = std::mem::take(&mut self.pending);
+        wanted.retain(|pid, _| self.dropped.maybe_contains(pid));
+        if !wanted.is_empty() {
+            self.stats.misses += wanted.values().map(|c| c.len() as u64).sum::<u64>();
+            self.resolve_misses(wanted, batch.records, batch.first, committed);
         }
         if !self.remap.is_empty() {
             for r in batch.records.iter_mut() {
                 r.root = self.resolve_root(r.root);
             }
         }
-        self.pending.clear();
     }
 
     fn resolve_misses<D: AsRef<[u8]>>(
         &mut self,
+        mut wanted: IdMap<Vec<u64>>,
         batch: &mut [SpanRecord],
         batch_first: u64,
         committed: Option<&SpanFile<D>>,
     ) {
-        let mut wanted: IdMap<Vec<u64>> = IdMap::default();
-        for (child, pid) in self.misses.drain(..) {
-            wanted.entry(pid).or_default().push(child);
-        }
         let mut found = Vec::new();
         for (i, r) in batch.iter().enumerate().rev() {
             if wanted.is_empty() {
@@ -369,9 +371,14 @@ impl Bloom {
         (word, mask)
     }
 
-    fn insert(&mut self, id: &SpanId) {
-        let (word, mask) = self.slot(id);
-        self.words[word] |= mask;
+    /// Inserts and removes all of `ids`, in the order of the words they set, so the writes sweep
+    /// the filter once instead of jumping about it.
+    fn insert_all(&mut self, ids: &mut Vec<SpanId>) {
+        let mut slots: Vec<(usize, u64)> = ids.drain(..).map(|id| self.slot(&id)).collect();
+        slots.sort_unstable_by_key(|&(word, _)| word);
+        for (word, mask) in slots {
+            self.words[word] |= mask;
+        }
     }
 
     fn maybe_contains(&self, id: &SpanId) -> bool {

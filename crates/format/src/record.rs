@@ -164,17 +164,27 @@ fn parse_lower_hex32(s: &[u8]) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 16];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    let mut bad = 0;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0xf);
     }
-    Some(out)
+    // Branch once per id, not per digit: every span carries one or two ids.
+    (bad & 0x80 == 0).then_some(out)
 }
+
+/// The value of every lowercase hex digit; 0x80 marks any other byte.
+const NIBBLES: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut d = 0;
+    while d < 16 {
+        table[b"0123456789abcdef"[d] as usize] = d as u8;
+        d += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

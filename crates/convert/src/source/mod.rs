@@ -66,12 +66,17 @@ impl RowBatch {
 
     /// Appends a row whose text is `data`.
     fn push(&mut self, locator: Locator, data: Result<&str, String>) {
-        let data = data.map(|d| {
+        let text = self.push_text(data);
+        self.rows.push((locator, text));
+    }
+
+    /// Appends `data` to the texts only, for a row placed later.
+    fn push_text(&mut self, data: Result<&str, String>) -> Result<std::ops::Range<usize>, String> {
+        data.map(|d| {
             let start = self.text.len();
             self.text.push_str(d);
             start..self.text.len()
-        });
-        self.rows.push((locator, data));
+        })
     }
 
     fn is_full(&self) -> bool {

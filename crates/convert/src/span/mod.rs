@@ -1,9 +1,12 @@
 //! Parsing one span's JSON (pydantic's `model_dump_json` of ferret's `SpanModel`) into the fields
 //! a record needs, with every check a bad row can fail.
 
+mod fast;
+
 use std::borrow::Cow;
 use std::ops::Range;
 
+use fast::SpanFields;
 use ferret_format::SpanId;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -54,7 +57,6 @@ struct RawSpan<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
     start_time: f64,
-    #[allow(dead_code)] // validated for type, not stored: end = start + duration
     end_time: Option<f64>,
     duration: Option<f64>,
     #[serde(borrow)]
@@ -66,45 +68,70 @@ struct RawSpan<'a> {
 /// Parses one span, appending its text fields to `strings`; the error says what was wrong, in
 /// one line.
 pub fn parse_span(json: &str, strings: &mut String) -> Result<ParsedSpan, String> {
+    match fast::read_span(json) {
+        Some(fields) => store(fields, strings),
+        None => parse_with_serde(json, strings),
+    }
+}
+
+/// The general parser: any key order, whitespace, escapes, missing optional fields; and the
+/// error messages.
+fn parse_with_serde(json: &str, strings: &mut String) -> Result<ParsedSpan, String> {
     let raw: RawSpan = serde_json::from_str(json).map_err(|e| format!("bad span JSON: {e}"))?;
+    let tags = match raw.tags {
+        None => "",
+        Some(t) => t.get().trim(),
+    };
+    store(
+        SpanFields {
+            span_id: &raw.span_id,
+            parent_id: raw.parent_id.as_deref(),
+            run_id: &raw.run_id,
+            name: &raw.name,
+            start_time: raw.start_time,
+            end_time: raw.end_time,
+            duration: raw.duration,
+            tags,
+            status: raw.status.as_deref().unwrap_or("ok"),
+        },
+        strings,
+    )
+}
+
+/// Checks what JSON alone does not (finite numbers, tags an object) and stores the text fields.
+fn store(span: SpanFields, strings: &mut String) -> Result<ParsedSpan, String> {
     for (field, v) in [
-        ("start_time", Some(raw.start_time)),
-        ("end_time", raw.end_time),
-        ("duration", raw.duration),
+        ("start_time", Some(span.start_time)),
+        ("end_time", span.end_time),
+        ("duration", span.duration),
     ] {
         if v.is_some_and(|v| !v.is_finite()) {
             return Err(format!("{field} is not a finite number"));
         }
     }
-    let tags = match raw.tags {
-        None => "",
-        Some(t) => {
-            let text = t.get().trim();
-            if !text.starts_with('{') {
-                return Err("tags is not a JSON object".to_string());
-            }
-            if is_empty_object(text) {
-                ""
-            } else {
-                text
-            }
-        }
+    if !span.tags.is_empty() && !span.tags.starts_with('{') {
+        return Err("tags is not a JSON object".to_string());
+    }
+    let tags = if span.tags.is_empty() || is_empty_object(span.tags) {
+        ""
+    } else {
+        span.tags
     };
-    let (span_id, hashed) = SpanId::encode(&raw.span_id);
-    let parent_id = raw
+    let (span_id, hashed) = SpanId::encode(span.span_id);
+    let parent_id = span
         .parent_id
         .filter(|p| !p.is_empty())
-        .map(|p| SpanId::encode(&p).0);
+        .map(|p| SpanId::encode(p).0);
     Ok(ParsedSpan {
         span_id,
-        original_id: hashed.then(|| stash(strings, &raw.span_id)),
+        original_id: hashed.then(|| stash(strings, span.span_id)),
         parent_id,
-        run_id: stash(strings, &raw.run_id),
-        name: stash(strings, &raw.name),
-        start_time: raw.start_time,
-        duration: raw.duration,
+        run_id: stash(strings, span.run_id),
+        name: stash(strings, span.name),
+        start_time: span.start_time,
+        duration: span.duration,
         tags: stash(strings, tags),
-        status: stash(strings, raw.status.as_deref().unwrap_or("ok")),
+        status: stash(strings, span.status),
     })
 }
 
