@@ -284,8 +284,10 @@ fn bad_rows_are_skipped_counted_and_named_and_strict_writes_nothing() {
     let good = lines.lines().count();
     lines.push_str("{not json\n");
     lines.push_str("{\"span_id\":\"x\",\"run_id\":\"r\",\"start_time\":1.0}\n");
+    let mut bytes = lines.into_bytes();
+    bytes.extend_from_slice(b"{\"name\":\"caf\xe9\"}\n"); // Latin-1, not UTF-8
     let jsonl = dir.path().join("bad.jsonl");
-    std::fs::write(&jsonl, &lines).unwrap();
+    std::fs::write(&jsonl, &bytes).unwrap();
     let out = dir.path().join("bad.ferret");
     let res = run!("ferret-convert", &jsonl, "-o", &out);
     assert!(res.status.success());
@@ -299,7 +301,11 @@ fn bad_rows_are_skipped_counted_and_named_and_strict_writes_nothing() {
         )),
         "{err}"
     );
-    assert!(err.contains("2 rows skipped"), "{err}");
+    assert!(
+        err.contains(&format!("skipped line {}: line is not UTF-8", good + 3)),
+        "{err}"
+    );
+    assert!(err.contains("3 rows skipped"), "{err}");
     assert!(err.contains(&format!("wrote {good} spans")), "{err}");
     let strict = dir.path().join("strict.ferret");
     fails!(
@@ -308,6 +314,30 @@ fn bad_rows_are_skipped_counted_and_named_and_strict_writes_nothing() {
         "--strict"
     );
     assert!(!strict.exists(), "--strict leaves no output behind");
+}
+
+#[test]
+fn a_database_row_that_is_not_utf8_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("latin1.db");
+    std::fs::copy(fixture("beaver1.db"), &db).unwrap();
+    let con = rusqlite::Connection::open(&db).unwrap();
+    con.execute(
+        "INSERT INTO beaver_logs (log_name, timestamp, data) \
+         VALUES ('_ferret_trace', 1e10, CAST(x'7b226e616d65223a22636166e9227d' AS TEXT))",
+        [],
+    )
+    .unwrap();
+    let rowid = con.last_insert_rowid();
+    drop(con);
+    let res = run!("ferret-convert", &db, "-o", dir.path().join("o.ferret"));
+    assert!(res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains(&format!("skipped rowid {rowid}: data is not UTF-8")),
+        "{err}"
+    );
+    assert!(err.contains("1 rows skipped"), "{err}");
 }
 
 #[test]

@@ -118,7 +118,9 @@ fn parse_batch(batch: RowBatch) -> ParsedBatch {
         .rows
         .into_iter()
         .map(|(locator, data)| {
-            let span = data.and_then(|range| parse_span(&batch.text[range], &mut strings));
+            let span = data
+                .and_then(|range| utf8(&batch.text[range], locator))
+                .and_then(|json| parse_span(json, &mut strings));
             (locator, span)
         })
         .collect();
@@ -127,6 +129,17 @@ fn parse_batch(batch: RowBatch) -> ParsedBatch {
         spans,
         last: batch.last,
     }
+}
+
+/// A row's text as UTF-8, or why it is not.
+fn utf8(bytes: &[u8], locator: Locator) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let what = match locator {
+            Locator::RowId(_) => "data",
+            Locator::Line(_) => "line",
+        };
+        format!("{what} is not UTF-8 ({e})")
+    })
 }
 
 fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {

@@ -261,12 +261,10 @@ fn rowid_runs(sorted: &[(i64, usize)]) -> impl Iterator<Item = &[(i64, usize)]> 
     sorted.chunk_by(|a, b| b.0 - a.0 <= MAX_ROWID_GAP)
 }
 
-/// The data column as span JSON text, or why it is not.
-fn text_of(v: ValueRef<'_>) -> Result<&str, String> {
+/// The data column's bytes (UTF-8 is checked by the parser), or why it has none.
+fn text_of(v: ValueRef<'_>) -> Result<&[u8], String> {
     match v {
-        ValueRef::Text(b) | ValueRef::Blob(b) => {
-            std::str::from_utf8(b).map_err(|e| format!("data is not UTF-8 ({e})"))
-        }
+        ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b),
         ValueRef::Null => Err("data is NULL".to_string()),
         _ => Err("data is not text".to_string()),
     }
