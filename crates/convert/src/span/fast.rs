@@ -201,8 +201,12 @@ mod tests {
             )
     }
 
-    fn needs_escape(s: &str) -> bool {
-        s.chars().any(|c| c == '"' || c == '\\' || c < ' ')
+    /// Whether no fixed string field of `span` needs an escape (the fast path's condition).
+    fn plain(span: &Value) -> bool {
+        ["span_id", "parent_id", "run_id", "name", "status"]
+            .into_iter()
+            .filter_map(|key| span[key].as_str())
+            .all(|s| !s.chars().any(|c| c == '"' || c == '\\' || c < ' '))
     }
 
     /// Number and string forms at the edges of JSON's grammar, in every field they can take:
@@ -278,6 +282,39 @@ mod tests {
         }
     }
 
+    /// Rows ferret-io really wrote (both beaver-db layouts) take the fast path unless they hold
+    /// an escape, and read as serde reads them: the shape assumed above is pydantic's.
+    #[test]
+    fn real_ferret_rows_take_the_fast_path() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fixtures");
+        let mut fast = 0;
+        for (db, table) in [
+            ("beaver1.db", "beaver_logs"),
+            ("beaver2.db", "__beaver_logs__"),
+        ] {
+            let db = rusqlite::Connection::open_with_flags(
+                fixtures.join(db),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let mut rows = db
+                .prepare(&format!(
+                    "SELECT data FROM {table} WHERE log_name = '_ferret_trace'"
+                ))
+                .unwrap();
+            let rows = rows.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            for json in rows.map(Result::unwrap) {
+                let (mut a, mut b) = (String::new(), String::new());
+                assert_eq!(parse_span(&json, &mut a), parse_with_serde(&json, &mut b));
+                let span: Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(super::read_span(&json).is_some(), plain(&span), "{json}");
+                fast += usize::from(super::read_span(&json).is_some());
+            }
+        }
+        assert!(fast > 100, "only {fast} rows took the fast path");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -291,11 +328,7 @@ mod tests {
             let general = parse_with_serde(&json, &mut b);
             prop_assert_eq!(&fast, &general);
             prop_assert_eq!(a, b);
-            let plain = ["span_id", "parent_id", "run_id", "name", "status"]
-                .into_iter()
-                .filter_map(|key| span[key].as_str())
-                .all(|s| !needs_escape(s));
-            prop_assert_eq!(super::read_span(&json).is_some(), plain, "{}", json);
+            prop_assert_eq!(super::read_span(&json).is_some(), plain(&span), "{}", json);
             if let Ok(parsed) = fast {
                 prop_assert_eq!(
                     parsed.start_time.to_bits(),
