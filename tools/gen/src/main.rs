@@ -382,8 +382,52 @@ fn format_rows(
 
 /// Where spans go: a SQLite table in one transaction, or JSON lines.
 enum Sink {
-    Sqlite(rusqlite::Connection, Layout),
+    Sqlite(rusqlite::Connection, Layout, PendingRows),
     Lines(BufWriter<std::fs::File>),
+}
+
+/// Rows waiting for one multi-row `INSERT`: a statement per row spent more in SQLite's
+/// per-statement work (reset, bind, the VDBE program's setup) than in the B-trees.
+#[derive(Default)]
+struct PendingRows {
+    timestamps: Vec<rusqlite::types::Value>,
+    texts: String,
+    ends: Vec<usize>,
+}
+
+/// Rows per `INSERT` statement (SQLite allows 32,766 parameters).
+const ROWS_PER_INSERT: usize = 256;
+
+impl PendingRows {
+    fn push(&mut self, timestamp: rusqlite::types::Value, json: &str) {
+        self.timestamps.push(timestamp);
+        self.texts.push_str(json);
+        self.ends.push(self.texts.len());
+    }
+
+    /// Inserts the pending rows into `table` and clears them.
+    fn insert(&mut self, db: &rusqlite::Connection, table: &str) -> rusqlite::Result<()> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        let values = vec!["('_ferret_trace', ?, ?)"; self.ends.len()].join(", ");
+        let mut stmt = db.prepare_cached(&format!("INSERT INTO {table} VALUES {values}"))?;
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        let texts: Vec<&str> = starts
+            .zip(&self.ends)
+            .map(|(a, &b)| &self.texts[a..b])
+            .collect();
+        let params = self
+            .timestamps
+            .iter()
+            .zip(&texts)
+            .flat_map(|(t, j)| [t as &dyn rusqlite::ToSql, j as &dyn rusqlite::ToSql]);
+        stmt.execute(rusqlite::params_from_iter(params))?;
+        self.timestamps.clear();
+        self.texts.clear();
+        self.ends.clear();
+        Ok(())
+    }
 }
 
 impl Sink {
@@ -399,20 +443,20 @@ impl Sink {
              BEGIN;",
             table(layout)
         ))?;
-        Ok(Sink::Sqlite(db, layout))
+        Ok(Sink::Sqlite(db, layout, PendingRows::default()))
     }
 
     fn write(&mut self, start_us: i64, json: &str) -> anyhow::Result<()> {
         match self {
-            Sink::Sqlite(db, layout) => {
-                let mut stmt = db.prepare_cached(&format!(
-                    "INSERT INTO {} VALUES ('_ferret_trace', ?1, ?2)",
-                    table(*layout)
-                ))?;
-                if *layout == Layout::Beaver1 {
-                    stmt.execute(rusqlite::params![start_us as f64 / 1e6, json])?;
+            Sink::Sqlite(db, layout, pending) => {
+                let timestamp = if *layout == Layout::Beaver1 {
+                    rusqlite::types::Value::Real(start_us as f64 / 1e6)
                 } else {
-                    stmt.execute(rusqlite::params![text_timestamp(start_us), json])?;
+                    rusqlite::types::Value::Text(text_timestamp(start_us))
+                };
+                pending.push(timestamp, json);
+                if pending.ends.len() == ROWS_PER_INSERT {
+                    pending.insert(db, table(*layout))?;
                 }
             }
             Sink::Lines(w) => writeln!(w, "{json}")?,
@@ -423,10 +467,13 @@ impl Sink {
     fn finish(self) -> anyhow::Result<()> {
         match self {
             // BeaverDB's second index, built once at the end rather than row by row.
-            Sink::Sqlite(db, layout) => db.execute_batch(&format!(
-                "COMMIT; CREATE INDEX idx_logs_timestamp ON {} (log_name, timestamp);",
-                table(layout)
-            ))?,
+            Sink::Sqlite(db, layout, mut pending) => {
+                pending.insert(&db, table(layout))?;
+                db.execute_batch(&format!(
+                    "COMMIT; CREATE INDEX idx_logs_timestamp ON {} (log_name, timestamp);",
+                    table(layout)
+                ))?
+            }
             Sink::Lines(mut w) => w.flush()?,
         }
         Ok(())
