@@ -14,21 +14,23 @@ REL = ROOT / "target" / "release"
 
 
 class Outcome:
-    """How one command ended: wall seconds, peak RSS in MiB, exit code or killing signal."""
+    """How one command ended: wall seconds, peak RSS in MiB, exit code or killing signal, and
+    whether it was stopped for running past its time."""
 
-    def __init__(self, wall, peak_mib, status):
+    def __init__(self, wall, peak_mib, status, timed_out=False):
         self.wall = wall
         self.peak_mib = peak_mib
         self.exit_code = os.waitstatus_to_exitcode(status)
+        self.timed_out = timed_out
 
     @property
     def killed(self):
         return self.exit_code == -9
 
 
-def run(cmd, cgroup=None, quiet=True):
+def run(cmd, cgroup=None, quiet=True, timeout=None):
     """Runs `cmd` as a fresh child (inside `cgroup` if given: the child joins it before exec)
-    and returns its Outcome, measured with wait4."""
+    and returns its Outcome, measured with wait4; after `timeout` seconds it is killed."""
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -42,8 +44,18 @@ def run(cmd, cgroup=None, quiet=True):
             os.execvp(str(cmd[0]), [str(c) for c in cmd])
         finally:
             os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
-    return Outcome(time.perf_counter() - start, usage.ru_maxrss / 1024, status)
+    deadline = None if timeout is None else start + timeout
+    timed_out = False
+    while True:
+        done, status, usage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
+        if done:
+            break
+        if time.perf_counter() > deadline:
+            os.kill(pid, 9)
+            timed_out, deadline = True, None
+        else:
+            time.sleep(0.1)
+    return Outcome(time.perf_counter() - start, usage.ru_maxrss / 1024, status, timed_out)
 
 
 def measured(cmd, runs=1, before=None):

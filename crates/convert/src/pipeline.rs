@@ -235,7 +235,7 @@ fn run(
         Some(file) if opts.append => Linker::for_append(file),
         _ => Linker::default(),
     };
-    // Deep enough (2 x 64k rows, ~25 MB) that reading and parsing go on through a commit's
+    // Deep enough (2 x 64k rows, ~30 MB) that reading and parsing go on through a commit's
     // fdatasync (~30 ms here): with 4 batches each they stalled, 10% of the wall time.
     let (row_tx, row_rx) = bounded(PIPELINE_BATCHES);
     let (span_tx, span_rx) = bounded::<ParsedBatch>(PIPELINE_BATCHES);
