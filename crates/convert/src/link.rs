@@ -145,9 +145,8 @@ impl Linker {
     pub fn for_append<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Linker {
         let mut l = Linker::default();
         for seg in file.segments() {
-            let ids = file.records(seg).iter().map(|r| SpanId(r.span_id));
-            l.dropped_since_commit.extend(ids);
-            l.dropped.insert_all(&mut l.dropped_since_commit);
+            l.dropped
+                .insert_all(file.records(seg).iter().map(|r| SpanId(r.span_id)));
         }
         l
     }
@@ -291,7 +290,7 @@ impl Linker {
         batch: PendingBatch,
         committed: Option<&SpanFile<D>>,
     ) {
-        self.dropped.insert_all(&mut self.dropped_since_commit);
+        self.dropped.insert_all(self.dropped_since_commit.drain(..));
         let mut wanted = std::mem::take(&mut self.pending);
         wanted.retain(|pid, _| self.dropped.maybe_contains(pid));
         if !wanted.is_empty() {
@@ -371,10 +370,10 @@ impl Bloom {
         (word, mask)
     }
 
-    /// Inserts and removes all of `ids`, in the order of the words they set, so the writes sweep
-    /// the filter once instead of jumping about it.
-    fn insert_all(&mut self, ids: &mut Vec<SpanId>) {
-        let mut slots: Vec<(usize, u64)> = ids.drain(..).map(|id| self.slot(&id)).collect();
+    /// Inserts all of `ids`, in the order of the words they set, so the writes sweep the filter
+    /// once instead of jumping about it.
+    fn insert_all(&mut self, ids: impl IntoIterator<Item = SpanId>) {
+        let mut slots: Vec<(usize, u64)> = ids.into_iter().map(|id| self.slot(&id)).collect();
         slots.sort_unstable_by_key(|&(word, _)| word);
         for (word, mask) in slots {
             self.words[word] |= mask;

@@ -148,13 +148,15 @@ impl SpanId {
     }
 }
 
+/// The lowercase hex digits, by value.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// The two lowercase hex digits of every byte (exports write millions of ids).
 const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut pairs = [[0u8; 2]; 256];
     let mut b = 0;
     while b < 256 {
-        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        pairs[b] = [HEX_DIGITS[b >> 4], HEX_DIGITS[b & 0xf]];
         b += 1;
     }
     pairs
@@ -180,7 +182,7 @@ const NIBBLES: [u8; 256] = {
     let mut table = [0x80u8; 256];
     let mut d = 0;
     while d < 16 {
-        table[b"0123456789abcdef"[d] as usize] = d as u8;
+        table[HEX_DIGITS[d] as usize] = d as u8;
         d += 1;
     }
     table

@@ -43,6 +43,9 @@ impl std::fmt::Display for Locator {
     }
 }
 
+/// A row's text range in its batch, or why it has none.
+pub type RowText = Result<std::ops::Range<usize>, String>;
+
 /// A batch of rows as read: their JSON texts back to back in one buffer (one allocation per
 /// batch, not per row), and the watermark the batch advances to. The texts are bytes: the parse
 /// thread checks that they are UTF-8, taking that work off the reader, the busiest thread.
@@ -51,7 +54,7 @@ pub struct RowBatch {
     /// The rows' JSON texts, concatenated.
     pub text: Vec<u8>,
     /// Where each row came from, and its text's byte range in `text` (or why it has none).
-    pub rows: Vec<(Locator, Result<std::ops::Range<usize>, String>)>,
+    pub rows: Vec<(Locator, RowText)>,
     /// The watermark after the last row of the batch.
     pub last: LastTimestamp,
 }
@@ -72,7 +75,7 @@ impl RowBatch {
     }
 
     /// Appends `data` to the texts only, for a row placed later.
-    fn push_text(&mut self, data: Result<&[u8], String>) -> Result<std::ops::Range<usize>, String> {
+    fn push_text(&mut self, data: Result<&[u8], String>) -> RowText {
         data.map(|d| {
             let start = self.text.len();
             self.text.extend_from_slice(d);

@@ -6,7 +6,7 @@ use ferret_format::LastTimestamp;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{Locator, RowBatch, RowSender, SourceKind, BATCH_ROWS};
+use super::{Locator, RowBatch, RowSender, RowText, SourceKind, BATCH_ROWS};
 use crate::error::ConvertError;
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> ConvertError + '_ {
@@ -94,7 +94,7 @@ pub fn open_beaver(
         });
     }
     let rows: i64 = if count {
-        let (cond, _) = after_clause(&after);
+        let cond = after_clause(&after);
         db.query_row(
             &format!("SELECT count(*) FROM {table} WHERE log_name = ?1 {cond}"),
             rusqlite::params_from_iter(params(namespace, &after)),
@@ -135,10 +135,11 @@ fn namespaces(db: &Connection, table: &str) -> rusqlite::Result<String> {
     })
 }
 
-fn after_clause(after: &LastTimestamp) -> (&'static str, bool) {
+/// The condition that keeps only rows after the watermark (bound as `?2`), if there is one.
+fn after_clause(after: &LastTimestamp) -> &'static str {
     match after {
-        LastTimestamp::Real(_) | LastTimestamp::Text(_) => ("AND timestamp > ?2", true),
-        _ => ("", false),
+        LastTimestamp::Real(_) | LastTimestamp::Text(_) => "AND timestamp > ?2",
+        _ => "",
     }
 }
 
@@ -172,7 +173,7 @@ impl BeaverSource {
     /// ferret-io inserts a span when it ends and stamps it with its start, so rowid order is
     /// nearly timestamp order and a batch's rowids fall in a few dense runs.
     fn stream_rows(&self, tx: &RowSender) -> Result<(), ConvertError> {
-        let (cond, _) = after_clause(&self.after);
+        let cond = after_clause(&self.after);
         let table = self.table;
         let mut order = self.prepare(&format!(
             "SELECT rowid, timestamp FROM {table} WHERE log_name = ?1 {cond} ORDER BY timestamp"
@@ -248,9 +249,6 @@ impl BeaverSource {
         Ok(batch)
     }
 }
-
-/// A row's text range in its batch, or why it has none.
-type RowText = Result<std::ops::Range<usize>, String>;
 
 /// Rowids further apart than this are fetched by separate range scans. Stepping over a row costs
 /// a fraction of a descent from the root, so even a batch whose rows are spread out (another
