@@ -83,7 +83,7 @@ impl DerivedTable {
         // Each checksum block is checked as the pass enters it: checking whole segments up
         // front would map them all at once.
         let mut checked: Option<(usize, usize)> = None;
-        for_each_record(file, range, |seg, index, r| {
+        for_each_record(file, range, |seg, index, r| -> Result<(), ExportError> {
             let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
             if checked != Some((seg.index, block)) {
                 file.verify_blocks(seg, block..block + 1)?;
@@ -116,7 +116,12 @@ impl DerivedTable {
                 self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
             }
             Ok(())
-        })
+        })?;
+        // The row pass starts again from the first record: the window this pass kept resident
+        // would otherwise stay in our RSS until that pass reached it, on top of its own.
+        self.release_before(count);
+        behind.restart();
+        Ok(())
     }
 
     /// The values of record `index`.
