@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 
 use ferret_format::{SpanFile, SpanId};
 use serde_json::Value;
@@ -446,6 +448,141 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
     );
 }
 
+/// The fixture's `_ferret_trace` rows in insertion order, as `(timestamp, data)`, copy `copy`:
+/// copy 0 as they are; a later copy with its own span ids and everything `copy` x 1000 s later.
+fn fixture_rows_copy(copy: u64) -> Vec<(f64, String)> {
+    let con = rusqlite::Connection::open(fixture("beaver1.db")).unwrap();
+    let mut stmt = con
+        .prepare("SELECT timestamp, data FROM beaver_logs WHERE log_name = '_ferret_trace' ORDER BY rowid")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap);
+    if copy == 0 {
+        return rows.collect();
+    }
+    let shift = copy as f64 * 1000.0;
+    rows.map(|(timestamp, data)| {
+        let mut span: Value = serde_json::from_str(&data).unwrap();
+        relabel(&mut span, copy, shift);
+        (timestamp + shift, span.to_string())
+    })
+    .collect()
+}
+
+/// Makes `span` a span of copy `copy` of its trace: its ids (and its parent's) start with the
+/// copy number, and it starts and ends `shift` seconds later.
+fn relabel(span: &mut Value, copy: u64, shift: f64) {
+    for key in ["span_id", "parent_id"] {
+        span[key] = span[key]
+            .as_str()
+            .map(|s| format!("{copy:08x}{}", &s[8..]))
+            .into();
+    }
+    for key in ["start_time", "end_time"] {
+        span[key] = (span[key].as_f64().unwrap() + shift).into();
+    }
+}
+
+/// Inserts one copy of the fixture's spans in one transaction.
+fn insert_copy(con: &mut rusqlite::Connection, copy: u64) {
+    let tx = con.transaction().unwrap();
+    for (timestamp, data) in fixture_rows_copy(copy) {
+        tx.execute(
+            "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
+            rusqlite::params![timestamp, data],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_database_still_being_written_converts_to_a_consistent_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    std::fs::copy(fixture("beaver1.db"), &live).unwrap();
+    let mut writer = rusqlite::Connection::open(&live).unwrap();
+    // WAL mode as a live service has it, with no automatic checkpoint: the rows below stay in
+    // the WAL file, where only a reader that reads the WAL finds them.
+    writer
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             DELETE FROM beaver_logs WHERE log_name = '_ferret_trace';
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+    insert_copy(&mut writer, 0);
+    let from_wal = dir.path().join("wal.ferret");
+    ok!(run!("ferret-convert", &live, "-o", &from_wal, "--quiet"));
+    ferret_benches::assert_same_records(&from_wal, &convert(&fixture("beaver1.db"), dir.path()));
+
+    // Now a writer commits one copy of the spans per transaction while we convert: every
+    // output must be whole transactions, exactly the database as it was at one moment.
+    let per_copy = fixture_rows_copy(0).len() as u64;
+    let committed = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (committed, stop) = (committed.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(SeqCst) {
+                insert_copy(&mut writer, committed.load(SeqCst));
+                committed.fetch_add(1, SeqCst);
+            }
+            writer
+        })
+    };
+    while committed.load(SeqCst) < 4 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Until one conversion ran while the writer committed (on a loaded machine the writer may
+    // sit still through one).
+    let mut outputs = Vec::new();
+    for attempt in 0..5 {
+        let out = dir.path().join(format!("during-{attempt}.ferret"));
+        let before = committed.load(SeqCst);
+        ok!(run!("ferret-convert", &live, "-o", &out, "--quiet"));
+        let after = committed.load(SeqCst);
+        outputs.push(out);
+        if after > before {
+            break;
+        }
+    }
+    stop.store(true, SeqCst);
+    let writer = writing.join().unwrap();
+    writer
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    drop(writer);
+    assert!(
+        outputs.len() < 5,
+        "the writer never committed during a conversion"
+    );
+    for out in &outputs {
+        let records = SpanFile::open(out).unwrap().record_count();
+        assert_eq!(
+            records % per_copy,
+            0,
+            "{records} records: a transaction read in part"
+        );
+        // The database cut back to as many copies converts to the same records.
+        let copies = records / per_copy;
+        let again = tempfile::tempdir().unwrap();
+        let cut = again.path().join("cut.db");
+        std::fs::copy(&live, &cut).unwrap();
+        rusqlite::Connection::open(&cut)
+            .unwrap()
+            .execute(
+                "DELETE FROM beaver_logs WHERE log_name = '_ferret_trace' AND timestamp >= ?1",
+                // Copies are 1000 s apart and each lasts well under a second.
+                [fixture_rows_copy(0)[0].0 + copies as f64 * 1000.0 - 500.0],
+            )
+            .unwrap();
+        ferret_benches::assert_same_records(out, &convert(&cut, again.path()));
+    }
+}
+
 #[test]
 fn scan_output_survives_a_closed_pipe_and_lists_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -556,12 +693,9 @@ fn many_json_lines(copies: u64) -> String {
         .collect();
     let mut out = String::new();
     for copy in 0..copies {
-        let id = |v: &Value| v.as_str().map(|s| format!("{copy:08x}{}", &s[8..]));
         for line in &lines {
             let mut span = line.clone();
-            span["span_id"] = id(&line["span_id"]).into();
-            span["parent_id"] = id(&line["parent_id"]).into();
-            span["start_time"] = (line["start_time"].as_f64().unwrap() + copy as f64).into();
+            relabel(&mut span, copy, copy as f64);
             out.push_str(&span.to_string());
             out.push('\n');
         }
