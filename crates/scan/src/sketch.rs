@@ -91,34 +91,41 @@ impl SketchTable {
         *slot as usize - 1
     }
 
-    /// The full count of a counter: its `u32` plus what merges carried past 2^32.
-    fn count(&self, block: usize, sub: usize) -> u64 {
-        let carried = self
-            .carries
-            .get(&(block as u32, sub as u8))
-            .copied()
-            .unwrap_or(0);
-        u64::from(self.blocks[block][sub]) + u64::from(self.hot[block][sub]) + (carried << 32)
+    /// The full counts of a block's counters: `u32`, hot, and what merges carried past 2^32.
+    fn counts(&self, block: usize) -> [u64; SUBS] {
+        let mut counts = [0u64; SUBS];
+        for ((n, &b), &h) in counts.iter_mut().zip(&self.blocks[block]).zip(&self.hot[block]) {
+            *n = u64::from(b) + u64::from(h);
+        }
+        // Only a merge of tables past 2^32 counts has carries: checked once, not per counter.
+        if !self.carries.is_empty() {
+            for (sub, n) in counts.iter_mut().enumerate() {
+                let carried = self.carries.get(&(block as u32, sub as u8));
+                *n += carried.copied().unwrap_or(0) << 32;
+            }
+        }
+        counts
     }
 
-    /// Adds `n` to a `u32` counter, carrying a wrap.
-    fn add_to_block(&mut self, block: usize, sub: usize, n: u64) {
-        let sum = u64::from(self.blocks[block][sub]) + n;
-        self.blocks[block][sub] = sum as u32;
-        if sum >> 32 > 0 {
-            *self.carries.entry((block as u32, sub as u8)).or_default() += sum >> 32;
+    /// Adds `counts` to the `u32` counters of `block`, carrying wraps: one pass over the block,
+    /// then the rare wraps (a merge used to look each counter up in `carries`).
+    fn add_to_block(&mut self, block: usize, counts: &[u64; SUBS]) {
+        let mut carry = [0u64; SUBS];
+        for ((c, &n), k) in self.blocks[block].iter_mut().zip(counts).zip(&mut carry) {
+            let sum = u64::from(*c) + n;
+            *c = sum as u32;
+            *k = sum >> 32;
+        }
+        for (sub, &k) in carry.iter().enumerate().filter(|(_, &k)| k > 0) {
+            *self.carries.entry((block as u32, sub as u8)).or_default() += k;
         }
     }
 
     /// Moves every hot count into the `u32` counters.
     fn spill_hot(&mut self) {
         for block in 0..self.hot.len() {
-            for sub in 0..SUBS {
-                let n = std::mem::take(&mut self.hot[block][sub]);
-                if n > 0 {
-                    self.add_to_block(block, sub, u64::from(n));
-                }
-            }
+            let hot = std::mem::replace(&mut self.hot[block], [0; SUBS]);
+            self.add_to_block(block, &hot.map(u64::from));
         }
     }
 
@@ -153,12 +160,8 @@ impl SketchTable {
                 if theirs == 0 {
                     continue;
                 }
-                let theirs = theirs as usize - 1;
                 let mine = self.block_index(name, octave);
-                for sub in 0..SUBS {
-                    let theirs = other.count(theirs, sub);
-                    self.add_to_block(mine, sub, theirs);
-                }
+                self.add_to_block(mine, &other.counts(theirs as usize - 1));
             }
         }
     }
@@ -180,8 +183,8 @@ impl SketchTable {
             if slot == 0 {
                 continue;
             }
-            for sub in 0..SUBS {
-                seen += self.count(slot as usize - 1, sub);
+            for (sub, n) in self.counts(slot as usize - 1).into_iter().enumerate() {
+                seen += n;
                 if seen >= rank {
                     return Some(bucket_mid(octave, sub));
                 }
@@ -211,13 +214,13 @@ mod tests {
         a.total[0] = u64::from(u32::MAX) - 1; // every duration of a in the 1.0 bucket
         b.total[0] = 6; // five in the 1.0 bucket, one at 4.0
         a.merge(&b);
-        assert_eq!(a.count(ia, sub), u64::from(u32::MAX) - 1 + 5);
+        assert_eq!(a.counts(ia)[sub], u64::from(u32::MAX) - 1 + 5);
         // The median is the 1.0 bucket; only the largest rank reaches 4.0.
         assert!((a.quantile(0, 0.5, 0.0).unwrap() - 1.0).abs() < 0.01);
         assert!((a.quantile(0, 1.0, 0.0).unwrap() - 4.0).abs() < 0.04);
         let mut c = SketchTable::new(1);
         c.merge(&a);
-        assert_eq!(c.count(c.slots[octave] as usize - 1, sub), a.count(ia, sub));
+        assert_eq!(c.counts(c.slots[octave] as usize - 1)[sub], a.counts(ia)[sub]);
     }
     use proptest::prelude::*;
 
@@ -236,7 +239,7 @@ mod tests {
         let (octave, sub) = bucket_of(0.5);
         let block = t.slots[octave] as usize - 1;
         assert_eq!((t.blocks[block][sub], t.hot[block][sub]), (768, 232));
-        assert_eq!(t.count(block, sub), 1000);
+        assert_eq!(t.counts(block)[sub], 1000);
     }
 
     proptest! {

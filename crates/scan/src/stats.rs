@@ -97,7 +97,11 @@ impl ChunkStats {
     /// Merges `other` into `self`. Associative and commutative up to float rounding of the
     /// compensated sums (exact for every count, min, max and sketch).
     pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
-        if self.names.len() < other.names.len() {
+        // rayon's reduce starts from empty tables: merging one is a no-op, so skip its work.
+        if other.spans == 0 && other.names.len() <= self.names.len() {
+            return self;
+        }
+        if self.names.len() < other.names.len() || self.spans == 0 {
             return other.merge(self);
         }
         self.spans += other.spans;
