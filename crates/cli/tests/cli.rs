@@ -257,11 +257,10 @@ fn json_lines(db: &Path) -> String {
 #[test]
 fn json_lines_convert_to_the_same_numbers_as_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("spans.jsonl");
-    std::fs::write(&jsonl, json_lines(&fixture("beaver1.db"))).unwrap();
+    let lines = json_lines(&fixture("beaver1.db"));
+    // Also as a Windows tool may write them: a byte-order mark first, CRLF line ends.
+    let windows = format!("\u{feff}{}", lines.replace('\n', "\r\n"));
     let from_db = convert(&fixture("beaver1.db"), dir.path());
-    let from_lines = dir.path().join("lines.ferret");
-    ok!(run!("ferret-convert", &jsonl, "-o", &from_lines, "--quiet"));
     let csv = |file: &Path, run_id: &str| {
         ok!(run!(
             "ferret-scan",
@@ -274,8 +273,14 @@ fn json_lines_convert_to_the_same_numbers_as_the_database() {
             "0"
         ))
     };
-    for run_id in ["run-one", "run-three-latest"] {
-        assert_eq!(csv(&from_db, run_id), csv(&from_lines, run_id));
+    for (name, text) in [("plain", lines.clone()), ("windows", windows)] {
+        let jsonl = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&jsonl, text).unwrap();
+        let from_lines = dir.path().join(format!("{name}.ferret"));
+        ok!(run!("ferret-convert", &jsonl, "-o", &from_lines, "--quiet"));
+        for run_id in ["run-one", "run-three-latest"] {
+            assert_eq!(csv(&from_db, run_id), csv(&from_lines, run_id), "{name}");
+        }
     }
 }
 

@@ -7,8 +7,11 @@ use ferret_format::LastTimestamp;
 
 use super::{io, Locator, RowBatch, RowSender};
 
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Streams the lines of `path` (`-` for stdin) after the first `skip` lines into `tx`. Blank
-/// lines are passed over but counted, so line numbers and the watermark match the file.
+/// lines are passed over but counted, so line numbers and the watermark match the file; a UTF-8
+/// byte-order mark at the start is dropped.
 pub fn read_json_lines(path: &Path, skip: u64, tx: RowSender) {
     let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
@@ -36,10 +39,16 @@ pub fn read_json_lines(path: &Path, skip: u64, tx: RowSender) {
             }
         }
         line_no += 1;
-        if line_no <= skip || buf.iter().all(u8::is_ascii_whitespace) {
+        // A byte-order mark before the first line, as some Windows tools write UTF-8, is not
+        // part of the JSON.
+        let line = match buf.strip_prefix(UTF8_BOM) {
+            Some(rest) if line_no == 1 => rest,
+            _ => &buf[..],
+        };
+        if line_no <= skip || line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        batch.push(Locator::Line(line_no), Ok(buf.trim_ascii_end()));
+        batch.push(Locator::Line(line_no), Ok(line.trim_ascii_end()));
         batch.last = LastTimestamp::Line(line_no);
         if batch.is_full() {
             let full = std::mem::replace(&mut batch, RowBatch::with_capacity());
