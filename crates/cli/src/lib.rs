@@ -14,10 +14,30 @@ pub fn finish(program: &str, result: anyhow::Result<()>, print_peak_rss: bool) -
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{program}: {e:#}");
+            eprintln!("{program}: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each said once. Our errors name their cause (and
+/// often the file) in their own message, so they read whole where they are shown alone; the
+/// plain chain (`{:#}`) would repeat both: `x: x: No such file (os error 2): No such file`.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let mut parts: Vec<&str> = line.split(": ").collect();
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

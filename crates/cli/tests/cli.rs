@@ -43,6 +43,10 @@ macro_rules! fails {
         assert_eq!(out.status.code(), Some(1), "want exit 1: {:?}", out);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(err.trim_end().lines().count(), 1, "want one line: {err}");
+        let parts: Vec<&str> = err.trim_end().split(": ").collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(part), "{err:?} says {part:?} twice");
+        }
         $(assert!(err.contains($needle), "{err:?} lacks {:?}", $needle);)+
         err
     }};
@@ -369,6 +373,28 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
         ),
         "namespace \"nope\" not found",
         "\"other_ns\" (1 rows)"
+    );
+    // What the system says, once (each layer used to repeat its cause and the file).
+    fails!(
+        run!("ferret-convert", dir.path().join("missing.db"), "-o", &out),
+        "missing.db: No such file"
+    );
+    fails!(
+        run!(
+            "ferret-convert",
+            fixture("beaver1.db"),
+            "-o",
+            dir.path().join("no/such/dir/o.ferret")
+        ),
+        "o.ferret: No such file"
+    );
+    fails!(
+        run!("ferret-convert", dir.path(), "-o", &out),
+        "Is a directory"
+    );
+    fails!(
+        run!("ferret-scan", dir.path().join("missing.ferret")),
+        "missing.ferret: No such file"
     );
     // Never overwrite a file that is not ours; an existing ferret file needs --append or --force.
     fails!(
