@@ -18,8 +18,9 @@ type Block = [u32; SUBS];
 
 /// The percentile sketches of every name of one chunk (or several merged). Each name has 64
 /// octave slots; an octave's 64 counters are a block taken from one arena on its first
-/// duration, so memory is 256 bytes per name plus 256 bytes per octave actually used (a name
-/// whose durations span ten octaves costs 3 KB), and an insert is an index load and an add.
+/// duration, so memory is about 270 bytes per name plus 320 bytes (`u32` and hot counters) per
+/// octave actually used (a name whose durations span ten octaves costs 3.5 KB), and an insert is
+/// an index load and an add.
 ///
 /// Inserts count in `u8` counters (`hot`), which spill into `u32` ones (`blocks`) every 256:
 /// the scan's cost is the cache misses of these increments, and the hot counters are a quarter
