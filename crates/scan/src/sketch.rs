@@ -95,7 +95,11 @@ impl SketchTable {
     /// The full counts of a block's counters: `u32`, hot, and what merges carried past 2^32.
     fn counts(&self, block: usize) -> [u64; SUBS] {
         let mut counts = [0u64; SUBS];
-        for ((n, &b), &h) in counts.iter_mut().zip(&self.blocks[block]).zip(&self.hot[block]) {
+        for ((n, &b), &h) in counts
+            .iter_mut()
+            .zip(&self.blocks[block])
+            .zip(&self.hot[block])
+        {
             *n = u64::from(b) + u64::from(h);
         }
         // Only a merge of tables past 2^32 counts has carries: checked once, not per counter.
@@ -221,7 +225,10 @@ mod tests {
         assert!((a.quantile(0, 1.0, 0.0).unwrap() - 4.0).abs() < 0.04);
         let mut c = SketchTable::new(1);
         c.merge(&a);
-        assert_eq!(c.counts(c.slots[octave] as usize - 1)[sub], a.counts(ia)[sub]);
+        assert_eq!(
+            c.counts(c.slots[octave] as usize - 1)[sub],
+            a.counts(ia)[sub]
+        );
     }
     use proptest::prelude::*;
 
