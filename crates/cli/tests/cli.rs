@@ -348,7 +348,7 @@ fn a_database_row_that_is_not_utf8_is_skipped_and_named() {
         err.contains(&format!("skipped rowid {rowid}: data is not UTF-8")),
         "{err}"
     );
-    assert!(err.contains("1 rows skipped"), "{err}");
+    assert!(err.contains("1 row skipped"), "{err}");
 }
 
 #[test]

@@ -104,12 +104,12 @@ fn report(args: &Args, s: &Summary) {
     }
     let l = &s.link;
     eprintln!(
-        "ferret-convert: wrote {} spans ({} runs, {} distinct names) to {}; {} rows skipped; {:.2} s, {:.0} spans/s; links: window peak {}, {} late children ({} found by scan), {} late parents, {} cycles refused",
-        s.spans_written,
-        s.runs,
-        s.names,
+        "ferret-convert: wrote {} ({}, {}) to {}; {} skipped; {:.2} s, {:.0} spans/s; links: window peak {}, {} late children ({} found by scan), {} late parents, {} cycles refused",
+        counted(s.spans_written, "span"),
+        counted(s.runs as u64, "run"),
+        counted(s.names as u64, "distinct name"),
         args.output.display(),
-        s.rows_skipped,
+        counted(s.rows_skipped, "row"),
         s.elapsed.as_secs_f64(),
         s.spans_per_second(),
         l.window_peak,
@@ -118,4 +118,9 @@ fn report(args: &Args, s: &Summary) {
         l.late_parents,
         l.cycles,
     );
+}
+
+/// `n` and `what`, plural unless `n` is 1: "1 row", "3 rows".
+fn counted(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
