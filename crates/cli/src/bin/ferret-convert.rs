@@ -95,8 +95,8 @@ fn report(args: &Args, s: &Summary) {
     }
     if s.rows_skipped > s.bad_rows.len() as u64 {
         eprintln!(
-            "ferret-convert: ... and {} more bad rows",
-            s.rows_skipped - s.bad_rows.len() as u64
+            "ferret-convert: ... and {}",
+            counted(s.rows_skipped - s.bad_rows.len() as u64, "more bad row")
         );
     }
     for w in &s.warnings {
