@@ -352,6 +352,14 @@ fn a_database_row_that_is_not_utf8_is_skipped_and_named() {
 }
 
 #[test]
+fn help_says_what_each_tool_does() {
+    let convert = ok!(run!("ferret-convert", "--help"));
+    assert!(convert.starts_with("Stream a ferret-io trace"), "{convert}");
+    let scan = ok!(run!("ferret-scan", "--help"));
+    assert!(scan.starts_with("Per-function statistics"), "{scan}");
+}
+
+#[test]
 fn bad_inputs_and_outputs_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");

@@ -10,7 +10,7 @@ use ferret_convert::{convert, ConvertOptions, Summary};
 /// Stream a ferret-io trace (BeaverDB file of either layout, or JSON lines) into a ferret record
 /// file that ferret-scan maps.
 #[derive(Parser, Debug)]
-#[command(name = "ferret-convert", version, about)]
+#[command(name = "ferret-convert", version)]
 struct Args {
     /// BeaverDB file, JSON lines file (.jsonl/.ndjson), or - for JSON lines on stdin.
     input: PathBuf,

@@ -19,10 +19,11 @@ use ferret_scan::{
 use memmap2::Mmap;
 use std::io::IsTerminal;
 
-/// Per-function statistics of a ferret trace converted by ferret-convert, computed over the
-/// mapped file in memory bounded by the number of distinct names.
+/// Per-function statistics, call trees, flame graphs and Parquet exports of a ferret trace
+/// converted by ferret-convert, computed over the mapped file in memory bounded by the number of
+/// distinct names.
 #[derive(Parser, Debug)]
-#[command(name = "ferret-scan", version, about)]
+#[command(name = "ferret-scan", version)]
 struct Args {
     /// The record file written by ferret-convert.
     file: PathBuf,
