@@ -448,21 +448,31 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
 
 #[test]
 fn append_after_the_database_grew_equals_a_full_conversion() {
+    // Both layouts: the 1.x watermark is a REAL timestamp, the 2.x one a TEXT timestamp.
+    for (db, table) in [
+        ("beaver1.db", "beaver_logs"),
+        ("beaver2.db", "__beaver_logs__"),
+    ] {
+        check_append_after_growth(db, table);
+    }
+}
+
+fn check_append_after_growth(db: &str, table: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let full_db = fixture("beaver1.db");
+    let full_db = fixture(db);
     let half_db = dir.path().join("half.db");
     std::fs::copy(&full_db, &half_db).unwrap();
     {
         let con = rusqlite::Connection::open(&half_db).unwrap();
         con.execute(
-            "DELETE FROM beaver_logs WHERE log_name = '_ferret_trace' AND timestamp > (SELECT timestamp FROM beaver_logs WHERE log_name = '_ferret_trace' ORDER BY timestamp LIMIT 1 OFFSET 60)",
+            &format!("DELETE FROM {table} WHERE log_name = '_ferret_trace' AND timestamp > (SELECT timestamp FROM {table} WHERE log_name = '_ferret_trace' ORDER BY timestamp LIMIT 1 OFFSET 60)"),
             [],
         )
         .unwrap();
     }
     let grown = dir.path().join("grown.ferret");
     ok!(run!("ferret-convert", &half_db, "-o", &grown, "--quiet"));
-    assert_eq!(SpanFile::open(&grown).unwrap().record_count(), 61);
+    assert_eq!(SpanFile::open(&grown).unwrap().record_count(), 61, "{db}");
     // The database grows (here: the rest of the rows come back), then we append.
     std::fs::copy(&full_db, &half_db).unwrap();
     let append = || {
@@ -483,7 +493,8 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
     append();
     assert_eq!(
         SpanFile::open(&grown).unwrap().record_count(),
-        b.record_count()
+        b.record_count(),
+        "{db}"
     );
 }
 
