@@ -101,7 +101,8 @@ impl ChunkStats {
         if other.spans == 0 && other.names.len() <= self.names.len() {
             return self;
         }
-        if self.names.len() < other.names.len() || self.spans == 0 {
+        let empty_of_same_names = self.spans == 0 && self.names.len() == other.names.len();
+        if self.names.len() < other.names.len() || empty_of_same_names {
             return other.merge(self);
         }
         self.spans += other.spans;
@@ -141,6 +142,17 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn merging_tables_of_different_name_counts_keeps_every_span() {
+        let mut small = ChunkStats::new(2);
+        small.add_span(1, Some(0.5), false);
+        let big = ChunkStats::new(4);
+        for (a, b) in [(small.clone(), big.clone()), (big, small)] {
+            let m = a.merge(b);
+            assert_eq!((m.names.len(), m.spans, m.names[1].count), (4, 1, 1));
+        }
     }
 
     proptest! {
