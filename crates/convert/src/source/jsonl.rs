@@ -41,9 +41,10 @@ pub fn read_json_lines(path: &Path, skip: u64, tx: RowSender) {
         line_no += 1;
         // A byte-order mark before the first line, as some Windows tools write UTF-8, is not
         // part of the JSON.
-        let line = match buf.strip_prefix(UTF8_BOM) {
-            Some(rest) if line_no == 1 => rest,
-            _ => &buf[..],
+        let line = if line_no == 1 {
+            buf.strip_prefix(UTF8_BOM).unwrap_or(&buf)
+        } else {
+            &buf
         };
         if line_no <= skip || line.iter().all(u8::is_ascii_whitespace) {
             continue;
