@@ -351,6 +351,48 @@ fn a_database_row_that_is_not_utf8_is_skipped_and_named() {
     assert!(err.contains("1 row skipped"), "{err}");
 }
 
+/// What `ferret-convert` draws on a terminal for `command` (a shell command line), run under
+/// util-linux `script` for a pseudo-terminal; carriage returns as line ends.
+fn on_a_terminal(command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .output()
+        .expect("util-linux `script` runs (it gives the test a terminal)");
+    assert!(out.status.success(), "{command}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).replace('\r', "\n")
+}
+
+#[test]
+fn the_progress_bar_estimates_json_lines_and_counts_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("in.jsonl");
+    std::fs::write(&jsonl, many_json_lines(200)).unwrap();
+    let (bin, out) = (
+        env!("CARGO_BIN_EXE_ferret-convert"),
+        dir.path().join("o.ferret"),
+    );
+    let drawn = |input: &str| {
+        on_a_terminal(&format!("{bin} {input} -o {} --force", out.display()))
+            .lines()
+            .filter(|l| l.contains(" rows/s"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // A file: rows of an estimated total and an ETA (it said "4,096/0 rows" and "ETA 0s").
+    let file = drawn(&jsonl.display().to_string());
+    assert!(
+        !file.is_empty() && file.iter().all(|l| l.contains("ETA")),
+        "{file:?}"
+    );
+    assert!(!file.iter().any(|l| l.contains("/0 rows")), "{file:?}");
+    // stdin: no total to show, so rows and rate only.
+    let piped = drawn(&format!("- < {}", jsonl.display()));
+    assert!(!piped.is_empty(), "{piped:?}");
+    let of_a_total = |word: &str| word.contains('/') && !word.ends_with("/s");
+    let counter_only = |l: &String| !l.contains("ETA") && !l.split_whitespace().any(of_a_total);
+    assert!(piped.iter().all(counter_only), "{piped:?}");
+}
+
 #[test]
 fn help_says_what_each_tool_does() {
     let convert = ok!(run!("ferret-convert", "--help"));

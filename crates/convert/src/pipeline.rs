@@ -13,7 +13,9 @@ use ferret_format::{
 
 use crate::error::ConvertError;
 use crate::link::{LinkError, LinkStats, Linker, PendingBatch};
-use crate::source::{self, open_beaver, read_json_lines, Locator, RowBatch, SourceKind};
+use crate::source::{
+    self, open_beaver, read_json_lines, InputBytes, Locator, RowBatch, SourceKind,
+};
 use crate::span::{field, parse_span, ParsedSpan};
 
 /// What to convert and how.
@@ -109,6 +111,7 @@ struct ParsedBatch {
     strings: String,
     spans: Vec<(Locator, Result<ParsedSpan, String>)>,
     last: LastTimestamp,
+    bytes: InputBytes,
 }
 
 /// Parses every row of a batch.
@@ -128,6 +131,7 @@ fn parse_batch(batch: RowBatch) -> ParsedBatch {
         strings,
         spans,
         last: batch.last,
+        bytes: batch.bytes,
     }
 }
 
@@ -381,7 +385,11 @@ impl WriteState<'_> {
             {
                 self.commit(false)?;
             }
-            progress(self.summary.rows_read, self.summary.rows_expected);
+            let expected = batch.bytes.estimate_rows(self.summary.rows_read);
+            progress(
+                self.summary.rows_read,
+                expected.unwrap_or(self.summary.rows_expected),
+            );
         }
         Ok(())
     }

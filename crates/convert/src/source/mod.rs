@@ -57,6 +57,30 @@ pub struct RowBatch {
     pub rows: Vec<(Locator, RowText)>,
     /// The watermark after the last row of the batch.
     pub last: LastTimestamp,
+    /// How far into its input the source is after this batch, for estimating the rows of a
+    /// source that cannot count them (JSON lines).
+    pub bytes: InputBytes,
+}
+
+/// Bytes of a source's input read so far and in all, leaving out what an append skips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputBytes {
+    /// Bytes read.
+    pub done: u64,
+    /// Bytes in all, or 0 when unknown (stdin, SQLite).
+    pub total: u64,
+}
+
+impl InputBytes {
+    /// The rows of the whole input estimated from `rows` read so far, or `None` when the input's
+    /// size is unknown.
+    pub fn estimate_rows(&self, rows: u64) -> Option<u64> {
+        if self.total == 0 || self.done == 0 {
+            return None;
+        }
+        let estimate = (rows as f64 * self.total as f64 / self.done as f64).round() as u64;
+        Some(estimate.max(rows))
+    }
 }
 
 impl RowBatch {
@@ -65,6 +89,7 @@ impl RowBatch {
             text: Vec::with_capacity(BATCH_ROWS * 320),
             rows: Vec::with_capacity(BATCH_ROWS),
             last: LastTimestamp::None,
+            bytes: InputBytes::default(),
         }
     }
 

@@ -61,12 +61,12 @@ pub struct BeaverSource {
     table: &'static str,
     namespace: String,
     after: LastTimestamp,
-    /// Rows that will be read (for progress).
+    /// Rows that will be read, or a close upper bound (for progress; 0 when not asked for).
     pub rows: u64,
 }
 
-/// Opens `path`, starts the read transaction, checks the namespace and, if `count`, counts the
-/// rows newer than `after` (for a progress bar).
+/// Opens `path`, starts the read transaction, checks the namespace and, if `count`, estimates
+/// the rows newer than `after` (for a progress bar).
 pub fn open_beaver(
     path: &Path,
     kind: SourceKind,
@@ -93,14 +93,8 @@ pub fn open_beaver(
             available: namespaces(&db, table).map_err(sql(path))?,
         });
     }
-    let rows: i64 = if count {
-        let cond = after_clause(&after);
-        db.query_row(
-            &format!("SELECT count(*) FROM {table} WHERE log_name = ?1 {cond}"),
-            rusqlite::params_from_iter(params(namespace, &after)),
-            |r| r.get(0),
-        )
-        .map_err(sql(path))?
+    let rows = if count {
+        estimate_rows(&db, table, namespace, &after).map_err(sql(path))?
     } else {
         0
     };
@@ -110,8 +104,48 @@ pub fn open_beaver(
         table,
         namespace: namespace.to_string(),
         after,
-        rows: rows as u64,
+        rows,
     })
+}
+
+/// How many rows a conversion will read, for the progress bar. A whole table of our namespace
+/// alone (what ferret-io writes) is bounded by its rowid range, found in two B-tree descents; a
+/// `count(*)` walks the whole index (0.8 s of a 6.9 s conversion of 6M rows). ferret-io never
+/// deletes, so the bound is exact on its files. Other namespaces or a watermark: an exact count
+/// of the rows concerned.
+fn estimate_rows(
+    db: &Connection,
+    table: &str,
+    namespace: &str,
+    after: &LastTimestamp,
+) -> rusqlite::Result<u64> {
+    let edge = |order: &str| -> rusqlite::Result<Option<String>> {
+        db.query_row(
+            &format!("SELECT log_name FROM {table} ORDER BY log_name {order} LIMIT 1"),
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+    };
+    let alone =
+        edge("ASC")?.as_deref() == Some(namespace) && edge("DESC")?.as_deref() == Some(namespace);
+    let rows: i64 = if alone && after_clause(after).is_empty() {
+        let rowid = |f: &str| -> rusqlite::Result<Option<i64>> {
+            db.query_row(&format!("SELECT {f}(rowid) FROM {table}"), [], |r| r.get(0))
+        };
+        match (rowid("min")?, rowid("max")?) {
+            (Some(min), Some(max)) => max - min + 1,
+            _ => 0,
+        }
+    } else {
+        let cond = after_clause(after);
+        db.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE log_name = ?1 {cond}"),
+            rusqlite::params_from_iter(params(namespace, after)),
+            |r| r.get(0),
+        )?
+    };
+    Ok(rows.max(0) as u64)
 }
 
 /// The namespaces of the log table with their row counts, for the error naming what exists.
