@@ -23,6 +23,14 @@ pub enum ConvertError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A database page that is not what SQLite's file format says it must be.
+    #[error("{path}: database disk image is malformed: {what}")]
+    Damaged {
+        /// The database.
+        path: PathBuf,
+        /// Which page and what was wrong.
+        what: String,
+    },
     /// The input is neither a SQLite database nor JSON lines.
     #[error("{0}: not a SQLite database or a JSON lines file (.jsonl, .ndjson or - for stdin)")]
     UnknownInput(PathBuf),

@@ -2,6 +2,7 @@
 //! into batches of raw rows, in ferret's order.
 
 mod jsonl;
+mod pages;
 mod sqlite;
 
 use std::io::Read;
