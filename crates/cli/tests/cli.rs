@@ -401,6 +401,48 @@ fn help_says_what_each_tool_does() {
     assert!(scan.starts_with("Per-function statistics"), "{scan}");
 }
 
+/// A damaged page of a finished database's log table (read from the pages themselves) stops
+/// the conversion with one line naming the page, and leaves no output behind.
+#[test]
+fn a_damaged_table_page_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.db");
+    std::fs::copy(fixture("beaver1.db"), &db).unwrap();
+    let root: u32 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'beaver_logs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = |n: u32| (n as usize - 1) * 4096;
+    assert_eq!(
+        bytes[page(root)],
+        0x05,
+        "the log table's root is an interior page"
+    );
+    // The first child of the root, a leaf, gets a page type no B-tree page has.
+    let cell = page(root)
+        + usize::from(u16::from_be_bytes([
+            bytes[page(root) + 12],
+            bytes[page(root) + 13],
+        ]));
+    let leaf = u32::from_be_bytes(bytes[cell..cell + 4].try_into().unwrap());
+    assert_eq!(bytes[page(leaf)], 0x0d);
+    bytes[page(leaf)] = 0x07;
+    std::fs::write(&db, bytes).unwrap();
+    let out = dir.path().join("out.ferret");
+    fails!(
+        run!("ferret-convert", &db, "-o", &out),
+        "damaged.db",
+        "database disk image is malformed",
+        &format!("page {leaf}: page type 0x07")
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn bad_inputs_and_outputs_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
