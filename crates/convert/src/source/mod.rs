@@ -1,6 +1,7 @@
 //! Sources of spans: BeaverDB files of either layout and JSON lines, read on a thread of their own
 //! into batches of raw rows, in ferret's order.
 
+mod index_walk;
 mod jsonl;
 mod pages;
 mod sqlite;

@@ -34,12 +34,12 @@ impl std::fmt::Display for PageError {
     }
 }
 
-type PageResult<T> = Result<T, PageError>;
+pub(super) type PageResult<T> = Result<T, PageError>;
 
 /// Takes each row a scan finds: its rowid and its column's bytes, or why it has none.
 pub type RowFn<'a> = dyn FnMut(i64, Result<&[u8], String>) + 'a;
 
-fn bad<T>(page: u32, what: impl Into<String>) -> PageResult<T> {
+pub(super) fn bad<T>(page: u32, what: impl Into<String>) -> PageResult<T> {
     Err(PageError {
         page,
         what: what.into(),
@@ -49,14 +49,19 @@ fn bad<T>(page: u32, what: impl Into<String>) -> PageResult<T> {
 /// Bytes of interior pages kept in memory: a 2.3 GB table has ~1,500 of them (6 MB at 4 KiB).
 const INTERIOR_CACHE_BYTES: usize = 32 << 20;
 
-/// A table B-tree of a database file, read page by page with `pread`.
-pub struct TablePages {
+/// A database file read page by page with `pread`.
+pub(super) struct PageFile {
     file: File,
     /// The file's length: no payload can be longer.
     len: u64,
-    page_size: usize,
+    pub(super) page_size: usize,
     /// Page size less the reserved bytes at the end of each page.
-    usable: usize,
+    pub(super) usable: usize,
+}
+
+/// A table B-tree of a database file.
+pub struct TablePages {
+    pages: PageFile,
     root: u32,
     interior: HashMap<u32, Box<[u8]>>,
     leaf: Vec<u8>,
@@ -80,27 +85,25 @@ fn file_header(file: &File) -> std::io::Result<Option<(usize, usize)>> {
     Ok((utf8 && sane && page_size - reserved >= 480).then_some((page_size, page_size - reserved)))
 }
 
-impl TablePages {
-    /// Opens the table whose root page is `root` in the database at `path`, or `None` when the
-    /// file is one this reader leaves to SQLite (a text encoding other than UTF-8).
-    pub fn open(path: &Path, root: u32) -> std::io::Result<Option<TablePages>> {
+impl PageFile {
+    /// Opens the database at `path`, or `None` when the file is one this reader leaves to SQLite
+    /// (a text encoding other than UTF-8).
+    pub(super) fn open(path: &Path) -> std::io::Result<Option<PageFile>> {
         let file = File::open(path)?;
         let Some((page_size, usable)) = file_header(&file)? else {
             return Ok(None);
         };
         let len = file.metadata()?.len();
-        Ok(Some(TablePages {
+        Ok(Some(PageFile {
             file,
             len,
             page_size,
             usable,
-            root,
-            interior: HashMap::new(),
-            leaf: vec![0; page_size],
         }))
     }
 
-    fn read_page(&self, page: u32, into: &mut [u8]) -> PageResult<()> {
+    /// Reads page `page` (1-based) into `into`, a page-sized buffer.
+    pub(super) fn read_page(&self, page: u32, into: &mut [u8]) -> PageResult<()> {
         let offset = (u64::from(page) - 1) * self.page_size as u64;
         match page {
             0 => bad(page, "page number 0"),
@@ -109,6 +112,63 @@ impl TablePages {
                 .read_exact_at(into, offset)
                 .or_else(|e| bad(page, format!("cannot be read: {e}"))),
         }
+    }
+
+    /// A cell's whole payload: in place when it fits the page, else gathered from its overflow
+    /// pages into `buf`.
+    pub(super) fn payload<'p>(
+        &self,
+        page: u32,
+        p: &'p [u8],
+        (body, size): (usize, i64),
+        max_local: usize,
+        buf: &'p mut Vec<u8>,
+    ) -> PageResult<&'p [u8]> {
+        let size = match usize::try_from(size) {
+            Ok(n) if n as u64 <= self.len => n,
+            _ => {
+                return bad(
+                    page,
+                    format!("payload of {size} bytes in a file of {}", self.len),
+                )
+            }
+        };
+        let local = local_payload(size, self.usable, max_local);
+        let Some(here) = p.get(body..body + local) else {
+            return bad(page, "payload runs past the page");
+        };
+        if local == size {
+            return Ok(here);
+        }
+        buf.clear();
+        buf.extend_from_slice(here);
+        let Some(mut next) = be_u32(p, body + local) else {
+            return bad(page, "overflow pointer runs past the page");
+        };
+        let mut chunk = vec![0u8; self.page_size];
+        while buf.len() < size {
+            if next == 0 {
+                return bad(page, "overflow chain ends before the payload does");
+            }
+            self.read_page(next, &mut chunk)?;
+            let take = (size - buf.len()).min(self.usable - 4);
+            buf.extend_from_slice(&chunk[4..4 + take]);
+            next = be_u32(&chunk, 0).expect("a page holds 4 bytes");
+        }
+        Ok(buf)
+    }
+}
+
+impl TablePages {
+    /// Opens the table whose root page is `root` in the database at `path`, or `None` when the
+    /// file is one this reader leaves to SQLite (a text encoding other than UTF-8).
+    pub fn open(path: &Path, root: u32) -> std::io::Result<Option<TablePages>> {
+        Ok(PageFile::open(path)?.map(|pages| TablePages {
+            leaf: vec![0; pages.page_size],
+            pages,
+            root,
+            interior: HashMap::new(),
+        }))
     }
 
     /// Calls `row(rowid, text)` for every row with a rowid in `lo..=hi`, in rowid order, where
@@ -135,7 +195,7 @@ impl TablePages {
         }
         if !self.interior.contains_key(&page) {
             let mut buf = std::mem::take(&mut self.leaf);
-            self.read_page(page, &mut buf)?;
+            self.pages.read_page(page, &mut buf)?;
             match buf[header_start(page)] {
                 0x0d => {
                     let result = self.leaf_rows(page, &buf, rows);
@@ -143,11 +203,11 @@ impl TablePages {
                     return result;
                 }
                 0x05 => {
-                    if self.interior.len() * self.page_size >= INTERIOR_CACHE_BYTES {
+                    if self.interior.len() * self.pages.page_size >= INTERIOR_CACHE_BYTES {
                         self.interior.clear();
                     }
                     self.interior.insert(page, buf.into_boxed_slice());
-                    self.leaf = vec![0; self.page_size];
+                    self.leaf = vec![0; self.pages.page_size];
                 }
                 t => return bad(page, format!("page type {t:#04x} in a table B-tree")),
             }
@@ -169,7 +229,7 @@ impl TablePages {
         let mut out = Vec::new();
         let mut previous_key = i64::MIN;
         for i in 0..cell_count(p, h) {
-            let Some(at) = cell_offset(p, h + 12, i, self.usable) else {
+            let Some(at) = cell_offset(p, h + 12, i, self.pages.usable) else {
                 return bad(page, format!("cell {i} points outside the page"));
             };
             let (Some(child), Some((key, _))) = (be_u32(p, at), varint(p, at + 4)) else {
@@ -192,7 +252,7 @@ impl TablePages {
     fn leaf_rows(&self, page: u32, p: &[u8], rows: &mut RowSink) -> PageResult<()> {
         let h = header_start(page);
         for i in 0..cell_count(p, h) {
-            let Some(at) = cell_offset(p, h + 8, i, self.usable) else {
+            let Some(at) = cell_offset(p, h + 8, i, self.pages.usable) else {
                 return bad(page, format!("cell {i} points outside the page"));
             };
             let Some(((size, rowid), body)) = varint(p, at)
@@ -203,54 +263,13 @@ impl TablePages {
             if rowid < rows.lo || rowid > rows.hi {
                 continue;
             }
-            let record = self.payload(page, p, body, size, &mut rows.payload)?;
+            let max_local = self.pages.usable - 35;
+            let record = self
+                .pages
+                .payload(page, p, (body, size), max_local, &mut rows.payload)?;
             (rows.row)(rowid, column_text(record, rows.column));
         }
         Ok(())
-    }
-
-    /// A cell's whole payload: in place when it fits the page, else gathered from its overflow
-    /// pages into `buf`.
-    fn payload<'p>(
-        &self,
-        page: u32,
-        p: &'p [u8],
-        body: usize,
-        size: i64,
-        buf: &'p mut Vec<u8>,
-    ) -> PageResult<&'p [u8]> {
-        let size = match usize::try_from(size) {
-            Ok(n) if n as u64 <= self.len => n,
-            _ => {
-                return bad(
-                    page,
-                    format!("payload of {size} bytes in a file of {}", self.len),
-                )
-            }
-        };
-        let local = local_payload(size, self.usable);
-        let Some(here) = p.get(body..body + local) else {
-            return bad(page, "payload runs past the page");
-        };
-        if local == size {
-            return Ok(here);
-        }
-        buf.clear();
-        buf.extend_from_slice(here);
-        let Some(mut next) = be_u32(p, body + local) else {
-            return bad(page, "overflow pointer runs past the page");
-        };
-        let mut chunk = vec![0u8; self.page_size];
-        while buf.len() < size {
-            if next == 0 {
-                return bad(page, "overflow chain ends before the payload does");
-            }
-            self.read_page(next, &mut chunk)?;
-            let take = (size - buf.len()).min(self.usable - 4);
-            buf.extend_from_slice(&chunk[4..4 + take]);
-            next = be_u32(&chunk, 0).expect("a page holds 4 bytes");
-        }
-        Ok(buf)
     }
 }
 
@@ -265,7 +284,7 @@ struct RowSink<'a> {
 }
 
 /// Where the B-tree header of `page` starts: page 1 begins with the 100-byte file header.
-fn header_start(page: u32) -> usize {
+pub(super) fn header_start(page: u32) -> usize {
     if page == 1 {
         100
     } else {
@@ -273,25 +292,25 @@ fn header_start(page: u32) -> usize {
     }
 }
 
-fn cell_count(p: &[u8], h: usize) -> usize {
+pub(super) fn cell_count(p: &[u8], h: usize) -> usize {
     p.get(h + 3..h + 5)
         .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])))
 }
 
 /// The offset of cell `i` from the pointer array at `array`, if it is inside the usable area.
-fn cell_offset(p: &[u8], array: usize, i: usize, usable: usize) -> Option<usize> {
+pub(super) fn cell_offset(p: &[u8], array: usize, i: usize, usable: usize) -> Option<usize> {
     let b = p.get(array + 2 * i..array + 2 * i + 2)?;
     let at = usize::from(u16::from_be_bytes([b[0], b[1]]));
     (at < usable).then_some(at)
 }
 
-fn be_u32(p: &[u8], at: usize) -> Option<u32> {
+pub(super) fn be_u32(p: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(p.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// SQLite's varint at `at`: its value and length (1 to 9 bytes, big-endian, 7 bits a byte but
 /// all 8 in the ninth).
-fn varint(p: &[u8], at: usize) -> Option<(i64, usize)> {
+pub(super) fn varint(p: &[u8], at: usize) -> Option<(i64, usize)> {
     let mut v: u64 = 0;
     for i in 0..8 {
         let b = *p.get(at + i)?;
@@ -304,9 +323,9 @@ fn varint(p: &[u8], at: usize) -> Option<(i64, usize)> {
     Some((((v << 8) | u64::from(b)) as i64, 9))
 }
 
-/// Bytes of a table-leaf payload of `size` kept on the page itself (the file format's rule).
-fn local_payload(size: usize, usable: usize) -> usize {
-    let max_local = usable - 35;
+/// Bytes of a payload of `size` kept on the page itself (the file format's rule; `max_local` is
+/// `usable - 35` for table leaves, `(usable - 12) * 64 / 255 - 23` for index pages).
+fn local_payload(size: usize, usable: usize, max_local: usize) -> usize {
     if size <= max_local {
         return size;
     }
@@ -350,7 +369,7 @@ fn column_text(record: &[u8], column: usize) -> Result<&[u8], String> {
 }
 
 /// The body length of a value of serial type `serial`.
-fn serial_len(serial: i64) -> Option<usize> {
+pub(super) fn serial_len(serial: i64) -> Option<usize> {
     Some(match serial {
         0 | 8 | 9 => 0,
         1 => 1,
@@ -362,6 +381,27 @@ fn serial_len(serial: i64) -> Option<usize> {
         s if s >= 12 => usize::try_from((s - 12) / 2).ok()?,
         _ => return None,
     })
+}
+
+/// For tests: 300 copies of the database `pristine`, each with 8 random bytes past the file
+/// header (which decides whether the readers are used at all) overwritten, written into `dir`
+/// and handed to `check`.
+#[cfg(test)]
+pub(super) fn each_damaged_copy(pristine: &[u8], dir: &Path, mut check: impl FnMut(&Path)) {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..300 {
+        let mut bytes = pristine.to_vec();
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = 100 + (x as usize) % (bytes.len() - 100);
+            bytes[at] = (x >> 32) as u8;
+        }
+        let damaged = dir.join("damaged.db");
+        std::fs::write(&damaged, &bytes).unwrap();
+        check(&damaged);
+    }
 }
 
 #[cfg(test)]
@@ -468,26 +508,14 @@ mod tests {
         let path = dir.path().join("t.db");
         let root = table(&path, 512);
         let pristine = std::fs::read(&path).unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut errors = 0;
-        for _ in 0..300 {
-            let mut bytes = pristine.clone();
-            for _ in 0..8 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                // Past the file header, which decides whether the reader is used at all.
-                let at = 100 + (x as usize) % (bytes.len() - 100);
-                bytes[at] = (x >> 32) as u8;
-            }
-            let damaged = dir.path().join("d.db");
-            std::fs::write(&damaged, &bytes).unwrap();
-            let mut pages = TablePages::open(&damaged, root).unwrap().unwrap();
+        each_damaged_copy(&pristine, dir.path(), |damaged| {
+            let mut pages = TablePages::open(damaged, root).unwrap().unwrap();
             if let Err(e) = direct(&mut pages, i64::MIN, i64::MAX) {
                 assert!(e.page > 0 && !e.what.is_empty(), "{e}");
                 errors += 1;
             }
-        }
+        });
         assert!(errors > 0, "no damage was noticed");
         // A cycle: the root's first child made the root itself.
         let mut bytes = pristine;

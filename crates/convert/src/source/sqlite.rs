@@ -6,7 +6,8 @@ use ferret_format::LastTimestamp;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::pages::TablePages;
+use super::index_walk::IndexWalk;
+use super::pages::{PageError, TablePages};
 use super::{Locator, RowBatch, RowSender, RowText, SourceKind, BATCH_ROWS};
 use crate::error::ConvertError;
 
@@ -64,6 +65,8 @@ pub struct BeaverSource {
     after: LastTimestamp,
     /// The table's pages, when its rows can be read from the main file (see [`direct_pages`]).
     pages: Option<(TablePages, usize)>,
+    /// The `(log_name, timestamp)` index's pages, read under the same conditions.
+    walk: Option<IndexWalk>,
     /// Rows that will be read, or a close upper bound (for progress; 0 when not asked for).
     pub rows: u64,
 }
@@ -102,6 +105,10 @@ pub fn open_beaver(
         0
     };
     let pages = direct_pages(&db, path, table)?;
+    let walk = match pages {
+        Some(_) => order_index(&db, path, table, namespace, &after)?,
+        None => None,
+    };
     Ok(BeaverSource {
         path: path.to_path_buf(),
         db,
@@ -109,8 +116,58 @@ pub fn open_beaver(
         namespace: namespace.to_string(),
         after,
         pages,
+        walk,
         rows,
     })
+}
+
+/// A walk of the table's index on `(log_name, timestamp)` (BINARY, ascending: the primary key's
+/// or BeaverDB's `idx_logs_timestamp`), for reading ferret's order from its pages; `None` when
+/// the table has no such index.
+fn order_index(
+    db: &Connection,
+    path: &Path,
+    table: &str,
+    namespace: &str,
+    after: &LastTimestamp,
+) -> Result<Option<IndexWalk>, ConvertError> {
+    // SQLite would compare a numeric-looking text watermark with the REAL column as a number;
+    // the walk compares text as text. BeaverDB's text timestamps are datetimes, but be exact.
+    if let LastTimestamp::Text(w) = after {
+        if w.trim().parse::<f64>().is_ok() {
+            return Ok(None);
+        }
+    }
+    let indexes: Vec<(String, u32)> = db
+        .prepare("SELECT name, rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(sql(path))?;
+    for (index, root) in indexes {
+        let keys: Vec<(String, bool, String)> = db
+            .prepare(
+                "SELECT name, \"desc\", coll FROM pragma_index_xinfo(?1) WHERE key ORDER BY seqno",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([&index], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        r.get(1)?,
+                        r.get(2)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(sql(path))?;
+        let wanted = |name: &str| (name.to_string(), false, "BINARY".to_string());
+        if keys == [wanted("log_name"), wanted("timestamp")] {
+            return IndexWalk::open(path, root, namespace, after.clone())
+                .map_err(|e| super::io(path, e));
+        }
+    }
+    Ok(None)
 }
 
 /// The table's B-tree pages and the `data` column's position, when this read transaction (which
@@ -253,7 +310,7 @@ impl BeaverSource {
     /// ferret-io inserts a span when it ends and stamps it with its start, so rowid order is
     /// nearly timestamp order and a batch's rowids fall in a few dense runs.
     fn stream_rows(&mut self, tx: &RowSender) -> Result<(), ConvertError> {
-        let mut pages = self.pages.take();
+        let (mut pages, mut walk) = (self.pages.take(), self.walk.take());
         let cond = after_clause(&self.after);
         let table = self.table;
         let mut order = self.prepare(&format!(
@@ -262,31 +319,57 @@ impl BeaverSource {
         let mut fetch = self.prepare(&format!(
             "SELECT rowid, data FROM {table} WHERE rowid BETWEEN ?1 AND ?2"
         ))?;
-        let mut rows = order
-            .query(rusqlite::params_from_iter(params(
-                &self.namespace,
-                &self.after,
-            )))
-            .map_err(sql(&self.path))?;
+        let mut rows = match walk {
+            Some(_) => None,
+            None => Some(
+                order
+                    .query(rusqlite::params_from_iter(params(
+                        &self.namespace,
+                        &self.after,
+                    )))
+                    .map_err(sql(&self.path))?,
+            ),
+        };
         let mut wanted = Vec::with_capacity(BATCH_ROWS);
         loop {
             wanted.clear();
             let mut last = LastTimestamp::None;
             while wanted.len() < BATCH_ROWS {
-                let Some(r) = rows.next().map_err(sql(&self.path))? else {
+                let next = match (&mut walk, &mut rows) {
+                    (Some(walk), _) => walk.next_rowid().map_err(|e| self.damaged(e))?,
+                    (None, Some(rows)) => match rows.next().map_err(sql(&self.path))? {
+                        Some(r) => {
+                            last = position(r.get_ref(1).map_err(sql(&self.path))?);
+                            Some(r.get::<_, i64>(0).map_err(sql(&self.path))?)
+                        }
+                        None => None,
+                    },
+                    (None, None) => None,
+                };
+                let Some(rowid) = next else {
                     break;
                 };
-                wanted.push(r.get::<_, i64>(0).map_err(sql(&self.path))?);
-                last = position(r.get_ref(1).map_err(sql(&self.path))?);
+                wanted.push(rowid);
             }
             if wanted.is_empty() {
                 return Ok(());
+            }
+            if let Some(walk) = &walk {
+                last = walk.position();
             }
             let mut batch = self.fetch(&mut fetch, &mut pages, &wanted)?;
             batch.last = last;
             if tx.send(Ok(batch)).is_err() {
                 return Ok(()); // the consumer stopped (an error or --strict); nothing to add
             }
+        }
+    }
+
+    /// A damaged page of the database, as the error that names it.
+    fn damaged(&self, e: PageError) -> ConvertError {
+        ConvertError::Damaged {
+            path: self.path.clone(),
+            what: e.to_string(),
         }
     }
 
@@ -364,7 +447,7 @@ pub(super) fn text_of(v: ValueRef<'_>) -> Result<&[u8], String> {
 }
 
 /// A timestamp column value as a watermark.
-fn position(v: ValueRef) -> LastTimestamp {
+pub(super) fn position(v: ValueRef) -> LastTimestamp {
     match v {
         ValueRef::Real(t) => LastTimestamp::Real(t),
         ValueRef::Integer(t) => LastTimestamp::Real(t as f64),
