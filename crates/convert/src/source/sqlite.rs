@@ -464,7 +464,10 @@ mod tests {
     /// windows, a few inserted last with the earliest timestamps, like long-lived spans) with a
     /// second namespace interleaved.
     fn scrambled_log(path: &Path) -> Vec<(f64, String, String)> {
-        let db = Connection::open(path).unwrap();
+        scrambled_log_in(&Connection::open(path).unwrap())
+    }
+
+    fn scrambled_log_in(db: &Connection) -> Vec<(f64, String, String)> {
         db.execute_batch(
             "CREATE TABLE beaver_logs (log_name TEXT NOT NULL, timestamp REAL NOT NULL, \
              data TEXT NOT NULL, PRIMARY KEY (log_name, timestamp)); \
@@ -572,15 +575,36 @@ mod tests {
     fn rows_come_in_timestamp_order_whatever_their_rowids() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
-        let mut rows = scrambled_log(&path);
+        check_order(&path, scrambled_log(&path));
+        // The same rows held in a WAL (the writer still open, no checkpoint), so that the order
+        // and the rows come through SQLite statements rather than the pages.
+        let live = dir.path().join("live.db");
+        let writer = Connection::open(&live).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
+            .unwrap();
+        let rows = scrambled_log_in(&writer);
+        let ns = "_ferret_trace";
+        let src = open_beaver(&live, SourceKind::Beaver1, ns, LastTimestamp::None, false).unwrap();
+        assert!(
+            src.pages.is_none() && src.walk.is_none(),
+            "the WAL has frames"
+        );
+        drop(src);
+        check_order(&live, rows);
+    }
+
+    /// The database at `path`, made by `scrambled_log`, streams its rows (all, then those after
+    /// a watermark) in timestamp order.
+    fn check_order(path: &Path, mut rows: Vec<(f64, String, String)>) {
         rows.retain(|(_, ns, _)| ns == "_ferret_trace");
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
         let want: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
-        let (got, last) = streamed(&path, LastTimestamp::None);
+        let (got, last) = streamed(path, LastTimestamp::None);
         assert_eq!(got, want);
         assert_eq!(last, LastTimestamp::Real(rows.last().unwrap().0));
         // Appending: only the rows after the watermark, still in order.
-        let (got, _) = streamed(&path, LastTimestamp::Real(9_999.5));
+        let (got, _) = streamed(path, LastTimestamp::Real(9_999.5));
         let newer: Vec<String> = rows
             .iter()
             .filter(|r| r.0 > 9_999.5)
