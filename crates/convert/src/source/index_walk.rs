@@ -202,9 +202,10 @@ fn entry(
     };
     let max_local = (pages.usable - 12) * 64 / 255 - 23;
     let record = pages.payload(page, p, (at + n, size), max_local, payload)?;
-    read_entry(record, namespace)
-        .ok_or(())
-        .or_else(|()| bad(page, format!("cell {i}: malformed index record")))
+    match read_entry(record, namespace) {
+        Some(entry) => Ok(entry),
+        None => bad(page, format!("cell {i}: malformed index record")),
+    }
 }
 
 /// A record `(log_name, timestamp, rowid)`, compared with `namespace`.
