@@ -104,14 +104,13 @@ impl PageFile {
 
     /// Reads page `page` (1-based) into `into`, a page-sized buffer.
     pub(super) fn read_page(&self, page: u32, into: &mut [u8]) -> PageResult<()> {
-        let offset = (u64::from(page) - 1) * self.page_size as u64;
-        match page {
-            0 => bad(page, "page number 0"),
-            _ => self
-                .file
-                .read_exact_at(into, offset)
-                .or_else(|e| bad(page, format!("cannot be read: {e}"))),
-        }
+        // A damaged pointer can say 0; its offset would be computed below the file's start.
+        let Some(index) = page.checked_sub(1) else {
+            return bad(page, "page number 0");
+        };
+        self.file
+            .read_exact_at(into, u64::from(index) * self.page_size as u64)
+            .or_else(|e| bad(page, format!("cannot be read: {e}")))
     }
 
     /// A cell's whole payload: in place when it fits the page, else gathered from its overflow
@@ -531,6 +530,18 @@ mod tests {
             PageError {
                 page: root,
                 what: "reached twice: the B-tree has a cycle".into()
+            }
+        );
+        // A child pointer of 0 (no such page): named, not an offset below the file's start.
+        bytes[at + first_cell..at + first_cell + 4].copy_from_slice(&0u32.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+        let e = direct(&mut pages, i64::MIN, i64::MAX).unwrap_err();
+        assert_eq!(
+            e,
+            PageError {
+                page: 0,
+                what: "page number 0".into()
             }
         );
     }
