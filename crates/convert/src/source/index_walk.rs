@@ -16,7 +16,8 @@ use std::path::Path;
 use ferret_format::LastTimestamp;
 
 use super::pages::{
-    bad, be_u32, cell_count, cell_offset, header_start, serial_len, varint, PageFile, PageResult,
+    bad, be_u32, cell_count, cell_offset, header_start, varint, PageFile, PageResult, RecordValues,
+    Tree,
 };
 
 /// One level of the walk: a page, and where in it the walk is.
@@ -200,8 +201,7 @@ fn entry(
     let Some((size, n)) = varint(p, at) else {
         return bad(page, format!("cell {i} runs past the page"));
     };
-    let max_local = (pages.usable - 12) * 64 / 255 - 23;
-    let record = pages.payload(page, p, (at + n, size), max_local, payload)?;
+    let record = pages.payload(page, p, (at + n, size), Tree::Index, payload)?;
     match read_entry(record, namespace) {
         Some(entry) => Ok(entry),
         None => bad(page, format!("cell {i}: malformed index record")),
@@ -210,20 +210,8 @@ fn entry(
 
 /// A record `(log_name, timestamp, rowid)`, compared with `namespace`.
 fn read_entry(record: &[u8], namespace: &[u8]) -> Option<Entry> {
-    let (header_len, mut at) = varint(record, 0)?;
-    let header_len = usize::try_from(header_len).ok()?;
-    let mut body = header_len;
-    let mut value = || -> Option<(i64, &[u8])> {
-        if at >= header_len {
-            return None;
-        }
-        let (serial, n) = varint(record, at)?;
-        at += n;
-        let len = serial_len(serial)?;
-        let bytes = record.get(body..body.checked_add(len)?)?;
-        body += len;
-        Some((serial, bytes))
-    };
+    let mut values = RecordValues::new(record)?;
+    let mut value = || values.next()?.ok();
     let (name_type, name) = value()?;
     let namespace = match name_type {
         s if s >= 13 && s % 2 == 1 => name.cmp(namespace),
@@ -282,11 +270,9 @@ mod tests {
              CREATE INDEX idx_logs_timestamp ON t (log_name, timestamp); BEGIN;"
         ))
         .unwrap();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for i in 0..4000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = super::super::xorshift(&mut seed);
             let ns = ["_ferret_trace", "a", "zz", long][(x % 4) as usize];
             let t = 1.7e9 + (x % 1_000_000) as f64 / if i % 3 == 0 { 1.0 } else { 64.0 };
             let stamp = if text {

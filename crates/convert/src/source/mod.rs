@@ -148,3 +148,12 @@ pub(crate) fn io(path: &Path, source: std::io::Error) -> ConvertError {
 }
 
 pub use jsonl::read_json_lines;
+
+/// For tests: the next number of a xorshift sequence (deterministic, so failures reproduce).
+#[cfg(test)]
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}

@@ -10,15 +10,15 @@
 //! it, the database has no write-ahead log with frames (no `-wal` file, or an empty one). A
 //! reader whose snapshot holds no WAL frames reads the main file only, and SQLite forbids a
 //! checkpoint to write into the main file while such a reader is open (in rollback mode, its
-//! shared lock keeps writers out), so the pages read here are the snapshot's. The index walk that
-//! gives the order, the namespace and the watermark stays in SQL.
+//! shared lock keeps writers out), so the pages read here are the snapshot's. The order comes
+//! from [`super::index_walk`], which reads the index's pages under the same conditions.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Why a page could not be read as a table B-tree page: a damaged file (SQLite would refuse it
+/// Why a page could not be read as a page of its B-tree: a damaged file (SQLite would refuse it
 /// too), named by page number.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PageError {
@@ -113,14 +113,15 @@ impl PageFile {
             .or_else(|e| bad(page, format!("cannot be read: {e}")))
     }
 
-    /// A cell's whole payload: in place when it fits the page, else gathered from its overflow
-    /// pages into `buf`.
+    /// A cell's whole payload (its `body` offset and `size` from the cell) on a page of a table
+    /// or an index B-tree: in place when it fits the page, else gathered from its overflow pages
+    /// into `buf`.
     pub(super) fn payload<'p>(
         &self,
         page: u32,
         p: &'p [u8],
         (body, size): (usize, i64),
-        max_local: usize,
+        tree: Tree,
         buf: &'p mut Vec<u8>,
     ) -> PageResult<&'p [u8]> {
         let size = match usize::try_from(size) {
@@ -132,7 +133,7 @@ impl PageFile {
                 )
             }
         };
-        let local = local_payload(size, self.usable, max_local);
+        let local = local_payload(size, self.usable, tree);
         let Some(here) = p.get(body..body + local) else {
             return bad(page, "payload runs past the page");
         };
@@ -262,10 +263,9 @@ impl TablePages {
             if rowid < rows.lo || rowid > rows.hi {
                 continue;
             }
-            let max_local = self.pages.usable - 35;
-            let record = self
-                .pages
-                .payload(page, p, (body, size), max_local, &mut rows.payload)?;
+            let record =
+                self.pages
+                    .payload(page, p, (body, size), Tree::Table, &mut rows.payload)?;
             (rows.row)(rowid, column_text(record, rows.column));
         }
         Ok(())
@@ -322,9 +322,20 @@ pub(super) fn varint(p: &[u8], at: usize) -> Option<(i64, usize)> {
     Some((((v << 8) | u64::from(b)) as i64, 9))
 }
 
-/// Bytes of a payload of `size` kept on the page itself (the file format's rule; `max_local` is
-/// `usable - 35` for table leaves, `(usable - 12) * 64 / 255 - 23` for index pages).
-fn local_payload(size: usize, usable: usize, max_local: usize) -> usize {
+/// The kind of B-tree a cell belongs to: the file format keeps less of an index cell's payload
+/// on its page than of a table leaf's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tree {
+    Table,
+    Index,
+}
+
+/// Bytes of a payload of `size` kept on the page itself (the file format's rule).
+fn local_payload(size: usize, usable: usize, tree: Tree) -> usize {
+    let max_local = match tree {
+        Tree::Table => usable - 35,
+        Tree::Index => (usable - 12) * 64 / 255 - 23,
+    };
     if size <= max_local {
         return size;
     }
@@ -337,38 +348,71 @@ fn local_payload(size: usize, usable: usize, max_local: usize) -> usize {
     }
 }
 
+/// The values of a record in column order, each its serial type and body bytes. It ends at the
+/// header's end (a column past it, added by ALTER TABLE, is NULL), and after an `Err` for a
+/// header or body that runs past the record.
+pub(super) struct RecordValues<'r> {
+    record: &'r [u8],
+    /// The next serial type's offset in the header.
+    at: usize,
+    header_len: usize,
+    /// The next value's offset in the body.
+    body: usize,
+}
+
+impl<'r> RecordValues<'r> {
+    /// The values of `record`, or `None` when its header length is unreadable.
+    pub(super) fn new(record: &'r [u8]) -> Option<RecordValues<'r>> {
+        let (header_len, at) = varint(record, 0)?;
+        let header_len = usize::try_from(header_len).ok()?;
+        Some(RecordValues {
+            record,
+            at,
+            header_len,
+            body: header_len,
+        })
+    }
+}
+
+/// A record that runs past its own end.
+pub(super) struct Malformed;
+
+impl<'r> Iterator for RecordValues<'r> {
+    type Item = Result<(i64, &'r [u8]), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.header_len {
+            return None;
+        }
+        let value = (|| {
+            let (serial, n) = varint(self.record, self.at)?;
+            let end = self.body.checked_add(serial_len(serial)?)?;
+            let bytes = self.record.get(self.body..end)?;
+            self.at += n;
+            self.body = end;
+            Some((serial, bytes))
+        })();
+        if value.is_none() {
+            self.at = self.header_len; // nothing sensible follows
+        }
+        Some(value.ok_or(Malformed))
+    }
+}
+
 /// The bytes of column `column` of a record, if it is text or a blob.
 fn column_text(record: &[u8], column: usize) -> Result<&[u8], String> {
     let malformed = || "malformed record".to_string();
-    let (header_len, mut at) = varint(record, 0).ok_or_else(malformed)?;
-    let header_len = usize::try_from(header_len).map_err(|_| malformed())?;
-    let mut serial = || -> Result<Option<(i64, usize)>, String> {
-        if at >= header_len {
-            return Ok(None); // a column past the record's end (added by ALTER TABLE) is NULL
-        }
-        let (serial, n) = varint(record, at).ok_or_else(malformed)?;
-        at += n;
-        Ok(Some((serial, serial_len(serial).ok_or_else(malformed)?)))
-    };
-    let mut body = header_len;
-    for _ in 0..column {
-        match serial()? {
-            Some((_, len)) => body = body.checked_add(len).ok_or_else(malformed)?,
-            None => return Err("data is NULL".to_string()),
-        }
-    }
-    match serial()? {
-        None | Some((0, _)) => Err("data is NULL".to_string()),
-        Some((s, len)) if s >= 12 => body
-            .checked_add(len)
-            .and_then(|end| record.get(body..end))
-            .ok_or_else(malformed),
-        Some(_) => Err("data is not text".to_string()),
+    let mut values = RecordValues::new(record).ok_or_else(malformed)?;
+    match values.nth(column) {
+        None | Some(Ok((0, _))) => Err("data is NULL".to_string()),
+        Some(Err(Malformed)) => Err(malformed()),
+        Some(Ok((s, bytes))) if s >= 12 => Ok(bytes),
+        Some(Ok(_)) => Err("data is not text".to_string()),
     }
 }
 
 /// The body length of a value of serial type `serial`.
-pub(super) fn serial_len(serial: i64) -> Option<usize> {
+fn serial_len(serial: i64) -> Option<usize> {
     Some(match serial {
         0 | 8 | 9 => 0,
         1 => 1,
@@ -391,9 +435,7 @@ pub(super) fn each_damaged_copy(pristine: &[u8], dir: &Path, mut check: impl FnM
     for _ in 0..300 {
         let mut bytes = pristine.to_vec();
         for _ in 0..8 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = super::xorshift(&mut x);
             let at = 100 + (x as usize) % (bytes.len() - 100);
             bytes[at] = (x >> 32) as u8;
         }
@@ -417,11 +459,9 @@ mod tests {
              CREATE TABLE t (log_name TEXT, timestamp REAL, data TEXT); BEGIN;"
         ))
         .unwrap();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for i in 0..3000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = super::super::xorshift(&mut seed);
             let data = match i % 50 {
                 7 => Value::Null,
                 8 => Value::Integer(i as i64),

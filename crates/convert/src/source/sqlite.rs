@@ -396,14 +396,9 @@ impl BeaverSource {
                 }
             };
             match pages {
-                Some((pages, column)) => {
-                    pages
-                        .scan(lo, hi, *column, &mut take)
-                        .map_err(|e| ConvertError::Damaged {
-                            path: self.path.clone(),
-                            what: e.to_string(),
-                        })?
-                }
+                Some((pages, column)) => pages
+                    .scan(lo, hi, *column, &mut take)
+                    .map_err(|e| self.damaged(e))?,
                 None => {
                     let mut rows = fetch.query([lo, hi]).map_err(sql(&self.path))?;
                     while let Some(r) = rows.next().map_err(sql(&self.path))? {
@@ -474,12 +469,10 @@ mod tests {
              CREATE INDEX idx_logs_timestamp ON beaver_logs (log_name, timestamp); BEGIN;",
         )
         .unwrap();
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut rows: Vec<(f64, String, String)> = (0..20_000u32)
             .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = super::super::xorshift(&mut seed);
                 let ns = if x % 5 == 1 { "other" } else { "_ferret_trace" };
                 (f64::from(i), ns.to_string(), format!("{{\"i\":{i}}}"))
             })
