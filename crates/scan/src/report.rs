@@ -55,12 +55,14 @@ pub const SORT_KEYS: &[&str] = &[
 
 impl FunctionRow {
     /// The row of a name, or `None` when it has no non-null duration (ferret leaves it out).
+    /// `child_time` is the time its spans' children took.
     pub fn from_stats(
         name: &str,
         s: &NameStats,
+        child_time: f64,
         quantile: impl Fn(f64) -> Option<f64>,
     ) -> Option<FunctionRow> {
-        if s.timed == 0 {
+        if s.timed() == 0 {
             return None;
         }
         let total = s.total.value();
@@ -69,7 +71,7 @@ impl FunctionRow {
             name: name.to_string(),
             count: s.count,
             total_duration: total,
-            avg_duration: total / s.timed as f64,
+            avg_duration: total / s.timed() as f64,
             min_duration: s.min,
             max_duration: s.max,
             error_count: s.errors,
@@ -77,7 +79,7 @@ impl FunctionRow {
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
-            self_time: (total - s.child_time.value()).max(0.0),
+            self_time: (total - child_time).max(0.0),
         })
     }
 
@@ -126,7 +128,8 @@ impl StatsReport {
             .enumerate()
             .filter_map(|(id, s)| {
                 let quantile = |q| stats.sketches.quantile(id, q, s.min);
-                FunctionRow::from_stats(&name_of(id as u32), s, quantile)
+                let child_time = stats.child_time[id].value();
+                FunctionRow::from_stats(&name_of(id as u32), s, child_time, quantile)
             })
             .collect();
         if sort == "name" {

@@ -12,53 +12,77 @@ use std::collections::HashMap;
 
 const SUB_BITS: u32 = 6;
 const SUBS: usize = 1 << SUB_BITS;
+/// A bucket's key is an f64's bits above this: sign, exponent and the top mantissa bits, so
+/// the key's high part is the biased exponent (with the sign above it).
+const KEY_SHIFT: u32 = 52 - SUB_BITS;
 const MIN_EXP: i32 = -40;
-const OCTAVES: usize = 64;
-type Block = [u32; SUBS];
+const OCTAVES: u32 = 64;
+/// The biased exponent (as an f64 stores it) of the first octave, and one past the last.
+const FIRST_OCTAVE: u32 = (1023 + MIN_EXP) as u32;
+const END_OCTAVE: u32 = FIRST_OCTAVE + OCTAVES;
 
-/// The percentile sketches of every name of one chunk (or several merged). Each name has 64
-/// octave slots; an octave's 64 counters are a block taken from one arena on its first
-/// duration, so memory is about 270 bytes per name plus 320 bytes (`u32` and hot counters) per
-/// octave actually used (a name whose durations span ten octaves costs 3.5 KB), and an insert is
-/// an index load and an add.
-///
-/// Inserts count in `u8` counters (`hot`), which spill into `u32` ones (`blocks`) every 256:
-/// the scan's cost is the cache misses of these increments, and the hot counters are a quarter
-/// of the footprint (measured side by side: u64 to u32 doubled the scan's speed). A scan folds
-/// fewer than 2^32 records into one table ([`MAX_RECORDS_PER_TABLE`]), so an insert cannot wrap
-/// a `u32`; a merge can, and carries each wrap into `carries` (multiples of 2^32 by counter),
-/// which readouts add back.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SketchTable {
-    /// `names x OCTAVES`: 1 + the block of that octave, or 0 for none yet.
-    slots: Vec<u32>,
-    blocks: Vec<Block>,
-    /// Counts not yet spilled into `blocks`, block for block.
-    hot: Vec<[u8; SUBS]>,
-    carries: HashMap<(u32, u8), u64>,
-    nonpositive: Vec<u64>,
-    total: Vec<u64>,
+/// The octaves a name has counters for: `len` blocks of [`SUBS`] counters from block `first`
+/// of the arenas, for the biased exponents `lo..lo + len`. An empty window (`len` 0) matches
+/// no duration.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    first: u32,
+    lo: u16,
+    len: u16,
 }
 
-/// The most records a scan may fold into one table before merging it: below 2^32, so no
-/// counter of an unmerged table can wrap.
-pub const MAX_RECORDS_PER_TABLE: u64 = u32::MAX as u64;
+impl Window {
+    fn end(&self) -> u32 {
+        u32::from(self.lo) + u32::from(self.len)
+    }
 
-/// The octave and sub-bucket of a positive finite duration.
-#[inline]
-fn bucket_of(x: f64) -> (usize, usize) {
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
-    let sub = ((bits >> (52 - SUB_BITS)) & (SUBS as u64 - 1)) as usize;
-    match exp - MIN_EXP {
-        e if e < 0 => (0, 0),
-        e if e >= OCTAVES as i32 => (OCTAVES - 1, SUBS - 1),
-        e => (e as usize, sub),
+    /// The arena index of the counter of `octave` (in the window) and `sub`.
+    fn counter(&self, octave: u32, sub: usize) -> usize {
+        (self.first + octave - u32::from(self.lo)) as usize * SUBS + sub
     }
 }
 
-fn bucket_mid(octave: usize, sub: usize) -> f64 {
-    let base = 2f64.powi(octave as i32 + MIN_EXP);
+/// The percentile sketches of every name of one chunk (or several merged).
+///
+/// Each name has a window of consecutive octaves, one block of 64 counters each, from the
+/// shortest to the longest of its durations, in two arenas shared by all names. An insert is a
+/// window load, a compare and an increment: everything else (the first duration of a name, a
+/// duration outside its window, zero, negative or not finite) takes a separate path. A window
+/// that must widen moves to the arenas' end at twice its width or more, so it moves a few
+/// times at most and leaves behind less than it uses: memory is 16 bytes per name plus at most
+/// 640 bytes per octave a name's durations span (320 once settled: a name whose durations span
+/// ten octaves costs 3-7 KB).
+///
+/// Inserts count in `u8` counters (`hot`), which spill into `u32` ones (`spilled`) every 256:
+/// the scan's cost is the cache misses of these increments, and the hot counters are a quarter
+/// of the footprint (measured side by side: u64 to u32 doubled the scan's speed). A `u32` that
+/// wraps carries into `carries` (multiples of 2^32 by counter), which readouts add back; only
+/// merges of billions of spans ever get there.
+#[derive(Clone, Debug)]
+pub struct SketchTable {
+    windows: Vec<Window>,
+    /// Counts not yet spilled, [`SUBS`] per block.
+    hot: Vec<u8>,
+    /// Spilled counts, [`SUBS`] per block.
+    spilled: Vec<u32>,
+    /// Wraps of `spilled` by arena index.
+    carries: HashMap<usize, u64>,
+    nonpositive: Vec<u64>,
+}
+
+/// The octave (biased exponent) and sub-bucket of a positive finite duration, clamped to the
+/// octaves the sketch covers.
+fn bucket_of(x: f64) -> (u32, usize) {
+    let key = x.to_bits() >> KEY_SHIFT;
+    match (key >> SUB_BITS) as u32 {
+        octave if octave < FIRST_OCTAVE => (FIRST_OCTAVE, 0),
+        octave if octave >= END_OCTAVE => (END_OCTAVE - 1, SUBS - 1),
+        octave => (octave, key as usize & (SUBS - 1)),
+    }
+}
+
+fn bucket_mid(octave: u32, sub: usize) -> f64 {
+    let base = 2f64.powi(octave as i32 - 1023);
     base * (1.0 + (sub as f64 + 0.5) / SUBS as f64)
 }
 
@@ -66,129 +90,212 @@ impl SketchTable {
     /// Empty sketches for `names` names.
     pub fn new(names: usize) -> SketchTable {
         SketchTable {
-            slots: vec![0; names * OCTAVES],
-            blocks: Vec::new(),
+            windows: vec![Window::default(); names],
             hot: Vec::new(),
+            spilled: Vec::new(),
             carries: HashMap::new(),
             nonpositive: vec![0; names],
-            total: vec![0; names],
         }
     }
 
     /// Number of names.
     pub fn names(&self) -> usize {
-        self.total.len()
-    }
-
-    /// The arena index of the counters of `octave` of `name`, taken on first use.
-    #[inline]
-    fn block_index(&mut self, name: usize, octave: usize) -> usize {
-        let slot = &mut self.slots[name * OCTAVES + octave];
-        if *slot == 0 {
-            self.blocks.push([0; SUBS]);
-            self.hot.push([0; SUBS]);
-            *slot = self.blocks.len() as u32;
-        }
-        *slot as usize - 1
-    }
-
-    /// The full counts of a block's counters: `u32`, hot, and what merges carried past 2^32.
-    fn counts(&self, block: usize) -> [u64; SUBS] {
-        let mut counts = [0u64; SUBS];
-        for ((n, &b), &h) in counts
-            .iter_mut()
-            .zip(&self.blocks[block])
-            .zip(&self.hot[block])
-        {
-            *n = u64::from(b) + u64::from(h);
-        }
-        // Only a merge of tables past 2^32 counts has carries: checked once, not per counter.
-        if !self.carries.is_empty() {
-            for (sub, n) in counts.iter_mut().enumerate() {
-                let carried = self.carries.get(&(block as u32, sub as u8));
-                *n += carried.copied().unwrap_or(0) << 32;
-            }
-        }
-        counts
-    }
-
-    /// Adds `counts` to the `u32` counters of `block`, carrying wraps: one pass over the block,
-    /// then the rare wraps (a merge used to look each counter up in `carries`).
-    fn add_to_block(&mut self, block: usize, counts: &[u64; SUBS]) {
-        let mut carry = [0u64; SUBS];
-        for ((c, &n), k) in self.blocks[block].iter_mut().zip(counts).zip(&mut carry) {
-            let sum = u64::from(*c) + n;
-            *c = sum as u32;
-            *k = sum >> 32;
-        }
-        for (sub, &k) in carry.iter().enumerate().filter(|(_, &k)| k > 0) {
-            *self.carries.entry((block as u32, sub as u8)).or_default() += k;
-        }
-    }
-
-    /// Moves every hot count into the `u32` counters.
-    fn spill_hot(&mut self) {
-        for block in 0..self.hot.len() {
-            let hot = std::mem::replace(&mut self.hot[block], [0; SUBS]);
-            self.add_to_block(block, &hot.map(u64::from));
-        }
+        self.windows.len()
     }
 
     /// Adds a duration of name `name` (which must be below [`names`](Self::names)).
     #[inline]
     pub fn insert(&mut self, name: usize, x: f64) {
-        self.total[name] += 1;
+        let key = x.to_bits() >> KEY_SHIFT;
+        let w = self.windows[name];
+        // Zero, negative (the sign bit lands above any exponent), subnormal, infinite and NaN
+        // durations all fall outside every window, whose octaves are normal exponents.
+        let offset = ((key >> SUB_BITS) as u32).wrapping_sub(u32::from(w.lo));
+        if offset < u32::from(w.len) {
+            self.bump((w.first + offset) as usize * SUBS + (key as usize & (SUBS - 1)));
+        } else {
+            self.insert_outside(name, x);
+        }
+    }
+
+    /// The rest of [`insert`](Self::insert): out of line, so that the hot path stays small.
+    #[inline(never)]
+    fn insert_outside(&mut self, name: usize, x: f64) {
         if !(x > 0.0 && x.is_finite()) {
             self.nonpositive[name] += 1;
             return;
         }
         let (octave, sub) = bucket_of(x);
-        let block = self.block_index(name, octave);
-        let hot = &mut self.hot[block][sub];
-        if *hot == u8::MAX {
-            *hot = 0;
-            self.blocks[block][sub] += 1 << 8;
+        self.cover(name, octave, octave + 1);
+        let i = self.windows[name].counter(octave, sub);
+        self.bump(i);
+    }
+
+    #[inline]
+    fn bump(&mut self, i: usize) {
+        let hot = &mut self.hot[i];
+        *hot = hot.wrapping_add(1);
+        if *hot == 0 {
+            self.spill(i);
+        }
+    }
+
+    /// Adds a full hot counter's 256 to the `u32` counter `i`, carrying a wrap.
+    fn spill(&mut self, i: usize) {
+        let (sum, wrapped) = self.spilled[i].overflowing_add(1 << 8);
+        self.spilled[i] = sum;
+        if wrapped {
+            *self.carries.entry(i).or_default() += 1;
+        }
+    }
+
+    /// Widens the window of `name` to cover octaves `lo..end`: to at least twice its width,
+    /// on the side that needed it, in fresh blocks at the arenas' end.
+    fn cover(&mut self, name: usize, lo: u32, end: u32) {
+        let old = self.windows[name];
+        let (old_lo, old_end) = (u32::from(old.lo), old.end());
+        if old.len > 0 && lo >= old_lo && end <= old_end {
+            return;
+        }
+        let (mut new_lo, mut new_end) = match old.len {
+            0 => (lo, end),
+            _ => (lo.min(old_lo), end.max(old_end)),
+        };
+        let extra = (2 * u32::from(old.len))
+            .min(OCTAVES)
+            .saturating_sub(new_end - new_lo);
+        if lo < old_lo {
+            let down = extra.min(new_lo - FIRST_OCTAVE);
+            new_lo -= down;
+            new_end += (extra - down).min(END_OCTAVE - new_end);
         } else {
-            *hot += 1;
+            let up = extra.min(END_OCTAVE - new_end);
+            new_end += up;
+            new_lo -= (extra - up).min(new_lo - FIRST_OCTAVE);
+        }
+        let new = Window {
+            first: (self.hot.len() / SUBS) as u32,
+            lo: new_lo as u16,
+            len: (new_end - new_lo) as u16,
+        };
+        // Block by block: `resize` zeroed element by element, most of a widening's cost.
+        for _ in 0..new.len {
+            self.hot.extend_from_slice(&[0; SUBS]);
+            self.spilled.extend_from_slice(&[0; SUBS]);
+        }
+        for octave in old_lo..old_end {
+            let (from, to) = (old.counter(octave, 0), new.counter(octave, 0));
+            self.hot.copy_within(from..from + SUBS, to);
+            self.spilled.copy_within(from..from + SUBS, to);
+            if !self.carries.is_empty() {
+                for sub in 0..SUBS {
+                    if let Some(carry) = self.carries.remove(&(from + sub)) {
+                        self.carries.insert(to + sub, carry);
+                    }
+                }
+            }
+        }
+        self.windows[name] = new;
+    }
+
+    /// The full counts of the block of `octave` in `window`: `u32`, hot, and carries.
+    fn counts(&self, window: Window, octave: u32) -> [u64; SUBS] {
+        self.block_counts(window.counter(octave, 0))
+    }
+
+    /// The full counts of the block from arena index `first`.
+    fn block_counts(&self, first: usize) -> [u64; SUBS] {
+        let block = first..first + SUBS;
+        let mut counts = [0u64; SUBS];
+        for ((n, &spilled), &hot) in counts
+            .iter_mut()
+            .zip(&self.spilled[block.clone()])
+            .zip(&self.hot[block])
+        {
+            *n = u64::from(spilled) + u64::from(hot);
+        }
+        // Only a table past 2^32 counts has carries: checked once, not per counter.
+        if !self.carries.is_empty() {
+            for (sub, n) in counts.iter_mut().enumerate() {
+                *n += self.carries.get(&(first + sub)).copied().unwrap_or(0) << 32;
+            }
+        }
+        counts
+    }
+
+    /// Adds block `from` of `other` to block `to` of this table's `u32` counters. The usual
+    /// case (no counter reaches 2^32) is two passes that the compiler vectorizes, with no
+    /// copies; otherwise each counter is added with its carry.
+    fn add_block(&mut self, to: usize, other: &SketchTable, from: usize) {
+        let theirs = || {
+            other.spilled[from..from + SUBS]
+                .iter()
+                .zip(&other.hot[from..from + SUBS])
+        };
+        let wide = |mine: u32, (&spilled, &hot): (&u32, &u8)| {
+            u64::from(mine) + u64::from(spilled) + u64::from(hot)
+        };
+        let mine = &mut self.spilled[to..to + SUBS];
+        let high = mine
+            .iter()
+            .zip(theirs())
+            .fold(0, |high, (&c, t)| high | wide(c, t) >> 32);
+        if high == 0 && other.carries.is_empty() {
+            for (c, t) in mine.iter_mut().zip(theirs()) {
+                *c = wide(*c, t) as u32;
+            }
+            return;
+        }
+        for (sub, n) in other.block_counts(from).into_iter().enumerate() {
+            let sum = u64::from(self.spilled[to + sub]) + n;
+            self.spilled[to + sub] = sum as u32;
+            if sum >> 32 > 0 {
+                *self.carries.entry(to + sub).or_default() += sum >> 32;
+            }
         }
     }
 
     /// Adds another table's counts (same number of names).
     pub fn merge(&mut self, other: &SketchTable) {
-        // Spilled on both sides, equal counts are equal tables whatever the merge order.
-        self.spill_hot();
         for name in 0..self.names().min(other.names()) {
-            self.total[name] += other.total[name];
             self.nonpositive[name] += other.nonpositive[name];
-            for octave in 0..OCTAVES {
-                let theirs = other.slots[name * OCTAVES + octave];
-                if theirs == 0 {
-                    continue;
-                }
-                let mine = self.block_index(name, octave);
-                self.add_to_block(mine, &other.counts(theirs as usize - 1));
+            let theirs = other.windows[name];
+            if theirs.len == 0 {
+                continue;
+            }
+            self.cover(name, u32::from(theirs.lo), theirs.end());
+            let mine = self.windows[name];
+            for octave in u32::from(theirs.lo)..theirs.end() {
+                self.add_block(mine.counter(octave, 0), other, theirs.counter(octave, 0));
             }
         }
+    }
+
+    /// The counts of every octave of `name`'s window, lowest first.
+    fn octave_counts(&self, name: usize) -> impl Iterator<Item = (u32, [u64; SUBS])> + '_ {
+        let w = self.windows[name];
+        (u32::from(w.lo)..w.end()).map(move |octave| (octave, self.counts(w, octave)))
     }
 
     /// The duration of nearest rank `ceil(q * n)` (q in 0..=1) of name `name`, to within 0.79%;
     /// `floor` stands for the non-positive bucket. `None` when the name has no durations.
     pub fn quantile(&self, name: usize, q: f64, floor: f64) -> Option<f64> {
-        let total = *self.total.get(name)?;
+        let nonpositive = *self.nonpositive.get(name)?;
+        let positive: u64 = self
+            .octave_counts(name)
+            .map(|(_, c)| c.iter().sum::<u64>())
+            .sum();
+        let total = nonpositive + positive;
         if total == 0 {
             return None;
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-        if rank <= self.nonpositive[name] {
+        if rank <= nonpositive {
             return Some(floor.min(0.0));
         }
-        let mut seen = self.nonpositive[name];
-        for octave in 0..OCTAVES {
-            let slot = self.slots[name * OCTAVES + octave];
-            if slot == 0 {
-                continue;
-            }
-            for (sub, n) in self.counts(slot as usize - 1).into_iter().enumerate() {
+        let mut seen = nonpositive;
+        for (octave, counts) in self.octave_counts(name) {
+            for (sub, n) in counts.into_iter().enumerate() {
                 seen += n;
                 if seen >= rank {
                     return Some(bucket_mid(octave, sub));
@@ -202,6 +309,13 @@ impl SketchTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The count of the bucket of `x` in `name`'s sketch.
+    fn count_of(t: &SketchTable, name: usize, x: f64) -> u64 {
+        let (octave, sub) = bucket_of(x);
+        t.counts(t.windows[name], octave)[sub]
+    }
 
     #[test]
     fn merged_counts_carry_past_u32() {
@@ -212,30 +326,48 @@ mod tests {
         b.insert(0, 4.0);
         // Counters near the limit, as if each table had folded billions of spans.
         let (octave, sub) = bucket_of(1.0);
-        let (ia, ib) = (a.block_index(0, octave), b.block_index(0, octave));
-        a.blocks[ia][sub] = u32::MAX - 1;
-        b.blocks[ib][sub] = 5;
-        (a.hot[ia][sub], b.hot[ib][sub]) = (0, 0);
-        a.total[0] = u64::from(u32::MAX) - 1; // every duration of a in the 1.0 bucket
-        b.total[0] = 6; // five in the 1.0 bucket, one at 4.0
+        let (ia, ib) = (
+            a.windows[0].counter(octave, sub),
+            b.windows[0].counter(octave, sub),
+        );
+        a.spilled[ia] = u32::MAX - 1;
+        b.spilled[ib] = 5;
+        (a.hot[ia], b.hot[ib]) = (0, 0);
         a.merge(&b);
-        assert_eq!(a.counts(ia)[sub], u64::from(u32::MAX) - 1 + 5);
+        assert_eq!(count_of(&a, 0, 1.0), u64::from(u32::MAX) - 1 + 5);
         // The median is the 1.0 bucket; only the largest rank reaches 4.0.
         assert!((a.quantile(0, 0.5, 0.0).unwrap() - 1.0).abs() < 0.01);
         assert!((a.quantile(0, 1.0, 0.0).unwrap() - 4.0).abs() < 0.04);
         let mut c = SketchTable::new(1);
         c.merge(&a);
-        assert_eq!(
-            c.counts(c.slots[octave] as usize - 1)[sub],
-            a.counts(ia)[sub]
-        );
+        assert_eq!(count_of(&c, 0, 1.0), count_of(&a, 0, 1.0));
+        // A window that widens after a carry keeps it.
+        c.insert(0, 1e-9);
+        assert_eq!(count_of(&c, 0, 1.0), count_of(&a, 0, 1.0));
     }
-    use proptest::prelude::*;
 
     fn exact(mut v: Vec<f64>, q: f64) -> f64 {
         v.sort_by(f64::total_cmp);
         let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
         v[rank - 1]
+    }
+
+    /// The sketch's quantile `q` of `v` (inserted for the second of two names) is within the
+    /// documented bound of the exact one.
+    fn check_bound(v: Vec<f64>, q: f64) -> Result<(), TestCaseError> {
+        let mut h = SketchTable::new(2);
+        for &x in &v {
+            h.insert(1, x);
+        }
+        let est = h.quantile(1, q, 0.0).unwrap();
+        let want = exact(v, q);
+        prop_assert!(
+            ((est - want) / want).abs() <= 1.0 / 128.0,
+            "{} vs {}",
+            est,
+            want
+        );
+        Ok(())
     }
 
     #[test]
@@ -245,30 +377,70 @@ mod tests {
             t.insert(0, 0.5);
         }
         let (octave, sub) = bucket_of(0.5);
-        let block = t.slots[octave] as usize - 1;
-        assert_eq!((t.blocks[block][sub], t.hot[block][sub]), (768, 232));
-        assert_eq!(t.counts(block)[sub], 1000);
+        let i = t.windows[0].counter(octave, sub);
+        assert_eq!((t.spilled[i], t.hot[i]), (768, 232));
+        assert_eq!(count_of(&t, 0, 0.5), 1000);
+    }
+
+    #[test]
+    fn windows_widen_keeping_counts_and_leave_other_names_alone() {
+        let mut t = SketchTable::new(2);
+        let values = [1.0, 0.3, 8.0, 1e-6, 1.0, 3e4, 1e-13, 1e9];
+        for (k, &x) in values.iter().enumerate() {
+            t.insert(0, x);
+            t.insert(1, 0.5);
+            for &seen in &values[..=k] {
+                let want = values[..=k]
+                    .iter()
+                    .filter(|&&y| bucket_of(y) == bucket_of(seen));
+                assert_eq!(count_of(&t, 0, seen), want.count() as u64, "after {x}");
+            }
+            assert_eq!(count_of(&t, 1, 0.5), k as u64 + 1);
+        }
+        // 1e-13 and 1e9 are outside the covered octaves: they land in the edge buckets.
+        assert_eq!(t.windows[0].len as u32, OCTAVES);
+        assert_eq!(t.quantile(0, 0.0, 0.0), Some(bucket_mid(FIRST_OCTAVE, 0)));
+        assert_eq!(
+            t.quantile(0, 1.0, 0.0),
+            Some(bucket_mid(END_OCTAVE - 1, SUBS - 1))
+        );
+    }
+
+    #[test]
+    fn durations_that_are_not_positive_and_finite_count_below_every_other() {
+        let mut t = SketchTable::new(1);
+        for x in [0.0, -1.0, f64::NAN, f64::INFINITY, 5e-324, 2.0] {
+            t.insert(0, x);
+        }
+        // Zero, negative, NaN and infinite share the bottom bucket; a subnormal is positive and
+        // lands in the lowest octave's.
+        assert_eq!(t.nonpositive[0], 4);
+        assert_eq!(t.quantile(0, 0.6, -0.5), Some(-0.5)); // rank 4 of 6
+        assert_eq!(t.quantile(0, 0.8, -0.5), Some(bucket_mid(FIRST_OCTAVE, 0))); // rank 5
+        assert!((t.quantile(0, 1.0, -0.5).unwrap() - 2.0).abs() < 0.02);
     }
 
     proptest! {
         #[test]
         fn quantiles_are_within_the_documented_bound(v in prop::collection::vec(1e-9f64..1e4, 1..400), q in 0.0f64..=1.0) {
-            let mut h = SketchTable::new(2);
-            for &x in &v { h.insert(1, x); }
-            let est = h.quantile(1, q, 0.0).unwrap();
-            let want = exact(v, q);
-            prop_assert!(((est - want) / want).abs() <= 1.0 / 128.0, "{} vs {}", est, want);
+            check_bound(v, q)?;
         }
 
         #[test]
-        fn merging_equals_inserting_all(a in prop::collection::vec(1e-6f64..1e2, 0..100), b in prop::collection::vec(1e-6f64..1e2, 0..100)) {
+        fn the_bound_holds_across_octaves_in_any_order(exps in prop::collection::vec(-39.0f64..23.0, 1..300), q in 0.0f64..=1.0) {
+            // Durations from 2^-39 to 2^23 s: windows that widen down and up, many times.
+            check_bound(exps.iter().map(|&e| e.exp2()).collect(), q)?;
+        }
+
+        #[test]
+        fn merging_equals_inserting_all(a in prop::collection::vec(-10.0f64..1e2, 0..100), b in prop::collection::vec(1e-9f64..1e5, 0..100)) {
             let mut ha = SketchTable::new(1);
             let mut hb = SketchTable::new(1);
             let mut all = SketchTable::new(1);
             for &x in &a { ha.insert(0, x); all.insert(0, x); }
             for &x in &b { hb.insert(0, x); all.insert(0, x); }
             ha.merge(&hb);
-            for q in [0.5, 0.9, 0.99] {
+            for q in [0.0, 0.01, 0.5, 0.9, 0.99, 1.0] {
                 prop_assert_eq!(ha.quantile(0, q, 0.0), all.quantile(0, q, 0.0));
             }
         }

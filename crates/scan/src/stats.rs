@@ -3,23 +3,21 @@
 use crate::sketch::SketchTable;
 use crate::sum::CompensatedSum;
 
-/// What ferret's `AggregatedStats` holds for one name, plus self time and a percentile sketch.
-#[derive(Clone, Debug, PartialEq)]
+/// What ferret's `AggregatedStats` holds for one name. One cache line, aligned: the scan
+/// updates one of these per span.
+#[derive(Clone, Debug)]
+#[repr(align(64))]
 pub struct NameStats {
     /// Spans of this name.
     pub count: u64,
     /// Spans whose status is not "ok".
     pub errors: u64,
-    /// Spans with a non-null duration.
-    pub timed: u64,
-    /// Sum of the non-null durations.
+    /// Sum of the non-null durations; its count is the number of spans with one.
     pub total: CompensatedSum,
     /// Smallest non-null duration.
     pub min: f64,
     /// Largest non-null duration.
     pub max: f64,
-    /// Sum of the durations of spans whose parent has this name.
-    pub child_time: CompensatedSum,
 }
 
 impl Default for NameStats {
@@ -27,11 +25,9 @@ impl Default for NameStats {
         NameStats {
             count: 0,
             errors: 0,
-            timed: 0,
             total: CompensatedSum::default(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            child_time: CompensatedSum::default(),
         }
     }
 }
@@ -43,31 +39,42 @@ impl NameStats {
         self.count += 1;
         self.errors += u64::from(error);
         if let Some(d) = duration {
-            self.timed += 1;
             self.total.add(d);
-            self.min = self.min.min(d);
-            self.max = self.max.max(d);
+            // Plain compares (`f64::min` spends instructions on NaN, which the converter never
+            // writes as a duration).
+            if d < self.min {
+                self.min = d;
+            }
+            if d > self.max {
+                self.max = d;
+            }
         }
+    }
+
+    /// Spans with a non-null duration.
+    pub fn timed(&self) -> u64 {
+        self.total.count()
     }
 
     /// Adds another chunk's statistics of the same name.
     pub fn merge(&mut self, o: &NameStats) {
         self.count += o.count;
         self.errors += o.errors;
-        self.timed += o.timed;
         self.total.merge(&o.total);
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
-        self.child_time.merge(&o.child_time);
     }
 }
 
 /// The statistics of one chunk (or of several merged), dense by name id: no hashing on the hot
 /// path, memory proportional to the number of names.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ChunkStats {
     /// Per name id.
     pub names: Vec<NameStats>,
+    /// Per name id: the sum of the durations of spans whose parent has that name (a separate
+    /// array, as a span updates its parent's name and its own).
+    pub child_time: Vec<CompensatedSum>,
     /// Durations per name id, for percentiles.
     pub sketches: SketchTable,
     /// Spans counted.
@@ -79,6 +86,7 @@ impl ChunkStats {
     pub fn new(names: usize) -> ChunkStats {
         ChunkStats {
             names: vec![NameStats::default(); names],
+            child_time: vec![CompensatedSum::default(); names],
             sketches: SketchTable::new(names),
             spans: 0,
         }
@@ -109,6 +117,9 @@ impl ChunkStats {
         for (a, b) in self.names.iter_mut().zip(&other.names) {
             a.merge(b);
         }
+        for (a, b) in self.child_time.iter_mut().zip(&other.child_time) {
+            a.merge(b);
+        }
         self.sketches.merge(&other.sketches);
         self
     }
@@ -135,7 +146,7 @@ mod tests {
                 (
                     n.count,
                     n.errors,
-                    n.timed,
+                    n.timed(),
                     n.min.to_bits(),
                     n.max.to_bits(),
                     s.sketches.quantile(i, 0.9, n.min),
