@@ -1,11 +1,22 @@
 //! Synthetic record files for the benchmarks and tests: realistic shape (a few hundred names,
 //! nested parents, ~1% errors), written with the real writer; and the comparison the tests use
-//! to say two record files hold the same spans.
+//! to say two record files hold the same spans; and the ceiling read the scan is measured against.
 
 use bytemuck::Zeroable;
 use ferret_format::{
     SpanExtras, SpanFile, SpanFileWriter, SpanId, SpanRecord, FLAG_ERROR, NONE_NAME,
 };
+
+/// The physical ceiling of a scan of `file`: every record's cache line read once (one word of
+/// each), in parallel, summed so that nothing is optimized away.
+pub fn ceiling_read<D: AsRef<[u8]> + Sync>(file: &SpanFile<D>) -> u64 {
+    use rayon::prelude::*;
+    file.segments()
+        .par_iter()
+        .flat_map(|s| file.records(s).par_chunks(65536))
+        .map(|chunk| chunk.iter().map(|r| r.root).fold(0u64, u64::wrapping_add))
+        .sum()
+}
 
 /// Writes `spans` records over `names` names into `path`, committing every 262,144.
 pub fn write_trace(path: &std::path::Path, spans: u64, names: u32) {

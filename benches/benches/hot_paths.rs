@@ -8,7 +8,6 @@ use ferret_scan::sketch::SketchTable;
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
 use ferret_scan::{scan_stats, ScanOptions};
-use rayon::prelude::*;
 
 const SPANS: u64 = 2_000_000;
 
@@ -22,15 +21,7 @@ fn scan(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(SPANS * 64));
     g.sample_size(20);
     g.bench_function("ceiling_plain_parallel_read", |b| {
-        b.iter(|| {
-            let sum: u64 = file
-                .segments()
-                .par_iter()
-                .flat_map(|s| file.records(s).par_chunks(65536))
-                .map(|chunk| chunk.iter().map(|r| r.root).fold(0u64, u64::wrapping_add))
-                .sum();
-            black_box(sum)
-        })
+        b.iter(|| black_box(ferret_benches::ceiling_read(&file)))
     });
     for verify in [true, false] {
         let opts = ScanOptions {

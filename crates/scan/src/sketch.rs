@@ -45,27 +45,30 @@ impl Window {
 /// The percentile sketches of every name of one chunk (or several merged).
 ///
 /// Each name has a window of consecutive octaves, one block of 64 counters each, from the
-/// shortest to the longest of its durations, in two arenas shared by all names. An insert is a
+/// shortest to the longest of its durations, in an arena shared by all names. An insert is a
 /// window load, a compare and an increment: everything else (the first duration of a name, a
 /// duration outside its window, zero, negative or not finite) takes a separate path. A window
-/// that must widen moves to the arenas' end at twice its width or more, so it moves a few
-/// times at most and leaves behind less than it uses: memory is 16 bytes per name plus at most
-/// 640 bytes per octave a name's durations span (320 once settled: a name whose durations span
-/// ten octaves costs 3-7 KB).
+/// that must widen moves to the arena's end at twice its width or more, so it moves a few
+/// times at most and leaves behind less than it uses.
 ///
-/// Inserts count in `u8` counters (`hot`), which spill into `u32` ones (`spilled`) every 256:
-/// the scan's cost is the cache misses of these increments, and the hot counters are a quarter
-/// of the footprint (measured side by side: u64 to u32 doubled the scan's speed). A `u32` that
-/// wraps carries into `carries` (multiples of 2^32 by counter), which readouts add back; only
-/// merges of billions of spans ever get there.
+/// Inserts count in `u8` counters (`hot`); a block's counters spill every 256 into `u32` ones
+/// (`spilled`) that the block gets on its first spill, as most blocks of a chunk never fill a
+/// counter. So memory is 24 bytes per name, at most 128 bytes per octave a name's durations
+/// span, and 256 bytes per busy block: a name whose durations span 16 octaves costs 2-4 KB.
+/// (With the `u32` counters beside every block, fresh tables of realistic traces cost more in
+/// page faults and copies than their inserts.) A `u32` that wraps carries into `carries`
+/// (multiples of 2^32 by counter), which readouts add back; only merges of billions of spans
+/// ever get there.
 #[derive(Clone, Debug)]
 pub struct SketchTable {
     windows: Vec<Window>,
     /// Counts not yet spilled, [`SUBS`] per block.
     hot: Vec<u8>,
-    /// Spilled counts, [`SUBS`] per block.
-    spilled: Vec<u32>,
-    /// Wraps of `spilled` by arena index.
+    /// Per block: 1 + the index of its spilled counts in `spilled`, or 0 for none yet.
+    spill_index: Vec<u32>,
+    /// Spilled counts of the blocks that have any.
+    spilled: Vec<[u32; SUBS]>,
+    /// Wraps of the spilled counts, by arena index of the counter.
     carries: HashMap<usize, u64>,
     nonpositive: Vec<u64>,
 }
@@ -92,6 +95,7 @@ impl SketchTable {
         SketchTable {
             windows: vec![Window::default(); names],
             hot: Vec::new(),
+            spill_index: Vec::new(),
             spilled: Vec::new(),
             carries: HashMap::new(),
             nonpositive: vec![0; names],
@@ -142,11 +146,21 @@ impl SketchTable {
 
     /// Adds a full hot counter's 256 to the `u32` counter `i`, carrying a wrap.
     fn spill(&mut self, i: usize) {
-        let (sum, wrapped) = self.spilled[i].overflowing_add(1 << 8);
-        self.spilled[i] = sum;
+        let counter = &mut self.spilled_block(i / SUBS)[i % SUBS];
+        let (sum, wrapped) = counter.overflowing_add(1 << 8);
+        *counter = sum;
         if wrapped {
             *self.carries.entry(i).or_default() += 1;
         }
+    }
+
+    /// The spilled counts of block `block`, made on first use.
+    fn spilled_block(&mut self, block: usize) -> &mut [u32; SUBS] {
+        if self.spill_index[block] == 0 {
+            self.spilled.push([0; SUBS]);
+            self.spill_index[block] = self.spilled.len() as u32;
+        }
+        &mut self.spilled[self.spill_index[block] as usize - 1]
     }
 
     /// Widens the window of `name` to cover octaves `lo..end`: to at least twice its width,
@@ -181,12 +195,12 @@ impl SketchTable {
         // Block by block: `resize` zeroed element by element, most of a widening's cost.
         for _ in 0..new.len {
             self.hot.extend_from_slice(&[0; SUBS]);
-            self.spilled.extend_from_slice(&[0; SUBS]);
         }
+        self.spill_index.resize(self.hot.len() / SUBS, 0);
         for octave in old_lo..old_end {
             let (from, to) = (old.counter(octave, 0), new.counter(octave, 0));
             self.hot.copy_within(from..from + SUBS, to);
-            self.spilled.copy_within(from..from + SUBS, to);
+            self.spill_index[to / SUBS] = std::mem::take(&mut self.spill_index[from / SUBS]);
             if !self.carries.is_empty() {
                 for sub in 0..SUBS {
                     if let Some(carry) = self.carries.remove(&(from + sub)) {
@@ -205,14 +219,14 @@ impl SketchTable {
 
     /// The full counts of the block from arena index `first`.
     fn block_counts(&self, first: usize) -> [u64; SUBS] {
-        let block = first..first + SUBS;
         let mut counts = [0u64; SUBS];
-        for ((n, &spilled), &hot) in counts
-            .iter_mut()
-            .zip(&self.spilled[block.clone()])
-            .zip(&self.hot[block])
-        {
-            *n = u64::from(spilled) + u64::from(hot);
+        for (n, &hot) in counts.iter_mut().zip(&self.hot[first..first + SUBS]) {
+            *n = u64::from(hot);
+        }
+        if let Some(spilled) = self.spilled_of(first / SUBS) {
+            for (n, &spilled) in counts.iter_mut().zip(spilled) {
+                *n += u64::from(spilled);
+            }
         }
         // Only a table past 2^32 counts has carries: checked once, not per counter.
         if !self.carries.is_empty() {
@@ -223,32 +237,35 @@ impl SketchTable {
         counts
     }
 
-    /// Adds block `from` of `other` to block `to` of this table's `u32` counters. The usual
-    /// case (no counter reaches 2^32) is two passes that the compiler vectorizes, with no
-    /// copies; otherwise each counter is added with its carry.
+    /// The spilled counts of block `block`, if it has any.
+    fn spilled_of(&self, block: usize) -> Option<&[u32; SUBS]> {
+        let index = self.spill_index[block] as usize;
+        (index > 0).then(|| &self.spilled[index - 1])
+    }
+
+    /// Adds the counts of the block from arena index `from` of `other` to the `u32` counters
+    /// of the block from `to`. The usual case (no counter reaches 2^32) is two passes that the
+    /// compiler vectorizes; otherwise each counter is added with its carry.
     fn add_block(&mut self, to: usize, other: &SketchTable, from: usize) {
-        let theirs = || {
-            other.spilled[from..from + SUBS]
-                .iter()
-                .zip(&other.hot[from..from + SUBS])
-        };
-        let wide = |mine: u32, (&spilled, &hot): (&u32, &u8)| {
-            u64::from(mine) + u64::from(spilled) + u64::from(hot)
-        };
-        let mine = &mut self.spilled[to..to + SUBS];
+        let counts = other.block_counts(from);
+        if counts.iter().all(|&n| n == 0) {
+            return;
+        }
+        let mine = self.spilled_block(to / SUBS);
         let high = mine
             .iter()
-            .zip(theirs())
-            .fold(0, |high, (&c, t)| high | wide(c, t) >> 32);
-        if high == 0 && other.carries.is_empty() {
-            for (c, t) in mine.iter_mut().zip(theirs()) {
-                *c = wide(*c, t) as u32;
+            .zip(&counts)
+            .fold(0, |high, (&c, &n)| high | (u64::from(c) + n) >> 32);
+        if high == 0 {
+            for (c, &n) in mine.iter_mut().zip(&counts) {
+                *c += n as u32;
             }
             return;
         }
-        for (sub, n) in other.block_counts(from).into_iter().enumerate() {
-            let sum = u64::from(self.spilled[to + sub]) + n;
-            self.spilled[to + sub] = sum as u32;
+        for (sub, n) in counts.into_iter().enumerate() {
+            let c = &mut self.spilled_block(to / SUBS)[sub];
+            let sum = u64::from(*c) + n;
+            *c = sum as u32;
             if sum >> 32 > 0 {
                 *self.carries.entry(to + sub).or_default() += sum >> 32;
             }
@@ -330,8 +347,8 @@ mod tests {
             a.windows[0].counter(octave, sub),
             b.windows[0].counter(octave, sub),
         );
-        a.spilled[ia] = u32::MAX - 1;
-        b.spilled[ib] = 5;
+        a.spilled_block(ia / SUBS)[ia % SUBS] = u32::MAX - 1;
+        b.spilled_block(ib / SUBS)[ib % SUBS] = 5;
         (a.hot[ia], b.hot[ib]) = (0, 0);
         a.merge(&b);
         assert_eq!(count_of(&a, 0, 1.0), u64::from(u32::MAX) - 1 + 5);
@@ -378,7 +395,7 @@ mod tests {
         }
         let (octave, sub) = bucket_of(0.5);
         let i = t.windows[0].counter(octave, sub);
-        assert_eq!((t.spilled[i], t.hot[i]), (768, 232));
+        assert_eq!((t.spilled_block(i / SUBS)[i % SUBS], t.hot[i]), (768, 232));
         assert_eq!(count_of(&t, 0, 0.5), 1000);
     }
 
