@@ -483,7 +483,10 @@ impl WriteState<'_> {
 
     fn commit(&mut self, complete: bool) -> Result<(), ConvertError> {
         let out = self.opts.output.clone();
-        let (records, first, file) = self.writer.pending_with_committed();
+        let (records, first, file) = self
+            .writer
+            .pending_with_committed()
+            .map_err(fmt_err(&out))?;
         self.linker
             .before_commit(PendingBatch { records, first }, file);
         let wm = Watermark {
@@ -492,7 +495,13 @@ impl WriteState<'_> {
             last: self.last.clone(),
         };
         self.writer.set_watermark(&wm).map_err(fmt_err(&out))?;
-        self.writer.commit(complete).map_err(fmt_err(&out))?;
+        // The last commit is waited for; the others finish while the next segment fills.
+        if complete {
+            self.writer.commit(true)
+        } else {
+            self.writer.commit_in_background(false)
+        }
+        .map_err(fmt_err(&out))?;
         self.summary.commits += 1;
         Ok(())
     }

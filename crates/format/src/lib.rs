@@ -34,4 +34,4 @@ pub use record::{
 pub use segment::BLOCK_RECORDS;
 pub use strings::{Interner, StringTable};
 pub use tags::SpanExtras;
-pub use writer::SpanFileWriter;
+pub use writer::{FixUpView, SpanFileWriter};

@@ -316,9 +316,41 @@ fn a_reader_during_appends_sees_only_whole_commits() {
         for i in 0..100 {
             push(&mut w, &sample(batch * 100 + i), None);
         }
-        w.commit(false).unwrap();
+        // Half the commits finish on their own thread while the next batch is pushed.
+        if batch % 2 == 0 {
+            w.commit_in_background(false).unwrap();
+        } else {
+            w.commit(false).unwrap();
+        }
     }
     reader.join().unwrap();
+}
+
+#[test]
+fn background_commits_land_in_order_and_are_mapped_once_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ferret");
+    let mut w = SpanFileWriter::create(&path).unwrap();
+    for i in 0..1000 {
+        push(&mut w, &sample(i), None);
+    }
+    w.commit_in_background(false).unwrap();
+    for i in 1000..1500 {
+        push(&mut w, &sample(i), Some(7));
+    }
+    // The fix-up view waits for the commit in flight and maps it.
+    let (pending, first, committed) = w.pending_with_committed().unwrap();
+    assert_eq!((pending.len(), first), (500, 1000));
+    assert_eq!(committed.unwrap().record_count(), 1000);
+    w.commit_in_background(true).unwrap();
+    let seen = SpanFile::open(&path).unwrap().record_count();
+    assert!(seen == 1000 || seen == 1500, "a reader saw {seen} records");
+    w.wait_for_commit().unwrap();
+    let file = SpanFile::open(&path).unwrap();
+    assert_eq!((file.record_count(), file.sequence()), (1500, 2));
+    assert!(file.is_complete());
+    assert_eq!(w.committed().unwrap().record_count(), 1500);
+    assert_eq!(file.verify().unwrap(), 1500);
 }
 
 /// The golden file of format version 1, written once by `write_golden` below and committed:
