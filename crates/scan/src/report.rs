@@ -27,7 +27,7 @@ pub struct FunctionRow {
     pub error_count: u64,
     /// error_count / count.
     pub error_rate: f64,
-    /// Median duration (within 0.79%).
+    /// Median duration (within 0.91%).
     pub p50: f64,
     /// 90th percentile.
     pub p90: f64,

@@ -1,27 +1,73 @@
-//! [`SketchTable`]: mergeable percentile sketches with at most 0.79% relative error.
+//! [`SketchTable`]: mergeable percentile sketches with at most 0.91% relative error.
 //!
-//! A positive duration's bucket is its f64 exponent (the octave) and its top 6 mantissa bits,
-//! read straight from the bits (no `log` call): each octave splits into 64 buckets of relative
-//! width 1/64, and a bucket reports the middle of its range, so the estimate is within 1/128
-//! (0.79%) of a value of the right rank. Octaves cover 2^-40 s (about 1 ps) to 2^24 s (194
-//! days); a duration outside lands in the edge octave's edge bucket, where the bound does not
-//! hold (the report clamps percentiles to the name's exact min and max). Durations of zero or
-//! less (a clock that stepped back) share one bucket reported as the smallest value seen.
+//! A positive duration's bucket is its f64 exponent (the octave) and, within the octave, one of
+//! 40 buckets of equal ratio (2^(1/40) = 1.0175 wide), found without a `log` call: the top 10
+//! mantissa bits pick one of 1024 cells, and a table maps each cell to its bucket. A bucket is a
+//! run of whole cells, at most 2^(1/40) + 1/1024 wide, and reports the value whose relative
+//! error to both ends is equal, so the estimate is within 0.91% of a value of the right rank
+//! ([`BOUND`]). Equal-ratio buckets need 40 counters an octave where equal-width ones needed 64
+//! for 0.79%: the scan's cost is the cache misses of these counters, and a realistic trace (200
+//! names, each over 16 octaves) scans 14% faster with 40 than with 64 (interleaved pairs).
+//!
+//! Octaves cover 2^-40 s (about 1 ps) to 2^24 s (194 days); a duration outside lands in the
+//! edge octave's edge bucket, where the bound does not hold (the report clamps percentiles to
+//! the name's exact min and max). Durations of zero or less (a clock that stepped back) share
+//! one bucket reported as the smallest value seen.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-const SUB_BITS: u32 = 6;
-const SUBS: usize = 1 << SUB_BITS;
-/// A bucket's key is an f64's bits above this: sign, exponent and the top mantissa bits, so
-/// the key's high part is the biased exponent (with the sign above it).
-const KEY_SHIFT: u32 = 52 - SUB_BITS;
+/// Buckets per octave.
+const BUCKETS: usize = 40;
+/// Mantissa bits that pick a cell.
+const CELL_BITS: u32 = 10;
+const CELLS: usize = 1 << CELL_BITS;
+/// A bucket's key is an f64's bits above this: sign, exponent and the cell, so the key's high
+/// part is the biased exponent (with the sign above it).
+const KEY_SHIFT: u32 = 52 - CELL_BITS;
 const MIN_EXP: i32 = -40;
 const OCTAVES: u32 = 64;
 /// The biased exponent (as an f64 stores it) of the first octave, and one past the last.
 const FIRST_OCTAVE: u32 = (1023 + MIN_EXP) as u32;
 const END_OCTAVE: u32 = FIRST_OCTAVE + OCTAVES;
+/// The largest relative error of a reported value against any value of its bucket.
+pub const BOUND: f64 = 0.0091;
 
-/// The octaves a name has counters for: `len` blocks of [`SUBS`] counters from block `first`
+/// The buckets of an octave: each cell's bucket, and each bucket's reported value (for the
+/// octave [1, 2)).
+#[derive(Debug)]
+struct Buckets {
+    of_cell: [u8; CELLS],
+    value: [f64; BUCKETS],
+}
+
+/// A cell's bucket is where the cell starts: floor(40 log2(start)). The reported value `v` of
+/// cells [lo, hi) has (v - lo) / lo = (hi - v) / hi.
+static OCTAVE_BUCKETS: LazyLock<Buckets> = LazyLock::new(|| {
+    let start = |cell: usize| 1.0 + cell as f64 / CELLS as f64;
+    let mut of_cell = [0u8; CELLS];
+    for (cell, bucket) in of_cell.iter_mut().enumerate() {
+        *bucket = ((start(cell).log2() * BUCKETS as f64) as usize).min(BUCKETS - 1) as u8;
+    }
+    let mut value = [0.0; BUCKETS];
+    for (bucket, v) in value.iter_mut().enumerate() {
+        // Cells map to buckets in order: a bucket's cells are a run.
+        let of_this = |&b: &u8| usize::from(b) == bucket;
+        let first = of_cell
+            .iter()
+            .position(of_this)
+            .expect("every bucket has a cell");
+        let last = of_cell
+            .iter()
+            .rposition(of_this)
+            .expect("every bucket has a cell");
+        let (lo, hi) = (start(first), start(last + 1));
+        *v = 2.0 * lo * hi / (lo + hi);
+    }
+    Buckets { of_cell, value }
+});
+
+/// The octaves a name has counters for: `len` blocks of [`BUCKETS`] counters from block `first`
 /// of the arenas, for the biased exponents `lo..lo + len`. An empty window (`len` 0) matches
 /// no duration.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,15 +82,15 @@ impl Window {
         u32::from(self.lo) + u32::from(self.len)
     }
 
-    /// The arena index of the counter of `octave` (in the window) and `sub`.
-    fn counter(&self, octave: u32, sub: usize) -> usize {
-        (self.first + octave - u32::from(self.lo)) as usize * SUBS + sub
+    /// The arena index of the counter of `octave` (in the window) and `bucket`.
+    fn counter(&self, octave: u32, bucket: usize) -> usize {
+        (self.first + octave - u32::from(self.lo)) as usize * BUCKETS + bucket
     }
 }
 
 /// The percentile sketches of every name of one chunk (or several merged).
 ///
-/// Each name has a window of consecutive octaves, one block of 64 counters each, from the
+/// Each name has a window of consecutive octaves, one block of 40 counters each, from the
 /// shortest to the longest of its durations, in an arena shared by all names. An insert is a
 /// window load, a compare and an increment: everything else (the first duration of a name, a
 /// duration outside its window, zero, negative or not finite) takes a separate path. A window
@@ -53,8 +99,8 @@ impl Window {
 ///
 /// Inserts count in `u8` counters (`hot`); a block's counters spill every 256 into `u32` ones
 /// (`spilled`) that the block gets on its first spill, as most blocks of a chunk never fill a
-/// counter. So memory is 24 bytes per name, at most 128 bytes per octave a name's durations
-/// span, and 256 bytes per busy block: a name whose durations span 16 octaves costs 2-4 KB.
+/// counter. So memory is 24 bytes per name, at most 80 bytes per octave a name's durations
+/// span, and 160 bytes per busy block: a name whose durations span 16 octaves costs 1-3 KB.
 /// (With the `u32` counters beside every block, fresh tables of realistic traces cost more in
 /// page faults and copies than their inserts.) A `u32` that wraps carries into `carries`
 /// (multiples of 2^32 by counter), which readouts add back; only merges of billions of spans
@@ -62,39 +108,27 @@ impl Window {
 #[derive(Clone, Debug)]
 pub struct SketchTable {
     windows: Vec<Window>,
-    /// Counts not yet spilled.
-    hot: Vec<HotBlock>,
+    /// Counts not yet spilled, [`BUCKETS`] per block.
+    hot: Vec<u8>,
     /// Per block: 1 + the index of its spilled counts in `spilled`, or 0 for none yet.
     spill_index: Vec<u32>,
     /// Spilled counts of the blocks that have any.
-    spilled: Vec<[u32; SUBS]>,
+    spilled: Vec<[u32; BUCKETS]>,
     /// Wraps of the spilled counts, by arena index of the counter.
     carries: HashMap<usize, u64>,
     nonpositive: Vec<u64>,
+    buckets: &'static Buckets,
 }
 
-/// The `u8` counters of one block: one cache line, aligned, as an insert touches one (a `Vec<u8>`
-/// arena split most blocks across two lines, twice the lines for the same counts).
-#[derive(Clone, Debug)]
-#[repr(C, align(64))]
-struct HotBlock([u8; SUBS]);
-
-const _: () = assert!(std::mem::size_of::<HotBlock>() == SUBS);
-
-/// The octave (biased exponent) and sub-bucket of a positive finite duration, clamped to the
-/// octaves the sketch covers.
-fn bucket_of(x: f64) -> (u32, usize) {
+/// The octave (biased exponent) and cell of a positive finite duration, clamped to the octaves
+/// the sketch covers.
+fn cell_of(x: f64) -> (u32, usize) {
     let key = x.to_bits() >> KEY_SHIFT;
-    match (key >> SUB_BITS) as u32 {
+    match (key >> CELL_BITS) as u32 {
         octave if octave < FIRST_OCTAVE => (FIRST_OCTAVE, 0),
-        octave if octave >= END_OCTAVE => (END_OCTAVE - 1, SUBS - 1),
-        octave => (octave, key as usize & (SUBS - 1)),
+        octave if octave >= END_OCTAVE => (END_OCTAVE - 1, CELLS - 1),
+        octave => (octave, key as usize & (CELLS - 1)),
     }
-}
-
-fn bucket_mid(octave: u32, sub: usize) -> f64 {
-    let base = 2f64.powi(octave as i32 - 1023);
-    base * (1.0 + (sub as f64 + 0.5) / SUBS as f64)
 }
 
 impl SketchTable {
@@ -107,6 +141,7 @@ impl SketchTable {
             spilled: Vec::new(),
             carries: HashMap::new(),
             nonpositive: vec![0; names],
+            buckets: &OCTAVE_BUCKETS,
         }
     }
 
@@ -122,9 +157,10 @@ impl SketchTable {
         let w = self.windows[name];
         // Zero, negative (the sign bit lands above any exponent), subnormal, infinite and NaN
         // durations all fall outside every window, whose octaves are normal exponents.
-        let offset = ((key >> SUB_BITS) as u32).wrapping_sub(u32::from(w.lo));
+        let offset = ((key >> CELL_BITS) as u32).wrapping_sub(u32::from(w.lo));
         if offset < u32::from(w.len) {
-            self.bump((w.first + offset) as usize * SUBS + (key as usize & (SUBS - 1)));
+            let bucket = self.buckets.of_cell[key as usize & (CELLS - 1)];
+            self.bump((w.first + offset) as usize * BUCKETS + usize::from(bucket));
         } else {
             self.insert_outside(name, x);
         }
@@ -137,15 +173,16 @@ impl SketchTable {
             self.nonpositive[name] += 1;
             return;
         }
-        let (octave, sub) = bucket_of(x);
+        let (octave, cell) = cell_of(x);
         self.cover(name, octave, octave + 1);
-        let i = self.windows[name].counter(octave, sub);
+        let bucket = self.buckets.of_cell[cell];
+        let i = self.windows[name].counter(octave, usize::from(bucket));
         self.bump(i);
     }
 
     #[inline]
     fn bump(&mut self, i: usize) {
-        let hot = &mut self.hot[i / SUBS].0[i % SUBS];
+        let hot = &mut self.hot[i];
         *hot = hot.wrapping_add(1);
         if *hot == 0 {
             self.spill(i);
@@ -154,7 +191,7 @@ impl SketchTable {
 
     /// Adds a full hot counter's 256 to the `u32` counter `i`, carrying a wrap.
     fn spill(&mut self, i: usize) {
-        let counter = &mut self.spilled_block(i / SUBS)[i % SUBS];
+        let counter = &mut self.spilled_block(i / BUCKETS)[i % BUCKETS];
         let (sum, wrapped) = counter.overflowing_add(1 << 8);
         *counter = sum;
         if wrapped {
@@ -163,9 +200,9 @@ impl SketchTable {
     }
 
     /// The spilled counts of block `block`, made on first use.
-    fn spilled_block(&mut self, block: usize) -> &mut [u32; SUBS] {
+    fn spilled_block(&mut self, block: usize) -> &mut [u32; BUCKETS] {
         if self.spill_index[block] == 0 {
-            self.spilled.push([0; SUBS]);
+            self.spilled.push([0; BUCKETS]);
             self.spill_index[block] = self.spilled.len() as u32;
         }
         &mut self.spilled[self.spill_index[block] as usize - 1]
@@ -196,19 +233,21 @@ impl SketchTable {
             new_lo -= (extra - up).min(new_lo - FIRST_OCTAVE);
         }
         let new = Window {
-            first: self.hot.len() as u32,
+            first: (self.hot.len() / BUCKETS) as u32,
             lo: new_lo as u16,
             len: (new_end - new_lo) as u16,
         };
-        let blocks = self.hot.len() + usize::from(new.len);
-        self.hot.resize(blocks, HotBlock([0; SUBS]));
-        self.spill_index.resize(blocks, 0);
+        // Block by block: `resize` zeroed byte by byte, most of a widening's cost.
+        for _ in 0..new.len {
+            self.hot.extend_from_slice(&[0; BUCKETS]);
+        }
+        self.spill_index.resize(self.hot.len() / BUCKETS, 0);
         for octave in old_lo..old_end {
             let (from, to) = (old.counter(octave, 0), new.counter(octave, 0));
-            self.hot[to / SUBS] = self.hot[from / SUBS].clone();
-            self.spill_index[to / SUBS] = std::mem::take(&mut self.spill_index[from / SUBS]);
+            self.hot.copy_within(from..from + BUCKETS, to);
+            self.spill_index[to / BUCKETS] = std::mem::take(&mut self.spill_index[from / BUCKETS]);
             if !self.carries.is_empty() {
-                for sub in 0..SUBS {
+                for sub in 0..BUCKETS {
                     if let Some(carry) = self.carries.remove(&(from + sub)) {
                         self.carries.insert(to + sub, carry);
                     }
@@ -219,17 +258,17 @@ impl SketchTable {
     }
 
     /// The full counts of the block of `octave` in `window`: `u32`, hot, and carries.
-    fn counts(&self, window: Window, octave: u32) -> [u64; SUBS] {
+    fn counts(&self, window: Window, octave: u32) -> [u64; BUCKETS] {
         self.block_counts(window.counter(octave, 0))
     }
 
     /// The full counts of the block from arena index `first`.
-    fn block_counts(&self, first: usize) -> [u64; SUBS] {
-        let mut counts = [0u64; SUBS];
-        for (n, &hot) in counts.iter_mut().zip(&self.hot[first / SUBS].0) {
+    fn block_counts(&self, first: usize) -> [u64; BUCKETS] {
+        let mut counts = [0u64; BUCKETS];
+        for (n, &hot) in counts.iter_mut().zip(&self.hot[first..first + BUCKETS]) {
             *n = u64::from(hot);
         }
-        if let Some(spilled) = self.spilled_of(first / SUBS) {
+        if let Some(spilled) = self.spilled_of(first / BUCKETS) {
             for (n, &spilled) in counts.iter_mut().zip(spilled) {
                 *n += u64::from(spilled);
             }
@@ -244,7 +283,7 @@ impl SketchTable {
     }
 
     /// The spilled counts of block `block`, if it has any.
-    fn spilled_of(&self, block: usize) -> Option<&[u32; SUBS]> {
+    fn spilled_of(&self, block: usize) -> Option<&[u32; BUCKETS]> {
         let index = self.spill_index[block] as usize;
         (index > 0).then(|| &self.spilled[index - 1])
     }
@@ -257,7 +296,7 @@ impl SketchTable {
         if counts.iter().all(|&n| n == 0) {
             return;
         }
-        let mine = self.spilled_block(to / SUBS);
+        let mine = self.spilled_block(to / BUCKETS);
         let high = mine
             .iter()
             .zip(&counts)
@@ -269,7 +308,7 @@ impl SketchTable {
             return;
         }
         for (sub, n) in counts.into_iter().enumerate() {
-            let c = &mut self.spilled_block(to / SUBS)[sub];
+            let c = &mut self.spilled_block(to / BUCKETS)[sub];
             let sum = u64::from(*c) + n;
             *c = sum as u32;
             if sum >> 32 > 0 {
@@ -295,12 +334,17 @@ impl SketchTable {
     }
 
     /// The counts of every octave of `name`'s window, lowest first.
-    fn octave_counts(&self, name: usize) -> impl Iterator<Item = (u32, [u64; SUBS])> + '_ {
+    fn octave_counts(&self, name: usize) -> impl Iterator<Item = (u32, [u64; BUCKETS])> + '_ {
         let w = self.windows[name];
         (u32::from(w.lo)..w.end()).map(move |octave| (octave, self.counts(w, octave)))
     }
 
-    /// The duration of nearest rank `ceil(q * n)` (q in 0..=1) of name `name`, to within 0.79%;
+    /// The value a bucket reports.
+    fn bucket_value(&self, octave: u32, bucket: usize) -> f64 {
+        2f64.powi(octave as i32 - 1023) * self.buckets.value[bucket]
+    }
+
+    /// The duration of nearest rank `ceil(q * n)` (q in 0..=1) of name `name`, to within [`BOUND`];
     /// `floor` stands for the non-positive bucket. `None` when the name has no durations.
     pub fn quantile(&self, name: usize, q: f64, floor: f64) -> Option<f64> {
         let nonpositive = *self.nonpositive.get(name)?;
@@ -321,7 +365,7 @@ impl SketchTable {
             for (sub, n) in counts.into_iter().enumerate() {
                 seen += n;
                 if seen >= rank {
-                    return Some(bucket_mid(octave, sub));
+                    return Some(self.bucket_value(octave, sub));
                 }
             }
         }
@@ -334,10 +378,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The octave and bucket of `x` (clamped to the covered octaves).
+    fn bucket_of(x: f64) -> (u32, usize) {
+        let (octave, cell) = cell_of(x);
+        (octave, usize::from(OCTAVE_BUCKETS.of_cell[cell]))
+    }
+
     /// The count of the bucket of `x` in `name`'s sketch.
     fn count_of(t: &SketchTable, name: usize, x: f64) -> u64 {
-        let (octave, sub) = bucket_of(x);
-        t.counts(t.windows[name], octave)[sub]
+        let (octave, bucket) = bucket_of(x);
+        t.counts(t.windows[name], octave)[bucket]
+    }
+
+    #[test]
+    fn every_bucket_is_a_run_of_cells_within_the_documented_bound() {
+        let b = &*OCTAVE_BUCKETS;
+        // Cells map to buckets in order, each bucket at least one cell.
+        assert!(b
+            .of_cell
+            .windows(2)
+            .all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+        assert_eq!((b.of_cell[0], b.of_cell[CELLS - 1]), (0, BUCKETS as u8 - 1));
+        let mut worst = 0.0f64;
+        for bucket in 0..BUCKETS {
+            let cells: Vec<usize> = (0..CELLS)
+                .filter(|&c| usize::from(b.of_cell[c]) == bucket)
+                .collect();
+            let lo = 1.0 + cells[0] as f64 / CELLS as f64;
+            let hi = 1.0 + (cells[cells.len() - 1] + 1) as f64 / CELLS as f64;
+            let v = b.value[bucket];
+            assert!(lo < v && v < hi);
+            worst = worst.max((v - lo) / lo).max((hi - v) / hi);
+        }
+        assert!(worst <= BOUND, "worst relative error {worst}");
+        // The bound is tight, not loose: equal-ratio buckets are what save counters.
+        assert!(worst > BOUND - 0.0002, "worst relative error {worst}");
     }
 
     #[test]
@@ -353,9 +428,9 @@ mod tests {
             a.windows[0].counter(octave, sub),
             b.windows[0].counter(octave, sub),
         );
-        a.spilled_block(ia / SUBS)[ia % SUBS] = u32::MAX - 1;
-        b.spilled_block(ib / SUBS)[ib % SUBS] = 5;
-        (a.hot[ia / SUBS].0[ia % SUBS], b.hot[ib / SUBS].0[ib % SUBS]) = (0, 0);
+        a.spilled_block(ia / BUCKETS)[ia % BUCKETS] = u32::MAX - 1;
+        b.spilled_block(ib / BUCKETS)[ib % BUCKETS] = 5;
+        (a.hot[ia], b.hot[ib]) = (0, 0);
         a.merge(&b);
         assert_eq!(count_of(&a, 0, 1.0), u64::from(u32::MAX) - 1 + 5);
         // The median is the 1.0 bucket; only the largest rank reaches 4.0.
@@ -384,12 +459,7 @@ mod tests {
         }
         let est = h.quantile(1, q, 0.0).unwrap();
         let want = exact(v, q);
-        prop_assert!(
-            ((est - want) / want).abs() <= 1.0 / 128.0,
-            "{} vs {}",
-            est,
-            want
-        );
+        prop_assert!(((est - want) / want).abs() <= BOUND, "{} vs {}", est, want);
         Ok(())
     }
 
@@ -401,8 +471,8 @@ mod tests {
         }
         let (octave, sub) = bucket_of(0.5);
         let i = t.windows[0].counter(octave, sub);
-        let hot = t.hot[i / SUBS].0[i % SUBS];
-        assert_eq!((t.spilled_block(i / SUBS)[i % SUBS], hot), (768, 232));
+        let hot = t.hot[i];
+        assert_eq!((t.spilled_block(i / BUCKETS)[i % BUCKETS], hot), (768, 232));
         assert_eq!(count_of(&t, 0, 0.5), 1000);
     }
 
@@ -423,11 +493,12 @@ mod tests {
         }
         // 1e-13 and 1e9 are outside the covered octaves: they land in the edge buckets.
         assert_eq!(t.windows[0].len as u32, OCTAVES);
-        assert_eq!(t.quantile(0, 0.0, 0.0), Some(bucket_mid(FIRST_OCTAVE, 0)));
         assert_eq!(
-            t.quantile(0, 1.0, 0.0),
-            Some(bucket_mid(END_OCTAVE - 1, SUBS - 1))
+            t.quantile(0, 0.0, 0.0),
+            Some(t.bucket_value(FIRST_OCTAVE, 0))
         );
+        let top = t.bucket_value(END_OCTAVE - 1, BUCKETS - 1);
+        assert_eq!(t.quantile(0, 1.0, 0.0), Some(top));
     }
 
     #[test]
@@ -440,7 +511,8 @@ mod tests {
         // lands in the lowest octave's.
         assert_eq!(t.nonpositive[0], 4);
         assert_eq!(t.quantile(0, 0.6, -0.5), Some(-0.5)); // rank 4 of 6
-        assert_eq!(t.quantile(0, 0.8, -0.5), Some(bucket_mid(FIRST_OCTAVE, 0))); // rank 5
+        let lowest = t.bucket_value(FIRST_OCTAVE, 0);
+        assert_eq!(t.quantile(0, 0.8, -0.5), Some(lowest)); // rank 5
         assert!((t.quantile(0, 1.0, -0.5).unwrap() - 2.0).abs() < 0.02);
     }
 
