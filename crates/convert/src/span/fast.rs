@@ -16,7 +16,6 @@ pub(super) struct SpanFields<'a> {
     pub run_id: &'a str,
     pub name: &'a str,
     pub start_time: f64,
-    pub end_time: Option<f64>,
     pub duration: Option<f64>,
     pub tags: &'a str,
     pub status: &'a str,
@@ -35,8 +34,9 @@ pub(super) fn read_span(json: &str) -> Option<SpanFields<'_>> {
     let name = c.string()?;
     c.literal(b",\"start_time\":")?;
     let start_time = c.number()?;
+    // end_time is not stored (duration is); it only has to be a finite number or null.
     c.literal(b",\"end_time\":")?;
-    let end_time = c.nullable(Cursor::number)?;
+    c.nullable(Cursor::finite_number)?;
     c.literal(b",\"duration\":")?;
     let duration = c.nullable(Cursor::number)?;
     c.literal(b",\"tags\":")?;
@@ -50,7 +50,6 @@ pub(super) fn read_span(json: &str) -> Option<SpanFields<'_>> {
         run_id,
         name,
         start_time,
-        end_time,
         duration,
         tags,
         status,
@@ -110,6 +109,34 @@ impl<'a> Cursor<'a> {
         self.at += len;
         // serde_json refuses numbers out of f64's range; so does the fast path, by declining.
         value.is_finite().then_some(value)
+    }
+
+    /// Steps over a number whose value is not needed, if it is finite. A plain decimal (no
+    /// exponent) of at most 300 integer digits is, which a scan of its digits shows; anything
+    /// else (an exponent, a leading zero, a sign alone) is parsed.
+    fn finite_number(&mut self) -> Option<()> {
+        let rest = self.rest();
+        let digits_from = |i: usize| {
+            rest[i.min(rest.len())..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let sign = usize::from(rest.first() == Some(&b'-'));
+        let int = digits_from(sign);
+        let mut end = sign + int;
+        let mut plain = (int == 1 || (2..=300).contains(&int) && rest[sign] != b'0')
+            && !matches!(rest.get(end), Some(b'e' | b'E'));
+        if rest.get(end) == Some(&b'.') {
+            let frac = digits_from(end + 1);
+            end += 1 + frac;
+            plain &= frac > 0 && !matches!(rest.get(end), Some(b'e' | b'E'));
+        }
+        if !plain {
+            return self.number().map(drop);
+        }
+        self.at += end;
+        Some(())
     }
 
     /// An object's text, found and checked by serde_json in one pass (`{}`, what most spans
@@ -247,6 +274,18 @@ mod tests {
             "true",
             "\"1\"",
         ];
+        // Plain decimals around the longest that are surely finite (300 integer digits).
+        let long = [
+            "9".repeat(300),
+            "9".repeat(308),
+            "9".repeat(309),
+            "9".repeat(400),
+            format!("{}.25", "1".repeat(301)),
+        ];
+        let numbers: Vec<&str> = numbers
+            .into_iter()
+            .chain(long.iter().map(String::as_str))
+            .collect();
         let strings = [
             r#""""#,
             r#""a\"b""#,

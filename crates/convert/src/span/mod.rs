@@ -78,6 +78,10 @@ pub fn parse_span(json: &str, strings: &mut String) -> Result<ParsedSpan, String
 /// error messages.
 fn parse_with_serde(json: &str, strings: &mut String) -> Result<ParsedSpan, String> {
     let raw: RawSpan = serde_json::from_str(json).map_err(|e| format!("bad span JSON: {e}"))?;
+    // The fast path checks end_time where it reads it; it is not stored.
+    if raw.end_time.is_some_and(|v| !v.is_finite()) {
+        return Err("end_time is not a finite number".to_string());
+    }
     let tags = match raw.tags {
         None => "",
         Some(t) => t.get().trim(),
@@ -89,7 +93,6 @@ fn parse_with_serde(json: &str, strings: &mut String) -> Result<ParsedSpan, Stri
             run_id: &raw.run_id,
             name: &raw.name,
             start_time: raw.start_time,
-            end_time: raw.end_time,
             duration: raw.duration,
             tags,
             status: raw.status.as_deref().unwrap_or("ok"),
@@ -102,7 +105,6 @@ fn parse_with_serde(json: &str, strings: &mut String) -> Result<ParsedSpan, Stri
 fn store(span: SpanFields, strings: &mut String) -> Result<ParsedSpan, String> {
     for (field, v) in [
         ("start_time", Some(span.start_time)),
-        ("end_time", span.end_time),
         ("duration", span.duration),
     ] {
         if v.is_some_and(|v| !v.is_finite()) {
