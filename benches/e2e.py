@@ -6,7 +6,8 @@ Environment: BENCH_SPANS (default 6,000,000), FERRET_SPANS (ferret-io's size, de
 BENCH_DIR (scratch, default target/bench), BENCH_RUNS (runs of each short command, default 5;
 commands of several seconds run 3 times, sqlite3 and ferret-io once; the best run counts). Each
 peer is skipped with a printed reason when it
-cannot be installed. Cold runs evict only this benchmark's own files (posix_fadvise DONTNEED).
+cannot be installed. Cold runs evict only this benchmark's own files (posix_fadvise DONTNEED);
+warm runs read their input through first, ours and the peers' alike.
 """
 
 import datetime
@@ -15,7 +16,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from harness import REL, ROOT, evict, generate, machine, measured, venv_python
+from harness import REL, ROOT, evict, generate, machine, measured, venv_python, warm
 
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 FERRET_SPANS = int(os.environ.get("FERRET_SPANS", 1_000_000))
@@ -33,10 +34,10 @@ def main():
 
     generate(db, "beaver1", SPANS)
     generate(jsonl, "jsonl", SPANS)
-    t, m = measured([REL / "ferret-convert", db, "-o", rec, "--force", "--quiet"], LONG_RUNS)
+    t, m = measured([REL / "ferret-convert", db, "-o", rec, "--force", "--quiet"], LONG_RUNS, lambda: warm(db))
     rows.append(("ferret-convert (BeaverDB → records)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
     export = WORK / "export.parquet"
-    t, m = measured([REL / "ferret-scan", rec, "--all-runs", "--to-parquet", export], LONG_RUNS)
+    t, m = measured([REL / "ferret-scan", rec, "--all-runs", "--to-parquet", export], LONG_RUNS, lambda: warm(rec))
     rows.append(("ferret-scan --to-parquet --all-runs", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
     scans = {
         "ferret-scan table": [],
@@ -44,7 +45,7 @@ def main():
         "ferret-scan --format json --limit 0": ["--format", "json", "--limit", "0"],
     }
     for cache in ("warm", "cold"):
-        before = (lambda: evict(rec)) if cache == "cold" else None
+        before = (lambda: evict(rec)) if cache == "cold" else (lambda: warm(rec))
         for name, extra in scans.items():
             if cache == "warm":
                 measured([REL / "ferret-scan", rec] + extra)  # warm the cache
@@ -52,8 +53,7 @@ def main():
             rows.append((f"{name} ({cache})", t, m, f"{rec.stat().st_size / t / 1e9:.2f} GB/s"))
         ceiling = []  # the ceiling times itself: (bytes, seconds) of each run
         for _ in range(RUNS):
-            if before:
-                before()
+            before()
             out = subprocess.run([REL / "mmap-ceiling", rec], capture_output=True, text=True, check=True).stdout.split()
             ceiling.append((int(out[0]), float(out[1])))
         size, secs = min(ceiling, key=lambda c: c[1])
@@ -64,7 +64,7 @@ def main():
            "min(json_extract(data,'$.duration')), max(json_extract(data,'$.duration')) FROM beaver_logs "
            f"WHERE log_name='_ferret_trace' AND json_extract(data,'$.run_id')='{RUN}' GROUP BY n ORDER BY 3 DESC LIMIT 20")
     if subprocess.run(["which", "sqlite3"], capture_output=True).returncode == 0:
-        t, m = measured(["sqlite3", db, sql])
+        t, m = measured(["sqlite3", db, sql], 1, lambda: warm(db))
         rows.append(("sqlite3 json_extract GROUP BY (warm)", t, m, ""))
     else:
         print("skipping sqlite3: not installed")
@@ -72,15 +72,15 @@ def main():
     duck = venv_python(WORK, "duckdb-venv", ["duckdb"])
     if duck:
         parquet = WORK / "trace.parquet"
-        t, m = measured([duck, "-c", f"import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json_auto('{jsonl}')) TO '{parquet}' (FORMAT parquet)\")"], LONG_RUNS)
+        t, m = measured([duck, "-c", f"import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json_auto('{jsonl}')) TO '{parquet}' (FORMAT parquet)\")"], LONG_RUNS, lambda: warm(jsonl))
         rows.append(("DuckDB JSON lines → Parquet (whole process)", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
         agg = ("SELECT name, count(*), sum(duration), avg(duration), min(duration), max(duration), "
                "sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) FROM {src} "
                f"WHERE run_id = '{RUN}' GROUP BY name ORDER BY 3 DESC LIMIT 20")
-        for label, src in (("JSON lines", f"read_json_auto('{jsonl}')"), ("Parquet", f"'{parquet}'")):
+        for label, src, path in (("JSON lines", f"read_json_auto('{jsonl}')", jsonl), ("Parquet", f"'{parquet}'", parquet)):
             code = f"import duckdb; duckdb.sql(\"{agg.format(src=src)}\").fetchall()"
             measured([duck, "-c", code])
-            t, m = measured([duck, "-c", code], RUNS)
+            t, m = measured([duck, "-c", code], RUNS, lambda: warm(path))
             rows.append((f"DuckDB over {label} (warm, whole process)", t, m, ""))
         t, m = check_documented_query(duck, "duckdb", export, rec)
         rows.append(("DuckDB: docs/SCALE-OUT.md table query over our export (warm)", t, m, "equals ferret-scan's numbers"))
@@ -98,7 +98,7 @@ def main():
         measured([REL / "ferret-scan", small_rec])
         t, m = measured([REL / "ferret-scan", small_rec], RUNS)
         rows.append((f"ferret-scan table at {FERRET_SPANS:,} spans (warm)", t, m, ""))
-        t, m = measured([ferret.parent / "ferret", "analyze", small])
+        t, m = measured([ferret.parent / "ferret", "analyze", small], 1, lambda: warm(small))
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
     write_results(rows, scan_vs_ceiling())
@@ -124,7 +124,7 @@ def check_documented_query(python, engine, export, rec):
         code = ("import datafusion, json, sys; ctx = datafusion.SessionContext(); ctx.sql(%r).collect(); "
                 "json.dump(ctx.sql(%r).to_pylist(), sys.stdout)" % (create, query))
     measured([python, "-c", code])
-    t, m = measured([python, "-c", code], RUNS)
+    t, m = measured([python, "-c", code], RUNS, lambda: warm(export))
     got = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
     want = json.loads(subprocess.run([REL / "ferret-scan", rec, "--run", RUN, "--format", "json"],
                                      capture_output=True, text=True, check=True).stdout)["functions"]
@@ -192,7 +192,8 @@ def write_results(rows, pairs):
         f"{datetime.date.today()} · {machine()} · {SPANS:,} generated spans (`ferret-gen`), "
         f"record file {(WORK / 'trace.ferret').stat().st_size / 1e6:.0f} MB. Made by `make bench` (`benches/e2e.py`). "
         f"Each time is the best of {RUNS} runs ({LONG_RUNS} for commands of several seconds; sqlite3 and ferret-io once), "
-        "ours and the peers alike: single runs of the same binary swing by a third on this machine.",
+        "ours and the peers alike: single runs of the same binary swing by a third on this machine. "
+        "Warm runs read their input through first: this VM's page cache lets pages of multi-GB files go between runs.",
         "",
         "| what | seconds | peak RSS MiB | note |",
         "|---|---:|---:|---|",

@@ -1,6 +1,6 @@
 """What the end-to-end benchmark and the memory test share: running one command as a fresh child
-(optionally inside a memory cgroup) and reading its wall time and peak RSS, evicting our own
-files from the page cache, virtualenvs for the peers, and the machine's description."""
+(optionally inside a memory cgroup) and reading its wall time and peak RSS, reading files into
+or evicting our own files from the page cache, virtualenvs for the peers, and the machine's description."""
 
 import os
 import platform
@@ -71,6 +71,19 @@ def measured(cmd, runs=1, before=None):
             raise RuntimeError(f"{' '.join(map(str, cmd))} exited {out.exit_code}")
         best, peak = min(best, out.wall), max(peak, out.peak_mib)
     return best, peak
+
+
+def warm(*paths):
+    """Reads these files through, so that a warm run finds them in the page cache: this VM's
+    cache lets pages of multi-GB files go between runs (a conversion once read 600 MB of its
+    2.3 GB database from disk)."""
+    # One small buffer, reused: a child's peak RSS (wait4) starts from this process's RSS at
+    # fork, and fresh 16 MB reads left glibc's heap 16 MB bigger.
+    buf = bytearray(1 << 20)
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
 
 
 def evict(*paths):
