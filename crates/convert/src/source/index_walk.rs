@@ -291,13 +291,7 @@ mod tests {
 
     fn walked(path: &Path, ns: &str, after: &LastTimestamp) -> Vec<(i64, LastTimestamp)> {
         let db = rusqlite::Connection::open(path).unwrap();
-        let root: u32 = db
-            .query_row(
-                "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_t_1'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let root = super::super::root_page(&db, "sqlite_autoindex_t_1");
         let mut walk = IndexWalk::open(path, root, ns, after.clone())
             .unwrap()
             .unwrap();
@@ -373,14 +367,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         log(&path, 512, false, "long");
-        let root: u32 = rusqlite::Connection::open(&path)
-            .unwrap()
-            .query_row(
-                "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_t_1'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let root = super::super::root_page(&db, "sqlite_autoindex_t_1");
         let pristine = std::fs::read(&path).unwrap();
         let mut errors = 0;
         each_damaged_copy(&pristine, dir.path(), |damaged| {

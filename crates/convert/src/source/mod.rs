@@ -157,3 +157,14 @@ fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x << 17;
     *x
 }
+
+/// For tests: the root page of the table or index `name` of `db`.
+#[cfg(test)]
+fn root_page(db: &rusqlite::Connection, name: &str) -> u32 {
+    db.query_row(
+        "SELECT rootpage FROM sqlite_master WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .unwrap()
+}

@@ -480,12 +480,7 @@ mod tests {
         }
         db.execute_batch("DELETE FROM t WHERE rowid % 97 = 3; COMMIT;")
             .unwrap();
-        db.query_row(
-            "SELECT rootpage FROM sqlite_master WHERE name = 't'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+        super::super::root_page(&db, "t")
     }
 
     type Rows = Vec<(i64, Result<Vec<u8>, String>)>;
