@@ -169,8 +169,7 @@ def scan_vs_ceiling():
     criterion bench's synthetic 2M records and on a realistic one-run trace of 2M spans (the
     bench trace has three runs, and a scan of its default run skips two thirds of the records)."""
     one_run = WORK / "trace-1run.jsonl"
-    if not one_run.exists() or one_run.stat().st_mtime < (ROOT / "tools/gen/src/main.rs").stat().st_mtime:
-        subprocess.run([REL / "ferret-gen", "-o", one_run, "--spans", "2000000", "--layout", "jsonl", "--runs", "1"], check=True)
+    generate(one_run, "jsonl", 2_000_000, runs=1)
     rec = WORK / "trace-1run.ferret"
     subprocess.run([REL / "ferret-convert", one_run, "-o", rec, "--force", "--quiet"], check=True)
     results = []

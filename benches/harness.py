@@ -111,10 +111,12 @@ def venv_python(work, name, packages):
     return py
 
 
-def generate(path, layout, spans):
-    """A ferret-gen trace at `path`, made anew only when missing or older than the generator."""
+def generate(path, layout, spans, runs=None):
+    """A ferret-gen trace at `path` (of `runs` runs, or the generator's default), made anew only
+    when missing or older than the generator."""
     if not path.exists() or path.stat().st_mtime < (ROOT / "tools/gen/src/main.rs").stat().st_mtime:
-        t, _ = measured([REL / "ferret-gen", "-o", path, "--spans", str(spans), "--layout", layout])
+        extra = [] if runs is None else ["--runs", str(runs)]
+        t, _ = measured([REL / "ferret-gen", "-o", path, "--spans", str(spans), "--layout", layout] + extra)
         print(f"generated {path.name}: {spans:,} spans, {path.stat().st_size / 1e9:.2f} GB in {t:.1f} s "
               f"({spans / t / 1e6:.2f}M spans/s)")
 
