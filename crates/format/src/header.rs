@@ -3,8 +3,8 @@
 //! Commits alternate between the slots, so the slot not being written always holds the previous
 //! commit intact: a torn header write leaves the older slot, whose data is fully on disk.
 
+use crate::checksum::checksum;
 use bytemuck::{Pod, Zeroable};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::FormatError;
 
@@ -102,7 +102,7 @@ impl Header {
     pub fn encode(&self) -> [u8; 256] {
         let mut raw = self.raw;
         raw.checksum = 0;
-        raw.checksum = xxh3_64(&bytemuck::bytes_of(&raw)[..248]);
+        raw.checksum = checksum(&bytemuck::bytes_of(&raw)[..248]);
         let mut out = [0u8; 256];
         out.copy_from_slice(bytemuck::bytes_of(&raw));
         out
@@ -162,7 +162,7 @@ impl Header {
 /// Decodes one slot: `None` when its magic or checksum does not hold (a torn or unwritten slot).
 fn decode_slot(bytes: &[u8]) -> Option<RawHeader> {
     let raw: RawHeader = bytemuck::pod_read_unaligned(bytes.get(..256)?);
-    if raw.magic != MAGIC || xxh3_64(&bytes[..248]) != raw.checksum {
+    if raw.magic != MAGIC || checksum(&bytes[..248]) != raw.checksum {
         return None;
     }
     Some(raw)

@@ -13,6 +13,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("ferret's record file is little-endian and is viewed in place: big-endian hosts are not supported");
 
+mod checksum;
 mod error;
 mod header;
 mod reader;

@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::checksum::checksum;
 use memmap2::{Mmap, MmapOptions};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
@@ -175,12 +175,12 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             }
             let names = layout.names as usize..layout.strings as usize;
             let strings = layout.strings as usize..layout.tags as usize;
-            if xxh3_64(&bytes[names.clone()]) != h.names_checksum {
+            if checksum(&bytes[names.clone()]) != h.names_checksum {
                 return Err(FormatError::Checksum {
                     region: Region::Names { segment: index },
                 });
             }
-            if xxh3_64(&bytes[strings.clone()]) != h.strings_checksum {
+            if checksum(&bytes[strings.clone()]) != h.strings_checksum {
                 return Err(FormatError::Checksum {
                     region: Region::Strings { segment: index },
                 });
@@ -366,7 +366,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             let start = b * BLOCK_RECORDS;
             let end = ((b + 1) * BLOCK_RECORDS).min(records.len());
             let want = u64::from_le_bytes(sums[b * 8..b * 8 + 8].try_into().expect("8 bytes"));
-            let got = xxh3_64(bytemuck::cast_slice(&records[start..end]));
+            let got = checksum(bytemuck::cast_slice(&records[start..end]));
             if got != want {
                 return Err(FormatError::Checksum {
                     region: Region::Records {
@@ -386,17 +386,17 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         for seg in &self.segments {
             let names = &self.bytes()[seg.layout.names as usize..seg.layout.strings as usize];
             let strings = &self.bytes()[seg.layout.strings as usize..seg.layout.tags as usize];
-            if xxh3_64(names) != seg.names_checksum {
+            if checksum(names) != seg.names_checksum {
                 return Err(FormatError::Checksum {
                     region: Region::Names { segment: seg.index },
                 });
             }
-            if xxh3_64(strings) != seg.strings_checksum {
+            if checksum(strings) != seg.strings_checksum {
                 return Err(FormatError::Checksum {
                     region: Region::Strings { segment: seg.index },
                 });
             }
-            if xxh3_64(self.tag_heap(seg)) != seg.tags_checksum {
+            if checksum(self.tag_heap(seg)) != seg.tags_checksum {
                 return Err(FormatError::Checksum {
                     region: Region::Tags {
                         segment: seg.index,

@@ -1,8 +1,8 @@
 //! Segments: what one commit appends. A 128-byte [`SegmentHeader`], then the records, their block
 //! checksums, the names and strings first seen in this segment, and the tag heap.
 
+use crate::checksum::checksum;
 use bytemuck::{Pod, Zeroable};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FormatError, Region};
 
@@ -63,14 +63,14 @@ pub struct SegmentLayout {
 impl SegmentHeader {
     /// Seals the header with its checksum.
     pub fn seal(mut self) -> SegmentHeader {
-        self.header_checksum = xxh3_64(&bytemuck::bytes_of(&self)[..120]);
+        self.header_checksum = checksum(&bytemuck::bytes_of(&self)[..120]);
         self
     }
 
     /// True when the header's own checksum holds.
     pub fn is_sealed(&self) -> bool {
         self.magic == SEGMENT_MAGIC
-            && xxh3_64(&bytemuck::bytes_of(self)[..120]) == self.header_checksum
+            && checksum(&bytemuck::bytes_of(self)[..120]) == self.header_checksum
     }
 
     /// Where each part of a segment starting at `offset` lies.

@@ -14,9 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use crate::checksum::checksum;
 use bytemuck::Zeroable;
 use memmap2::Mmap;
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, HEADER_FLAG_COMPLETE};
@@ -313,7 +313,7 @@ impl SpanFileWriter {
             .encode_from(self.committed_strings, &mut strings);
         let mut sums = Vec::with_capacity(self.pending.len() / BLOCK_RECORDS * 8 + 64);
         for block in self.pending.chunks(BLOCK_RECORDS) {
-            sums.extend_from_slice(&xxh3_64(bytemuck::cast_slice(block)).to_le_bytes());
+            sums.extend_from_slice(&checksum(bytemuck::cast_slice(block)).to_le_bytes());
         }
         sums.resize(pad64(sums.len() as u64) as usize, 0);
         let mut h = SegmentHeader::zeroed();
@@ -327,9 +327,9 @@ impl SpanFileWriter {
         h.names_len = names.len() as u64;
         h.strings_len = strings.len() as u64;
         h.tags_len = self.tag_heap.len() as u64;
-        h.names_checksum = xxh3_64(&names);
-        h.strings_checksum = xxh3_64(&strings);
-        h.tags_checksum = xxh3_64(&self.tag_heap);
+        h.names_checksum = checksum(&names);
+        h.strings_checksum = checksum(&strings);
+        h.tags_checksum = checksum(&self.tag_heap);
         let h = h.seal();
         let start = self.header.raw.committed_len;
         let layout = h

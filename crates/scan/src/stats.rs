@@ -34,7 +34,7 @@ impl Default for NameStats {
 
 impl NameStats {
     /// Adds a span of this name (its duration goes to the sketch separately).
-    #[inline]
+    #[inline(always)]
     pub fn add_span(&mut self, duration: Option<f64>, error: bool) {
         self.count += 1;
         self.errors += u64::from(error);
@@ -93,7 +93,9 @@ impl ChunkStats {
     }
 
     /// Adds a span of name id `name` (which must be in range).
-    #[inline]
+    // Always inlined: LLVM left it out of line in both scan loops, and the call per span was 6%
+    // of a checked pass's instructions (callgrind, 2M spans).
+    #[inline(always)]
     pub fn add_span(&mut self, name: usize, duration: Option<f64>, error: bool) {
         self.spans += 1;
         self.names[name].add_span(duration, error);
