@@ -34,7 +34,7 @@ fn scan(c: &mut Criterion) {
             "stats_unverified"
         };
         g.bench_function(name, |b| {
-            b.iter(|| black_box(scan_stats(&file, run, &opts, &|_, _| {}).unwrap().spans))
+            b.iter(|| black_box(scan_stats(&file, run, &opts, &|_, _| {}).unwrap().spans()))
         });
     }
     // `--tree --limit 10`: the sharded top-N heap over every root, then the second pass that
@@ -68,7 +68,7 @@ fn merge_and_sketch(c: &mut Criterion) {
         }
     }
     c.bench_function("merge_chunk_stats_1000_names", |b| {
-        b.iter(|| black_box(a.clone().merge(a.clone()).spans))
+        b.iter(|| black_box(a.clone().merge(a.clone()).spans()))
     });
     let mut h = SketchTable::new(200);
     let durations: Vec<f64> = (0..4096).map(|i| 1e-6 * 1.0037f64.powi(i)).collect();

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
             verify,
             ..ScanOptions::default()
         };
-        move || Ok(scan_stats(file, run, &opts, &|_, _| {})?.spans)
+        move || Ok(scan_stats(file, run, &opts, &|_, _| {})?.spans())
     };
     let (unverified, verified) = (stats(false), stats(true));
     let (mut ratios, mut checked, mut best) = (Vec::new(), Vec::new(), f64::MAX);

@@ -142,7 +142,7 @@ impl StatsReport {
         }
         StatsReport {
             run_id,
-            spans: stats.spans,
+            spans: stats.spans(),
             functions,
         }
     }

@@ -77,8 +77,6 @@ pub struct ChunkStats {
     pub child_time: Vec<CompensatedSum>,
     /// Durations per name id, for percentiles.
     pub sketches: SketchTable,
-    /// Spans counted.
-    pub spans: u64,
 }
 
 impl ChunkStats {
@@ -88,8 +86,13 @@ impl ChunkStats {
             names: vec![NameStats::default(); names],
             child_time: vec![CompensatedSum::default(); names],
             sketches: SketchTable::new(names),
-            spans: 0,
         }
+    }
+
+    /// Spans counted: the sum of the names' counts (a count per span in the loop was an
+    /// instruction and a store more per span).
+    pub fn spans(&self) -> u64 {
+        self.names.iter().map(|n| n.count).sum()
     }
 
     /// Adds a span of name id `name` (which must be in range).
@@ -97,7 +100,6 @@ impl ChunkStats {
     // of a checked pass's instructions (callgrind, 2M spans).
     #[inline(always)]
     pub fn add_span(&mut self, name: usize, duration: Option<f64>, error: bool) {
-        self.spans += 1;
         self.names[name].add_span(duration, error);
         if let Some(d) = duration {
             self.sketches.insert(name, d);
@@ -108,14 +110,13 @@ impl ChunkStats {
     /// compensated sums (exact for every count, min, max and sketch).
     pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
         // rayon's reduce starts from empty tables: merging one is a no-op, so skip its work.
-        if other.spans == 0 && other.names.len() <= self.names.len() {
+        if other.spans() == 0 && other.names.len() <= self.names.len() {
             return self;
         }
-        let empty_of_same_names = self.spans == 0 && self.names.len() == other.names.len();
+        let empty_of_same_names = self.spans() == 0 && self.names.len() == other.names.len();
         if self.names.len() < other.names.len() || empty_of_same_names {
             return other.merge(self);
         }
-        self.spans += other.spans;
         for (a, b) in self.names.iter_mut().zip(&other.names) {
             a.merge(b);
         }
@@ -164,7 +165,7 @@ mod tests {
         let big = ChunkStats::new(4);
         for (a, b) in [(small.clone(), big.clone()), (big, small)] {
             let m = a.merge(b);
-            assert_eq!((m.names.len(), m.spans, m.names[1].count), (4, 1, 1));
+            assert_eq!((m.names.len(), m.spans(), m.names[1].count), (4, 1, 1));
         }
     }
 
