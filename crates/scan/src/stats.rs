@@ -95,6 +95,11 @@ impl ChunkStats {
         self.names.iter().map(|n| n.count).sum()
     }
 
+    /// True when no span was counted (stops at the first name with one).
+    fn is_empty(&self) -> bool {
+        self.names.iter().all(|n| n.count == 0)
+    }
+
     /// Adds a span of name id `name` (which must be in range).
     // Always inlined: LLVM left it out of line in both scan loops, and the call per span was 6%
     // of a checked pass's instructions (callgrind, 2M spans).
@@ -110,10 +115,10 @@ impl ChunkStats {
     /// compensated sums (exact for every count, min, max and sketch).
     pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
         // rayon's reduce starts from empty tables: merging one is a no-op, so skip its work.
-        if other.spans() == 0 && other.names.len() <= self.names.len() {
+        if other.is_empty() && other.names.len() <= self.names.len() {
             return self;
         }
-        let empty_of_same_names = self.spans() == 0 && self.names.len() == other.names.len();
+        let empty_of_same_names = self.is_empty() && self.names.len() == other.names.len();
         if self.names.len() < other.names.len() || empty_of_same_names {
             return other.merge(self);
         }
