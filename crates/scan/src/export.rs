@@ -1,7 +1,6 @@
 //! Exports people open in other tools: flame-graph folded stacks (and their SVG, drawn by
 //! inferno) over a whole run, and the slowest trees as Chrome trace events.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 
 use ferret_format::{SpanFile, SpanRecord};
@@ -19,7 +18,7 @@ const MAX_DEPTH: usize = 10_000;
 /// Stack paths interned as (parent path, name) pairs, with their time.
 #[derive(Default)]
 struct Stacks {
-    ids: HashMap<(u32, u32), u32>,
+    ids: foldhash::HashMap<(u32, u32), u32>,
     paths: Vec<(u32, u32)>,
     total: Vec<f64>,
     children: Vec<f64>,
@@ -69,7 +68,8 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
 ) -> Folded {
     let mut stacks = Stacks::default();
     let mut broken_links = 0;
-    let mut cache: HashMap<u64, u32> = HashMap::new();
+    // Looked up for every span of the run and its ancestors: foldhash, not std's SipHash.
+    let mut cache = foldhash::HashMap::default();
     for chunk in plan(file, BLOCKS_PER_CHUNK) {
         let seg = &file.segments()[chunk.segment];
         for (i, r) in file.records(seg)[chunk.records.clone()].iter().enumerate() {
@@ -125,11 +125,11 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
 fn stack_of<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     index: u64,
-    cache: &mut HashMap<u64, u32>,
+    cache: &mut foldhash::HashMap<u64, u32>,
     stacks: &mut Stacks,
 ) -> (u32, bool) {
     let mut chain: Vec<&SpanRecord> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = foldhash::HashSet::default();
     let mut at = Some(index);
     let mut base = NO_STACK;
     let mut looped = false;
