@@ -249,7 +249,7 @@ pub(crate) fn for_each_chunk_block<D: AsRef<[u8]>>(
 /// the block's checksum when `verify`. Hashing first made the pass serial: the hash waited on
 /// memory, then the fold ran from cache with no reads in flight, and the checked pass ran at
 /// 36-42% of a plain read. Folding first lets the fold's loads stream and hashes the block from
-/// L2: 44-48% with the same (SSE2) hash. A checksum mismatch wins over any error `f` gave, as
+/// L2: 40-48% with the same (SSE2) hash. A checksum mismatch wins over any error `f` gave, as
 /// it explains that error.
 fn for_each_block<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
