@@ -146,6 +146,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
 ) -> Result<ChunkStats, ScanError> {
     let names = file.name_count();
     let filter = opts.filter.compile(file);
+    let unfiltered = filter.is_empty();
     // A child filtered out adds nothing to its parent's child time, so the filter is applied
     // before a record touches any statistics.
     // Each worker folds many chunks into one accumulator (rayon's fold), so statistics are
@@ -168,7 +169,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                 for_each_block(file, chunk, opts.verify, |first, records| {
                     // Without filters the loop is compiled with the run test alone: the
                     // filter's checks were a tenth of the instructions per record.
-                    if filter.is_empty() {
+                    if unfiltered {
                         fold_records(&mut stats, first, records, |r| r.run == run)
                     } else {
                         fold_records(&mut stats, first, records, |r| {
