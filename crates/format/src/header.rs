@@ -3,9 +3,9 @@
 //! Commits alternate between the slots, so the slot not being written always holds the previous
 //! commit intact: a torn header write leaves the older slot, whose data is fully on disk.
 
-use crate::checksum::checksum;
 use bytemuck::{Pod, Zeroable};
 
+use crate::checksum::checksum;
 use crate::error::FormatError;
 
 /// Magic bytes at offset 0 of every slot.

@@ -6,9 +6,9 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::checksum::checksum;
 use memmap2::{Mmap, MmapOptions};
 
+use crate::checksum::checksum;
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
 use crate::record::{SpanId, SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};

@@ -1,9 +1,9 @@
 //! Segments: what one commit appends. A 128-byte [`SegmentHeader`], then the records, their block
 //! checksums, the names and strings first seen in this segment, and the tag heap.
 
-use crate::checksum::checksum;
 use bytemuck::{Pod, Zeroable};
 
+use crate::checksum::checksum;
 use crate::error::{FormatError, Region};
 
 /// Magic bytes opening every segment.

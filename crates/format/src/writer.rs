@@ -14,10 +14,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use crate::checksum::checksum;
 use bytemuck::Zeroable;
 use memmap2::Mmap;
 
+use crate::checksum::checksum;
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, HEADER_FLAG_COMPLETE};
 use crate::reader::SpanFile;

@@ -92,10 +92,10 @@ impl Window {
 ///
 /// Each name has a window of consecutive octaves, one block of 40 counters each, from the
 /// shortest to the longest of its durations, in an arena shared by all names. An insert is a
-/// window load, a bucket table load, a compare and an increment: everything else (the first duration of a name, a
-/// duration outside its window, zero, negative or not finite) takes a separate path. A window
-/// that must widen moves to the arena's end at twice its width or more, so it moves a few
-/// times at most and leaves behind less than it uses.
+/// window load, a bucket table load, a compare and an increment: everything else (the first
+/// duration of a name, a duration outside its window, zero, negative or not finite) takes a
+/// separate path. A window that must widen moves to the arena's end at twice its width or
+/// more, so it moves a few times at most and leaves behind less than it uses.
 ///
 /// Inserts count in `u8` counters (`hot`); a block's counters spill every 256 into `u32` ones
 /// (`spilled`) that the block gets on its first spill, as most blocks of a chunk never fill a
