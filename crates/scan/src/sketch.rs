@@ -355,10 +355,9 @@ impl SketchTable {
     /// `floor` stands for the non-positive bucket. `None` when the name has no durations.
     pub fn quantile(&self, name: usize, q: f64, floor: f64) -> Option<f64> {
         let nonpositive = *self.nonpositive.get(name)?;
-        let positive: u64 = self
-            .octave_counts(name)
-            .map(|(_, c)| c.iter().sum::<u64>())
-            .sum();
+        // Read once: the total needs every count before the walk can start.
+        let octaves: Vec<(u32, [u64; BUCKETS])> = self.octave_counts(name).collect();
+        let positive: u64 = octaves.iter().map(|(_, c)| c.iter().sum::<u64>()).sum();
         let total = nonpositive + positive;
         if total == 0 {
             return None;
@@ -368,7 +367,7 @@ impl SketchTable {
             return Some(floor.min(0.0));
         }
         let mut seen = nonpositive;
-        for (octave, counts) in self.octave_counts(name) {
+        for (octave, counts) in octaves {
             for (sub, n) in counts.into_iter().enumerate() {
                 seen += n;
                 if seen >= rank {
