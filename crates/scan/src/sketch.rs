@@ -92,9 +92,9 @@ impl Window {
 ///
 /// Each name has a window of consecutive octaves, one block of 40 counters each, from the
 /// shortest to the longest of its durations, in an arena shared by all names. An insert is a
-/// window load, a bucket table load, a compare and an increment: everything else (the first
-/// duration of a name, a duration outside its window, zero, negative or not finite) takes a
-/// separate path. A window that must widen moves to the arena's end at twice its width or
+/// window load, a bucket table load, two compares and an increment (`HotCounters`):
+/// everything else (the first duration of a name, a duration outside its window, zero,
+/// negative or not finite, a counter about to spill) takes a separate path. A window that must widen moves to the arena's end at twice its width or
 /// more, so it moves a few times at most and leaves behind less than it uses.
 ///
 /// Inserts count in `u8` counters (`hot`); a block's counters spill every 256 into `u32` ones
@@ -119,6 +119,47 @@ pub struct SketchTable {
     nonpositive: Vec<u64>,
     /// The bucket table, held here so that an insert reads it without `LazyLock`'s check.
     buckets: &'static Buckets,
+}
+
+/// The hot path of [`SketchTable::insert`] over borrowed slices, so that a loop calling it has
+/// no calls and keeps every pointer in a register.
+pub(crate) struct HotCounters<'a> {
+    windows: &'a [Window],
+    hot: &'a mut [u8],
+    of_cell: &'a [u8; CELLS],
+}
+
+impl HotCounters<'_> {
+    /// Counts `x` for name `name` and returns true, or returns false and counts nothing when
+    /// the duration needs [`SketchTable::insert_slow`]: it falls outside the name's window, or
+    /// its counter would spill.
+    #[inline(always)]
+    pub(crate) fn try_count(&mut self, name: usize, x: f64) -> bool {
+        let Some(i) = counter_of(self.windows, self.of_cell, name, x) else {
+            return false;
+        };
+        let hot = &mut self.hot[i];
+        if *hot == u8::MAX {
+            return false;
+        }
+        *hot += 1;
+        true
+    }
+}
+
+/// The arena index of the counter of `x` for name `name`, if the name's window covers it.
+/// Zero, negative (the sign bit lands above any exponent), subnormal, infinite and NaN
+/// durations fall outside every window, whose octaves are normal exponents.
+#[inline(always)]
+fn counter_of(windows: &[Window], of_cell: &[u8; CELLS], name: usize, x: f64) -> Option<usize> {
+    let key = x.to_bits() >> KEY_SHIFT;
+    let w = windows[name];
+    let offset = ((key >> CELL_BITS) as u32).wrapping_sub(u32::from(w.lo));
+    if offset >= u32::from(w.len) {
+        return None;
+    }
+    let bucket = of_cell[key as usize & (CELLS - 1)];
+    Some((w.first + offset) as usize * BUCKETS + usize::from(bucket))
 }
 
 /// The octave (biased exponent) and cell of a positive finite duration, clamped to the octaves
@@ -161,21 +202,32 @@ impl SketchTable {
     /// Adds a duration of name `name` (which must be below [`names`](Self::names)).
     #[inline]
     pub fn insert(&mut self, name: usize, x: f64) {
-        let key = x.to_bits() >> KEY_SHIFT;
-        let w = self.windows[name];
-        // Zero, negative (the sign bit lands above any exponent), subnormal, infinite and NaN
-        // durations all fall outside every window, whose octaves are normal exponents.
-        let offset = ((key >> CELL_BITS) as u32).wrapping_sub(u32::from(w.lo));
-        if offset < u32::from(w.len) {
-            let bucket = self.buckets.of_cell[key as usize & (CELLS - 1)];
-            self.bump((w.first + offset) as usize * BUCKETS + usize::from(bucket));
-        } else {
-            self.insert_outside(name, x);
+        if !self.hot_counters().try_count(name, x) {
+            self.insert_slow(name, x);
         }
     }
 
-    /// The rest of [`insert`](Self::insert): out of line, so that the hot path stays small.
+    /// The counters that [`HotCounters::try_count`] bumps, borrowed for a loop.
+    pub(crate) fn hot_counters(&mut self) -> HotCounters<'_> {
+        HotCounters {
+            windows: &self.windows,
+            hot: &mut self.hot,
+            of_cell: &self.buckets.of_cell,
+        }
+    }
+
+    /// What [`HotCounters::try_count`] left: a hot counter about to spill, or a duration
+    /// outside its name's window. Out of line, so that a loop calling `try_count` makes no
+    /// calls but this one, after the loop.
     #[inline(never)]
+    pub(crate) fn insert_slow(&mut self, name: usize, x: f64) {
+        match counter_of(&self.windows, &self.buckets.of_cell, name, x) {
+            Some(i) => self.bump(i),
+            None => self.insert_outside(name, x),
+        }
+    }
+
+    /// A duration outside its name's window: counted as non-positive, or in a widened window.
     fn insert_outside(&mut self, name: usize, x: f64) {
         if !(x > 0.0 && x.is_finite()) {
             self.nonpositive[name] += 1;

@@ -100,10 +100,8 @@ impl ChunkStats {
         self.names.iter().all(|n| n.count == 0)
     }
 
-    /// Adds a span of name id `name` (which must be in range).
-    // Always inlined: LLVM left it out of line in both scan loops, and the call per span was 6%
-    // of a checked pass's instructions (callgrind, 2M spans).
-    #[inline(always)]
+    /// Adds a span of name id `name` (which must be in range). The scan's loop does the same
+    /// over a block at a time, with the sketch's slow paths set aside.
     pub fn add_span(&mut self, name: usize, duration: Option<f64>, error: bool) {
         self.names[name].add_span(duration, error);
         if let Some(d) = duration {
