@@ -130,6 +130,11 @@ pub(crate) struct HotCounters<'a> {
 }
 
 impl HotCounters<'_> {
+    /// Number of names.
+    pub(crate) fn names(&self) -> usize {
+        self.windows.len()
+    }
+
     /// Counts `x` for name `name` and returns true, or returns false and counts nothing when
     /// the duration needs [`SketchTable::insert_slow`]: it falls outside the name's window, or
     /// its counter would spill.
