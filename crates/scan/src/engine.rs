@@ -179,6 +179,10 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                     })
                 }
             })?;
+            // Unlocked first: a callback that used rayon could have this thread take another
+            // chunk of this scan while it waits, which would then wait on this very lock
+            // (rayon-rs/rayon#592). Nothing else under the lock calls into rayon.
+            drop(guard);
             release(file, chunk, after_chunk);
             Ok::<_, ScanError>(())
         })?;
