@@ -94,8 +94,9 @@ impl Window {
 /// shortest to the longest of its durations, in an arena shared by all names. An insert is a
 /// window load, a bucket table load, two compares and an increment (`HotCounters`):
 /// everything else (the first duration of a name, a duration outside its window, zero,
-/// negative or not finite, a counter about to spill) takes a separate path. A window that must widen moves to the arena's end at twice its width or
-/// more, so it moves a few times at most and leaves behind less than it uses.
+/// negative or not finite, a counter about to spill) takes a separate path. A window that must
+/// widen moves to the arena's end at twice its width or more, so it moves a few times at most
+/// and leaves behind less than it uses.
 ///
 /// Inserts count in `u8` counters (`hot`); a block's counters spill every 256 into `u32` ones
 /// (`spilled`) that the block gets on its first spill, as most blocks of a chunk never fill a

@@ -34,6 +34,7 @@ impl Default for NameStats {
 
 impl NameStats {
     /// Adds a span of this name (its duration goes to the sketch separately).
+    // Always inlined: the scan's loop calls it for every span and must stay free of calls.
     #[inline(always)]
     pub fn add_span(&mut self, duration: Option<f64>, error: bool) {
         self.count += 1;
@@ -112,7 +113,8 @@ impl ChunkStats {
     /// Merges `other` into `self`. Associative and commutative up to float rounding of the
     /// compensated sums (exact for every count, min, max and sketch).
     pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
-        // rayon's reduce starts from empty tables: merging one is a no-op, so skip its work.
+        // The scan's final merge starts from an empty table: merging one is a no-op, so skip
+        // its work.
         if other.is_empty() && other.names.len() <= self.names.len() {
             return self;
         }
