@@ -77,3 +77,37 @@ pub fn assert_same_records(a: &std::path::Path, b: &std::path::Path) {
         assert_eq!(fields(&a, i), fields(&b, i), "record {i}");
     }
 }
+
+/// Asserts two record files hold the same spans with the same links, compared by span id
+/// whatever the records' order: start, duration, flags, name, run, tags, and the span ids of the
+/// parent and the root (read through adoptions).
+pub fn assert_same_spans(a: &std::path::Path, b: &std::path::Path) {
+    let (a, b) = (SpanFile::open(a).unwrap(), SpanFile::open(b).unwrap());
+    assert_eq!(a.record_count(), b.record_count());
+    let spans = |f: &SpanFile<memmap2::Mmap>| {
+        let id = |i: u64| f.record(i).map(|r| r.span_id);
+        let mut all: Vec<_> = (0..f.record_count())
+            .map(|i| {
+                let r = f.record(i).unwrap();
+                let seg = f.segment_of(i).unwrap();
+                (
+                    r.span_id,
+                    r.start_time.to_bits(),
+                    r.duration.to_bits(),
+                    r.flags(),
+                    f.parent_of(i, r).and_then(id),
+                    id(f.root_of(r)),
+                    f.name(r.name).unwrap().to_string(),
+                    f.string(r.run).unwrap().to_string(),
+                    f.extras(seg, r).tags_json().to_string(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let (sa, sb) = (spans(&a), spans(&b));
+    for (x, y) in sa.iter().zip(&sb) {
+        assert_eq!(x, y, "span {}", ferret_format::SpanId(x.0).to_hex());
+    }
+}

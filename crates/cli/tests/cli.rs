@@ -52,6 +52,12 @@ macro_rules! fails {
     }};
 }
 
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/golden")
+        .join(name)
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/fixtures")
@@ -67,6 +73,119 @@ fn convert(db: &Path, dir: &Path) -> PathBuf {
     let out = dir.join("t.ferret");
     ok!(run!("ferret-convert", db, "-o", &out, "--quiet"));
     out
+}
+
+/// The log table of a BeaverDB fixture (either layout).
+fn log_table(con: &rusqlite::Connection) -> &'static str {
+    let has = |t: &str| {
+        con.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [t],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            > 0
+    };
+    if has("beaver_logs") {
+        "beaver_logs"
+    } else {
+        "__beaver_logs__"
+    }
+}
+
+/// Converts `db` as a user converts a live trace: the database as it stood after each cut
+/// (the fraction of its rowids written by then: exactly what the file held at that moment),
+/// then as it is, each conversion after the first with `--append`.
+fn convert_rowid_snapshots(db: &Path, dir: &Path, cuts: &[f64]) -> PathBuf {
+    let snapshot = dir.join("live.db");
+    let out = dir.join("live.ferret");
+    let max_rowid: i64 = {
+        let con = rusqlite::Connection::open(db).unwrap();
+        let table = log_table(&con);
+        con.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    for (i, cut) in cuts.iter().chain([&1.0]).enumerate() {
+        std::fs::copy(db, &snapshot).unwrap();
+        let con = rusqlite::Connection::open(&snapshot).unwrap();
+        let table = log_table(&con);
+        let last = (max_rowid as f64 * cut).round() as i64;
+        con.execute(&format!("DELETE FROM {table} WHERE rowid > ?1"), [last])
+            .unwrap();
+        drop(con);
+        if i == 0 {
+            ok!(run!("ferret-convert", &snapshot, "-o", &out, "--quiet"));
+        } else {
+            ok!(run!(
+                "ferret-convert",
+                &snapshot,
+                "-o",
+                &out,
+                "--append",
+                "--quiet"
+            ));
+        }
+    }
+    out
+}
+
+/// The fixture's spans as JSON lines in write order (`ORDER BY rowid`: what a plain dump of
+/// the table gives, children before their parents).
+fn write_order_lines(db: &Path) -> Vec<String> {
+    let con = rusqlite::Connection::open(db).unwrap();
+    let table = log_table(&con);
+    let mut stmt = con
+        .prepare(&format!(
+            "SELECT data FROM {table} WHERE log_name = '_ferret_trace' ORDER BY rowid"
+        ))
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(|r| r.unwrap() + "\n").collect()
+}
+
+/// Every way a trace reaches a record file, each of which must give ferret-io's answers on the
+/// finished trace: one conversion; rowid snapshots of the live database completed by
+/// `--append`; JSON lines in write order, whole, and as a growing file converted in two parts.
+fn converted_ways(db: &str) -> (tempfile::TempDir, Vec<(&'static str, PathBuf)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture(db);
+    let one = dir.path().join("one.ferret");
+    ok!(run!("ferret-convert", &src, "-o", &one, "--quiet"));
+    let live = convert_rowid_snapshots(&src, dir.path(), &[0.3, 0.7]);
+    let lines = write_order_lines(&src);
+    let jsonl = dir.path().join("dump.jsonl");
+    std::fs::write(&jsonl, lines.concat()).unwrap();
+    let dump = dir.path().join("dump.ferret");
+    ok!(run!("ferret-convert", &jsonl, "-o", &dump, "--quiet"));
+    let growing = dir.path().join("growing.jsonl");
+    let parts = dir.path().join("growing.ferret");
+    std::fs::write(&growing, lines[..lines.len() / 2].concat()).unwrap();
+    ok!(run!("ferret-convert", &growing, "-o", &parts, "--quiet"));
+    std::fs::write(&growing, lines.concat()).unwrap();
+    ok!(run!(
+        "ferret-convert",
+        &growing,
+        "-o",
+        &parts,
+        "--append",
+        "--quiet"
+    ));
+    let ways = vec![
+        ("one conversion", one),
+        ("rowid snapshots completed by --append", live),
+        ("JSON lines in write order", dump),
+        ("JSON lines in write order, in two parts", parts),
+    ];
+    (dir, ways)
+}
+
+/// Runs `check(db, file)` on every way of converting fixture `db` ([`converted_ways`]).
+fn for_each_way(db: &str, check: impl Fn(&str, &Path)) {
+    let (_dir, ways) = converted_ways(db);
+    for (way, file) in &ways {
+        eprintln!("{db}: {way}");
+        check(db, file);
+    }
 }
 
 /// The objects of a JSON array by the string value of their field `key`.
@@ -98,18 +217,16 @@ fn scan_json(file: &Path, run_id: &str) -> Value {
     .unwrap()
 }
 
-fn check_stats_against_ferret(db: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = convert(&fixture(db), dir.path());
+fn check_stats_against_ferret(db: &str, file: &Path) {
     let reference = reference(db);
     let runs = reference["runs"].as_object().unwrap();
     assert!(runs.len() >= 3, "fixture has several runs");
     // The default run is ferret's: the run of the latest span.
     let default: Value =
-        serde_json::from_str(&ok!(run!("ferret-scan", &file, "--format", "json"))).unwrap();
+        serde_json::from_str(&ok!(run!("ferret-scan", file, "--format", "json"))).unwrap();
     assert_eq!(default["run_id"], reference["latest_run"]);
     for (run_id, want) in runs {
-        let got = scan_json(&file, run_id);
+        let got = scan_json(file, run_id);
         assert_eq!(got["spans"], want["span_count"], "{run_id}");
         let rows = by_key(&got["functions"], "name");
         let want = want["stats"].as_object().unwrap();
@@ -140,22 +257,50 @@ fn check_stats_against_ferret(db: &str) {
             .map(|f| f["total_duration"].as_f64().unwrap())
             .collect();
         assert!(totals.windows(2).all(|w| w[0] >= w[1]));
+        // Self time per name: its total minus its spans' children's durations in ferret's
+        // trees (floored per name, as documented): wrong links show here first.
+        let mut child_time: HashMap<&str, f64> = HashMap::new();
+        let mut stack: Vec<&Value> = want_roots(&reference, run_id);
+        while let Some(n) = stack.pop() {
+            let children = n["children"].as_array().unwrap();
+            let sum: f64 = children.iter().filter_map(|c| c["duration"].as_f64()).sum();
+            *child_time.entry(n["name"].as_str().unwrap()).or_default() += sum;
+            stack.extend(children);
+        }
+        for (name, w) in want {
+            let total = w["total_duration"].as_f64().unwrap();
+            let expect = (total - child_time.get(name.as_str()).copied().unwrap_or(0.0)).max(0.0);
+            let got = rows[name.as_str()]["self_time"].as_f64().unwrap();
+            assert!(
+                (got - expect).abs() <= 1e-9 * total.abs().max(1e-6),
+                "{run_id} {name} self time: {got} vs ferret's trees {expect}"
+            );
+        }
     }
+}
+
+/// The roots of ferret's trees for one run of a reference.
+fn want_roots<'a>(reference: &'a Value, run_id: &str) -> Vec<&'a Value> {
+    reference["runs"][run_id]["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect()
 }
 
 #[test]
 fn stats_equal_ferret_io_on_the_beaver1_fixture() {
-    check_stats_against_ferret("beaver1.db");
+    for_each_way("beaver1.db", check_stats_against_ferret);
 }
 
 #[test]
 fn stats_equal_ferret_io_on_the_beaver2_fixture() {
-    check_stats_against_ferret("beaver2.db");
+    for_each_way("beaver2.db", check_stats_against_ferret);
 }
 
 #[test]
 fn stats_equal_ferret_io_on_the_generated_fixture() {
-    check_stats_against_ferret("generated1.db");
+    for_each_way("generated1.db", check_stats_against_ferret);
 }
 
 /// Parent of every span id and the children of every parent in order, from ferret's trees.
@@ -171,81 +316,48 @@ fn ferret_links(roots: &Value, parent: Option<&str>, links: &mut Vec<(String, Op
     }
 }
 
-fn check_links_against_ferret(db: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = convert(&fixture(db), dir.path());
-    let file = SpanFile::open(&path).unwrap();
+fn check_links_against_ferret(db: &str, path: &Path) {
+    let file = SpanFile::open(path).unwrap();
+    file.verify().unwrap();
     let reference = reference(db);
-    let mut records = Vec::new();
-    for seg in file.segments() {
-        records.extend(file.records(seg).iter().copied());
-    }
-    let id_of = |i: u64| SpanId(records[i as usize].span_id).to_hex();
+    let id_of = |i: u64| SpanId(file.record(i).unwrap().span_id).to_hex();
     for (run_id, want) in reference["runs"].as_object().unwrap() {
         let mut want_links = Vec::new();
         ferret_links(&want["roots"], None, &mut want_links);
         let want_links: HashMap<String, Option<String>> = want_links.into_iter().collect();
-        let ours: Vec<(u64, &ferret_format::SpanRecord)> = records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| file.string(r.run) == Some(run_id.as_str()))
-            .map(|(i, r)| (i as u64, r))
+        let ours: Vec<u64> = (0..file.record_count())
+            .filter(|&i| file.string(file.record(i).unwrap().run) == Some(run_id.as_str()))
             .collect();
         assert_eq!(ours.len(), want_links.len(), "{run_id}");
-        for (i, r) in &ours {
+        for &i in &ours {
+            let r = file.record(i).unwrap();
             let id = SpanId(r.span_id).to_hex();
-            let parent = r.parent().map(id_of);
+            let parent = file.parent_of(i, r);
             assert_eq!(
-                Some(&parent),
+                Some(&parent.map(id_of)),
                 want_links.get(&id),
                 "{run_id}: parent of {id}"
             );
             // Root links point at the top of the chain, and parent names match the parent.
-            let mut top = *i;
-            while let Some(p) = records[top as usize].parent() {
+            let mut top = i;
+            while let Some(p) = file.parent_of(top, file.record(top).unwrap()) {
                 top = p;
             }
-            assert_eq!(r.root_index(), top, "{run_id}: root of {id}");
-            if let Some(p) = r.parent() {
-                assert_eq!(r.parent_name, records[p as usize].name);
+            assert_eq!(file.root_of(r), top, "{run_id}: root of {id}");
+            let parent_name = file.links().parent_name_of(i, r);
+            match parent {
+                Some(p) => assert_eq!(parent_name, file.record(p).unwrap().name),
+                None => assert_eq!(parent_name, ferret_format::NONE_NAME),
             }
         }
-        // Children keep ferret's order: record order within each parent.
-        fn check_order(nodes: &Value, pos: &HashMap<String, u64>) {
-            let idx: Vec<u64> = nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| pos[n["span_id"].as_str().unwrap()])
-                .collect();
-            for n in nodes.as_array().unwrap() {
-                let kids: Vec<u64> = n["children"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| pos[c["span_id"].as_str().unwrap()])
-                    .collect();
-                assert!(
-                    kids.windows(2).all(|w| w[0] < w[1]),
-                    "children out of ferret's order"
-                );
-                check_order(&n["children"], pos);
-            }
-            let _ = idx;
-        }
-        let pos: HashMap<String, u64> = ours
-            .iter()
-            .map(|(i, r)| (SpanId(r.span_id).to_hex(), *i))
-            .collect();
-        check_order(&want["roots"], &pos);
     }
 }
 
 #[test]
 fn links_equal_ferret_io_trees_on_both_layouts() {
-    check_links_against_ferret("beaver1.db");
-    check_links_against_ferret("beaver2.db");
-    check_links_against_ferret("generated1.db");
+    for db in ["beaver1.db", "beaver2.db", "generated1.db"] {
+        for_each_way(db, check_links_against_ferret);
+    }
 }
 
 /// The rows of a fixture as JSON lines, in ferret's order.
@@ -547,53 +659,60 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
 
 #[test]
 fn append_after_the_database_grew_equals_a_full_conversion() {
-    // Both layouts: the 1.x watermark is a REAL timestamp, the 2.x one a TEXT timestamp.
-    for (db, table) in [
-        ("beaver1.db", "beaver_logs"),
-        ("beaver2.db", "__beaver_logs__"),
-    ] {
-        check_append_after_growth(db, table);
+    // Both layouts (REAL and TEXT timestamps); one cut and several. The spans still open at a
+    // cut (a traced `main`, a gather) are written later with older timestamps: a timestamp
+    // watermark lost them.
+    for db in ["beaver1.db", "beaver2.db", "generated1.db"] {
+        for cuts in [&[0.5][..], &[0.1, 0.25, 0.5, 0.75, 0.9]] {
+            let dir = tempfile::tempdir().unwrap();
+            let grown = convert_rowid_snapshots(&fixture(db), dir.path(), cuts);
+            let full = convert(&fixture(db), dir.path());
+            ferret_benches::assert_same_spans(&grown, &full);
+            // Appending again adds nothing.
+            let count = SpanFile::open(&grown).unwrap().record_count();
+            ok!(run!(
+                "ferret-convert",
+                dir.path().join("live.db"),
+                "-o",
+                &grown,
+                "--append",
+                "--quiet"
+            ));
+            assert_eq!(
+                SpanFile::open(&grown).unwrap().record_count(),
+                count,
+                "{db}"
+            );
+        }
     }
 }
 
-fn check_append_after_growth(db: &str, table: &str) {
+#[test]
+fn a_rewritten_source_or_an_old_file_is_refused_with_what_to_run() {
     let dir = tempfile::tempdir().unwrap();
-    let full_db = fixture(db);
-    let half_db = dir.path().join("half.db");
-    std::fs::copy(&full_db, &half_db).unwrap();
-    {
-        let con = rusqlite::Connection::open(&half_db).unwrap();
-        con.execute(
-            &format!("DELETE FROM {table} WHERE log_name = '_ferret_trace' AND timestamp > (SELECT timestamp FROM {table} WHERE log_name = '_ferret_trace' ORDER BY timestamp LIMIT 1 OFFSET 60)"),
-            [],
-        )
-        .unwrap();
-    }
-    let grown = dir.path().join("grown.ferret");
-    ok!(run!("ferret-convert", &half_db, "-o", &grown, "--quiet"));
-    assert_eq!(SpanFile::open(&grown).unwrap().record_count(), 61, "{db}");
-    // The database grows (here: the rest of the rows come back), then we append.
-    std::fs::copy(&full_db, &half_db).unwrap();
-    let append = || {
-        ok!(run!(
+    let db = dir.path().join("t.db");
+    std::fs::copy(fixture("beaver1.db"), &db).unwrap();
+    let out = convert(&db, dir.path());
+    // Another trace in the source's place: the row at the watermark is not the one converted.
+    std::fs::copy(fixture("generated1.db"), &db).unwrap();
+    fails!(
+        run!("ferret-convert", &db, "-o", &out, "--append"),
+        "the source changed since it was last converted",
+        "--force"
+    );
+    // A version 1 file cannot take the late links an append needs.
+    let v1 = dir.path().join("v1.ferret");
+    std::fs::copy(golden("v1.ferret"), &v1).unwrap();
+    fails!(
+        run!(
             "ferret-convert",
-            &half_db,
+            fixture("beaver1.db"),
             "-o",
-            &grown,
-            "--append",
-            "--quiet"
-        ))
-    };
-    append();
-    let full = convert(&full_db, dir.path());
-    ferret_benches::assert_same_records(&grown, &full);
-    let b = SpanFile::open(&full).unwrap();
-    // Appending again adds nothing.
-    append();
-    assert_eq!(
-        SpanFile::open(&grown).unwrap().record_count(),
-        b.record_count(),
-        "{db}"
+            &v1,
+            "--append"
+        ),
+        "format version 1 cannot be appended to",
+        "--force"
     );
 }
 
@@ -915,59 +1034,62 @@ fn shape(node: &Value) -> (String, Vec<(String, usize)>) {
 #[test]
 fn trees_equal_ferret_io_node_for_node_in_ferrets_root_order() {
     for db in ["beaver1.db", "beaver2.db", "generated1.db"] {
-        let dir = tempfile::tempdir().unwrap();
-        let file = convert(&fixture(db), dir.path());
-        let reference = reference(db);
-        for (run_id, want) in reference["runs"].as_object().unwrap() {
-            let got: Value = serde_json::from_str(&ok!(run!(
-                "ferret-scan",
-                &file,
-                "--tree",
-                "--run",
-                run_id,
-                "--limit",
-                "0",
-                "--format",
-                "json"
-            )))
-            .unwrap();
-            let roots = got["roots"].as_array().unwrap();
-            let order: Vec<&str> = roots
-                .iter()
-                .map(|r| r["span_id"].as_str().unwrap())
-                .collect();
-            let want_order: Vec<&str> = want["cli_root_order"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            assert_eq!(order, want_order, "{db} {run_id}: root order");
-            let by_id = by_key(&want["roots"], "span_id");
-            for root in roots {
-                let theirs = by_id[root["span_id"].as_str().unwrap()];
-                assert_eq!(shape(root), shape(theirs), "{db} {run_id}: tree shape");
-                let self_time = root["self_time"].as_f64().unwrap();
-                assert!(
-                    close(self_time, theirs["self_time"].as_f64().unwrap()),
-                    "{db} {run_id}: self time"
-                );
-                assert_eq!(root["elided"]["spans"], 0);
-            }
+        for_each_way(db, check_trees_against_ferret);
+    }
+}
+
+/// Every tree of every run, in ferret's root order, node for node with children in ferret's
+/// order, and each root's self time.
+fn check_trees_against_ferret(db: &str, file: &Path) {
+    let reference = reference(db);
+    for (run_id, want) in reference["runs"].as_object().unwrap() {
+        let got: Value = serde_json::from_str(&ok!(run!(
+            "ferret-scan",
+            file,
+            "--tree",
+            "--run",
+            run_id,
+            "--limit",
+            "0",
+            "--format",
+            "json"
+        )))
+        .unwrap();
+        let roots = got["roots"].as_array().unwrap();
+        let order: Vec<&str> = roots
+            .iter()
+            .map(|r| r["span_id"].as_str().unwrap())
+            .collect();
+        let want_order: Vec<&str> = want["cli_root_order"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(order, want_order, "{db} {run_id}: root order");
+        let by_id = by_key(&want["roots"], "span_id");
+        for root in roots {
+            let theirs = by_id[root["span_id"].as_str().unwrap()];
+            assert_eq!(shape(root), shape(theirs), "{db} {run_id}: tree shape");
+            let self_time = root["self_time"].as_f64().unwrap();
+            assert!(
+                close(self_time, theirs["self_time"].as_f64().unwrap()),
+                "{db} {run_id}: self time"
+            );
+            assert_eq!(root["elided"]["spans"], 0);
         }
     }
 }
 
 #[test]
 fn tree_text_equals_ferrets_own_output() {
-    check_tree_text("beaver1");
-    check_tree_text("generated1");
+    for_each_way("beaver1.db", check_tree_text);
+    for_each_way("generated1.db", check_tree_text);
 }
 
-fn check_tree_text(name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = convert(&fixture(&format!("{name}.db")), dir.path());
-    let ours = ok!(run!("ferret-scan", &file, "--tree"));
+fn check_tree_text(db: &str, file: &Path) {
+    let name = db.trim_end_matches(".db");
+    let ours = ok!(run!("ferret-scan", file, "--tree"));
     let theirs = std::fs::read_to_string(fixture(&format!("{name}.ferret-tree.txt"))).unwrap();
     let ours: Vec<String> = ours
         .lines()
@@ -1064,12 +1186,10 @@ fn ferret_self_total(nodes: &Value) -> f64 {
 
 /// Folded stacks of every run of `db`: one line per path, weights adding up to ferret's own
 /// per-span self time (each line rounds to the microsecond).
-fn check_folded_weights(db: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = convert(&fixture(db), dir.path());
+fn check_folded_weights(db: &str, file: &Path) {
     let reference = reference(db);
     for (run_id, want) in reference["runs"].as_object().unwrap() {
-        let folded = ok!(run!("ferret-scan", &file, "--folded", "--run", run_id));
+        let folded = ok!(run!("ferret-scan", file, "--folded", "--run", run_id));
         let lines: Vec<(&str, u64)> = folded
             .lines()
             .map(|l| {
@@ -1096,11 +1216,11 @@ fn check_folded_weights(db: &str) {
 
 #[test]
 fn exports_parse_and_add_up_to_ferrets_self_time() {
-    check_folded_weights("generated1.db");
+    for_each_way("generated1.db", check_folded_weights);
+    for_each_way("beaver1.db", check_folded_weights);
     let dir = tempfile::tempdir().unwrap();
     let file = convert(&fixture("beaver1.db"), dir.path());
     let reference = reference("beaver1.db");
-    check_folded_weights("beaver1.db");
     // The flame graph is well-formed SVG.
     let svg = dir.path().join("f.svg");
     let chrome = dir.path().join("c.json");
@@ -1246,6 +1366,14 @@ fn parquet_rows(path: &Path) -> Vec<serde_json::Map<String, Value>> {
         .collect()
 }
 
+/// The number of rows of each row group of a Parquet file.
+fn parquet_group_sizes(path: &Path) -> Vec<usize> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let groups = reader.metadata().row_groups();
+    groups.iter().map(|g| g.num_rows() as usize).collect()
+}
+
 /// ferret's tree nodes by span id, each with its parent id, root id and depth.
 fn ferret_nodes<'a>(
     nodes: &'a Value,
@@ -1262,13 +1390,11 @@ fn ferret_nodes<'a>(
     }
 }
 
-fn check_parquet_against_ferret(db: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = convert(&fixture(db), dir.path());
-    let out = dir.path().join("spans.parquet");
+fn check_parquet_against_ferret(db: &str, file: &Path) {
+    let out = file.with_extension("parquet");
     ok!(run!(
         "ferret-scan",
-        &file,
+        file,
         "--to-parquet",
         &out,
         "--all-runs"
@@ -1281,7 +1407,8 @@ fn check_parquet_against_ferret(db: &str) {
         .map(|r| r["span_count"].as_u64().unwrap())
         .sum();
     assert_eq!(rows.len() as u64, want_rows, "{db}: one row per span");
-    // Sorted by run id, then start time.
+    // Sorted by run id; each row group by start time; the whole run by start time when the
+    // records are in start order (a database converted in one go).
     let order: Vec<(&str, f64)> = rows
         .iter()
         .map(|r| {
@@ -1291,12 +1418,28 @@ fn check_parquet_against_ferret(db: &str) {
             )
         })
         .collect();
-    assert!(
-        order
-            .windows(2)
-            .all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 <= w[1].1)),
-        "{db}: rows sorted by run, then start"
-    );
+    let sorted = |rows: &[(&str, f64)]| {
+        rows.windows(2)
+            .all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 <= w[1].1))
+    };
+    assert!(order.windows(2).all(|w| w[0].0 <= w[1].0), "{db}: by run");
+    let mut at = 0;
+    for size in parquet_group_sizes(&out) {
+        assert!(sorted(&order[at..at + size]), "{db}: a row group by start");
+        at += size;
+    }
+    let records = SpanFile::open(file).unwrap();
+    let starts: Vec<(u32, f64)> = (0..records.record_count())
+        .map(|i| records.record(i).unwrap())
+        .map(|r| (r.run, r.start_time))
+        .collect();
+    let mut last_start: HashMap<u32, f64> = HashMap::new();
+    let in_start_order = starts
+        .iter()
+        .all(|&(run, t)| last_start.insert(run, t).is_none_or(|before| before <= t));
+    if in_start_order {
+        assert!(sorted(&order), "{db}: rows sorted by run, then start");
+    }
     for (run_id, want) in runs {
         let mut nodes = HashMap::new();
         ferret_nodes(&want["roots"], None, None, 0, &mut nodes);
@@ -1329,7 +1472,7 @@ fn check_parquet_against_ferret(db: &str) {
             assert!(close(a, b), "{db}: self time of {id}: {a} vs ferret {b}");
         }
         // Per-name counts and totals equal `ferret-scan --format json`.
-        let scan = scan_json(&file, run_id);
+        let scan = scan_json(file, run_id);
         let mut per_name: HashMap<&str, (u64, f64)> = HashMap::new();
         for row in &ours {
             let e = per_name.entry(row["name"].as_str().unwrap()).or_default();
@@ -1350,9 +1493,9 @@ fn check_parquet_against_ferret(db: &str) {
 
 #[test]
 fn parquet_export_equals_ferret_trees_and_scan_totals() {
-    check_parquet_against_ferret("beaver1.db");
-    check_parquet_against_ferret("beaver2.db");
-    check_parquet_against_ferret("generated1.db");
+    for db in ["beaver1.db", "beaver2.db", "generated1.db"] {
+        for_each_way(db, check_parquet_against_ferret);
+    }
 }
 
 #[test]

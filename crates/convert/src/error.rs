@@ -68,6 +68,14 @@ pub enum ConvertError {
     /// Appending with a source of another kind than the watermark's.
     #[error("{0}: its watermark is of another source kind (database vs JSON lines); convert into a new file")]
     WatermarkKind(PathBuf),
+    /// The source no longer holds the rows an earlier conversion read.
+    #[error("{path}: the source changed since it was last converted ({what}): it was vacuumed, cut or replaced by another file; convert it anew with --force")]
+    SourceRewritten {
+        /// The source.
+        path: PathBuf,
+        /// What differs.
+        what: String,
+    },
     /// The format layer failed.
     #[error("{path}: {source}")]
     Format {

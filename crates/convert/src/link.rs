@@ -1,29 +1,32 @@
-//! Resolving parent, root and parent-name links in one pass, in bounded memory.
+//! Resolving parent, root and parent-name links in one pass, in bounded memory, whatever the
+//! order in which spans arrive.
 //!
-//! Rows arrive in start order, so a parent nearly always precedes its children. The [`Linker`]
-//! keeps a *window* of spans that may still get children, keyed by span id, and drops a span once
-//! the stream's start time has passed its end by a margin (or the window is full). Then:
-//! - a child whose parent is in the window is linked at once;
-//! - a child whose parent is not in the window is written as a provisional root and waits. If a
-//!   span with its parent's id arrives before the child is committed (only possible when a clock
-//!   stepped back), the child is linked then. At the commit, a child whose parent was dropped
-//!   from the window (its id is in a Bloom filter of dropped ids) is a *miss*, resolved by
-//!   scanning the records already written, newest first, for the few missing ids; any other
-//!   child's parent was never written, and it stays a root.
+//! ferret-io writes a span when it ends and keys it by its start, so a parent can come before its
+//! children (a database read in start order) or after them (write order: JSON dumps, and every
+//! span still open when an earlier `--append` ran). The [`Linker`] handles both:
+//! - **Parents first.** A *window* of spans that may still get children, keyed by span id, drops
+//!   a span once the stream's start time has passed its end by a margin (or the window is full).
+//!   A child whose parent is in the window is linked at once. A child whose parent was dropped
+//!   (its id is in a Bloom filter of dropped ids) is a *miss*, resolved at the commit by scanning
+//!   the records already written, newest first.
+//! - **Children first.** A child whose parent has not arrived is written as a provisional root
+//!   and waits in `pending`. When its parent arrives in the same batch, the child is patched in
+//!   memory. At the commit, children still waiting become the segment's *orphans* (on disk,
+//!   sorted by parent id); a parent arriving in a later commit or conversion finds them through a
+//!   Bloom filter of orphan parent ids and a binary search per segment, and *adopts* them: an
+//!   adoption entry in its own segment, since committed records are never rewritten.
 //!
-//! Dropped ids reach the Bloom filter at the commit, sorted by the filter word they set: set one
-//! at a time, each was a cache and TLB miss in the 16 MiB filter (12% of a conversion).
-//!
-//! Linking a provisional root re-roots its subtree: the old root index maps to the new one in a
-//! remap table consulted whenever a root is read, and applied to the batch before it commits.
-//! A parent in another run, or one never written, leaves the child a root, as ferret does.
-//! `docs/LINKING.md` gives the memory bound.
+//! Adopting a provisional root re-roots its subtree: the old root maps to the new one in a remap
+//! table (union-find with path compression, so a chain of any depth links in linear time),
+//! applied to the batch and the window at each commit and then cleared. A parent in another run,
+//! or one never written, leaves the child a root, as ferret says. `docs/LINKING.md` gives the
+//! memory bound.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use ferret_format::{SpanFile, SpanId, SpanRecord, NONE_NAME};
+use ferret_format::{Adoption, Orphan, SpanFile, SpanId, SpanRecord, NONE_NAME};
 
 /// How long after a span's end it stays in the window, in seconds of stream time. Only speed
 /// depends on it: a child starting later still links, through the miss scan.
@@ -31,6 +34,7 @@ pub const WINDOW_MARGIN_SECONDS: f64 = 0.25;
 /// The most spans the window holds; past it the earliest-ending are dropped.
 pub const WINDOW_CAPACITY: usize = 1 << 19;
 const BLOOM_BITS: usize = 1 << 27; // 16 MiB: ~0.1% false positives at 10M dropped ids
+const ORPHAN_BLOOM_BITS: usize = 1 << 25; // 4 MiB: orphans are the children of open spans
 
 /// Hashes a [`SpanId`] (or a record index) by mixing its two halves: ids are uuid4s or xxh3 hashes, already
 /// random, so one multiply spreads them (SipHash cost 5% of a conversion). Sequential test ids
@@ -75,8 +79,12 @@ pub struct LinkStats {
     pub misses: u64,
     /// Misses found by scanning the records written.
     pub misses_resolved: u64,
-    /// Children linked to a parent that arrived after them.
+    /// Children linked to a parent that arrived after them in the same batch.
     pub late_parents: u64,
+    /// Committed children adopted by a parent that arrived in a later commit or conversion.
+    pub adoptions: u64,
+    /// Children written as orphans: their parent had not arrived at their commit.
+    pub orphans: u64,
     /// Links refused because they would close a cycle.
     pub cycles: u64,
     /// Spans whose id repeats an id still in the window (skipped).
@@ -90,28 +98,50 @@ pub enum LinkError {
     Duplicate,
 }
 
-/// The records pushed since the last commit, which linking may still patch.
-pub struct PendingBatch<'a> {
+/// The records pushed since the last commit, which linking may still patch, and the committed
+/// file as far as it is mapped (a commit may still be in flight).
+pub struct PendingBatch<'a, D> {
     /// The uncommitted records.
     pub records: &'a mut [SpanRecord],
     /// Global index of the first.
     pub first: u64,
+    /// The committed records, when there are any.
+    pub committed: Option<&'a SpanFile<D>>,
+}
+
+/// What a commit adds besides the records: the late links the writer stores.
+#[derive(Debug, Default)]
+pub struct CommitLinks {
+    /// Committed roots adopted during this batch.
+    pub adoptions: Vec<Adoption>,
+    /// Records of this batch still waiting for their parent id.
+    pub orphans: Vec<Orphan>,
 }
 
 /// The linking state of one conversion.
 pub struct Linker {
     window: IdMap<OpenSpan>,
-    /// Window entries in arrival (start) order: `(start, end key, index, id)`.
+    /// Window entries in arrival order: `(start, end key, index, id)`.
     recent: VecDeque<(f64, u64, u64, SpanId)>,
     /// Entries still open `WINDOW_MARGIN_SECONDS` after they started, by end.
     long_lived: BinaryHeap<Reverse<(u64, u64, SpanId)>>,
     dropped: Bloom,
     /// Ids dropped from the window since the last commit, not yet in `dropped`.
     dropped_since_commit: Vec<SpanId>,
-    /// Children not linked yet, by the parent id they wait for.
+    /// Children of this batch not linked yet, by the parent id they wait for.
     pending: IdMap<Vec<u64>>,
-    /// Re-rooted subtrees: old root index to new. Looked up for every span once a late child
-    /// was linked, so it hashes as the window does (SipHash was 2% of a conversion).
+    /// Parent ids of every committed orphan (a hit is confirmed on disk or in `recent_orphans`).
+    orphan_ids: Bloom,
+    /// The orphans of the last commit, `(child, run)` by parent id: that commit may still be in
+    /// flight, so its segment is not mapped yet.
+    recent_orphans: IdMap<Vec<(u64, u32)>>,
+    /// First record of the last commit: mapped segments from there on are in `recent_orphans`.
+    recent_first: u64,
+    /// Committed roots adopted by this conversion (the file's own adoptions are in its links).
+    adopted: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    /// Adoptions of committed roots since the last commit.
+    new_adoptions: Vec<Adoption>,
+    /// Re-rooted subtrees since the last commit: old root index to new (path-compressed).
     remap: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
     stats: LinkStats,
 }
@@ -125,6 +155,11 @@ impl Default for Linker {
             dropped: Bloom::new(BLOOM_BITS),
             dropped_since_commit: Vec::new(),
             pending: IdMap::default(),
+            orphan_ids: Bloom::new(ORPHAN_BLOOM_BITS),
+            recent_orphans: IdMap::default(),
+            recent_first: u64::MAX,
+            adopted: HashSet::default(),
+            new_adoptions: Vec::new(),
             remap: HashMap::default(),
             stats: LinkStats::default(),
         }
@@ -143,12 +178,15 @@ fn end_key(end: f64) -> u64 {
 
 impl Linker {
     /// A linker for appending to `file`: every span already written counts as possibly dropped,
-    /// so children of spans in the file are found by the miss scan.
+    /// so children of spans in the file are found by the miss scan, and every orphan in the
+    /// file can be adopted by a parent that arrives now.
     pub fn for_append<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Linker {
         let mut l = Linker::default();
         for seg in file.segments() {
             l.dropped
                 .insert_all(file.records(seg).iter().map(|r| SpanId(r.span_id)));
+            l.orphan_ids
+                .insert_all(file.orphans(seg).iter().map(|o| SpanId(o.parent_id)));
         }
         l
     }
@@ -158,23 +196,21 @@ impl Linker {
         &self.stats
     }
 
-    fn resolve_root(&self, mut root: u64) -> u64 {
-        while let Some(&next) = self.remap.get(&root) {
-            root = next;
-        }
-        root
+    /// The root `root` now stands under.
+    fn resolve_root(&mut self, root: u64) -> u64 {
+        resolve(&mut self.remap, root)
     }
 
     /// Links `rec` (about to become record `index`, ending at `end`) and registers it as a
-    /// possible parent; children in `batch` waiting for it are linked now.
-    pub fn link(
+    /// possible parent; children waiting for it, in `batch` or committed, are linked now.
+    pub fn link<D: AsRef<[u8]>>(
         &mut self,
         span_id: SpanId,
         parent_id: Option<SpanId>,
         end: f64,
         rec: &mut SpanRecord,
         index: u64,
-        batch: PendingBatch,
+        batch: PendingBatch<D>,
     ) -> Result<(), LinkError> {
         if self.window.contains_key(&span_id) {
             self.stats.duplicates += 1;
@@ -185,7 +221,7 @@ impl Linker {
         rec.parent_name = NONE_NAME;
         rec.root = index;
         if let Some(pid) = parent_id {
-            match self.window.get(&pid) {
+            match self.window.get(&pid).copied() {
                 Some(p) if p.run == rec.run => {
                     rec.set_parent(Some(p.index));
                     rec.parent_name = p.name;
@@ -205,13 +241,13 @@ impl Linker {
         self.recent
             .push_back((rec.start_time, end_key(end), index, span_id));
         self.stats.window_peak = self.stats.window_peak.max(self.window.len());
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         if let Some(children) = self.pending.remove(&span_id) {
             for child in children {
                 self.adopt(child, open, batch.records, batch.first, true);
             }
+        }
+        if self.orphan_ids.maybe_contains(&span_id) {
+            self.adopt_committed(span_id, open, batch.committed);
         }
         Ok(())
     }
@@ -249,6 +285,59 @@ impl Linker {
         }
     }
 
+    /// Adopts the committed orphans waiting for `id`: those of the last commit (in memory), then
+    /// those of the mapped segments before it (binary search in each orphan table).
+    fn adopt_committed<D: AsRef<[u8]>>(
+        &mut self,
+        id: SpanId,
+        parent: OpenSpan,
+        committed: Option<&SpanFile<D>>,
+    ) {
+        if let Some(children) = self.recent_orphans.remove(&id) {
+            for (child, run) in children {
+                self.adopt_committed_child(child, run, parent);
+            }
+        }
+        let Some(file) = committed else {
+            return;
+        };
+        for seg in file.segments() {
+            if seg.first_record >= self.recent_first {
+                break;
+            }
+            let orphans = file.orphans(seg);
+            let from = orphans.partition_point(|o| o.parent_id < id.0);
+            for o in orphans[from..].iter().take_while(|o| o.parent_id == id.0) {
+                let known = file.links().adoption(o.child).is_some();
+                if let (false, Some(r)) = (known, file.record(o.child)) {
+                    self.adopt_committed_child(o.child, r.run, parent);
+                }
+            }
+        }
+    }
+
+    /// Adopts committed root `child` (of run `run`) under `parent`: an adoption entry, and its
+    /// subtree re-rooted for everything linked from now on.
+    fn adopt_committed_child(&mut self, child: u64, run: u32, parent: OpenSpan) {
+        if run != parent.run || self.adopted.contains(&child) {
+            return;
+        }
+        let new_root = self.resolve_root(parent.root);
+        if new_root == child {
+            self.stats.cycles += 1;
+            return;
+        }
+        self.remap.insert(child, new_root);
+        self.adopted.insert(child);
+        self.new_adoptions.push(Adoption {
+            child,
+            parent: parent.index,
+            parent_name: parent.name,
+            reserved: 0,
+        });
+        self.stats.adoptions += 1;
+    }
+
     /// Drops spans that ended more than the margin before `now`. Most spans are short: they
     /// leave from the front of the arrival queue in O(1). A span still open a margin after it
     /// started moves to a heap by end time, which therefore holds only long-lived spans.
@@ -284,31 +373,58 @@ impl Linker {
         }
     }
 
-    /// Sorts the children still waiting into misses (their parent was dropped from the window)
-    /// and roots (it was never written), resolves the misses by scanning the batch and then the
-    /// committed records, newest first, and applies all re-rootings to the batch.
-    pub fn before_commit<D: AsRef<[u8]>>(
-        &mut self,
-        batch: PendingBatch,
-        committed: Option<&SpanFile<D>>,
-    ) {
+    /// Before the batch commits: resolves the misses (children whose parent was dropped from
+    /// the window) by scanning the batch and then the committed records, newest first; applies
+    /// every re-rooting to the batch and the window; and returns the adoptions to record and
+    /// the children still waiting, which become the segment's orphans.
+    pub fn before_commit<D: AsRef<[u8]>>(&mut self, batch: PendingBatch<D>) -> CommitLinks {
         self.dropped.insert_all(self.dropped_since_commit.drain(..));
-        let mut wanted = std::mem::take(&mut self.pending);
-        wanted.retain(|pid, _| self.dropped.maybe_contains(pid));
-        if !wanted.is_empty() {
-            self.stats.misses += wanted.values().map(|c| c.len() as u64).sum::<u64>();
-            self.resolve_misses(wanted, batch.records, batch.first, committed);
+        let (mut misses, mut waiting): (IdMap<Vec<u64>>, IdMap<Vec<u64>>) =
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|(pid, _)| self.dropped.maybe_contains(pid));
+        if !misses.is_empty() {
+            self.stats.misses += misses.values().map(|c| c.len() as u64).sum::<u64>();
+            self.resolve_misses(&mut misses, batch.records, batch.first, batch.committed);
+            waiting.extend(misses); // not found: a false positive of the filter
+        }
+        for r in batch.records.iter_mut() {
+            r.root = self.resolve_root(r.root);
         }
         if !self.remap.is_empty() {
-            for r in batch.records.iter_mut() {
-                r.root = self.resolve_root(r.root);
+            for open in self.window.values_mut() {
+                open.root = resolve(&mut self.remap, open.root);
             }
+            self.remap.clear();
+        }
+        self.recent_first = batch.first;
+        self.recent_orphans.clear();
+        let mut orphans = Vec::new();
+        for (pid, children) in waiting {
+            for &child in &children {
+                orphans.push(Orphan {
+                    parent_id: pid.0,
+                    child,
+                });
+            }
+            let runs = children
+                .into_iter()
+                .map(|c| (c, batch.records[(c - batch.first) as usize].run))
+                .collect();
+            self.recent_orphans.insert(pid, runs);
+        }
+        self.orphan_ids
+            .insert_all(self.recent_orphans.keys().copied());
+        self.stats.orphans += orphans.len() as u64;
+        CommitLinks {
+            adoptions: std::mem::take(&mut self.new_adoptions),
+            orphans,
         }
     }
 
     fn resolve_misses<D: AsRef<[u8]>>(
         &mut self,
-        mut wanted: IdMap<Vec<u64>>,
+        wanted: &mut IdMap<Vec<u64>>,
         batch: &mut [SpanRecord],
         batch_first: u64,
         committed: Option<&SpanFile<D>>,
@@ -337,11 +453,15 @@ impl Linker {
         // Link in index order of the parents so that chains of misses re-root consistently.
         found.sort_by_key(|f| f.0);
         for (index, r, children) in found {
+            let root = match file_root(committed, index) {
+                Some(root) => root,
+                None => r.root_index(),
+            };
             let parent = OpenSpan {
                 index,
                 run: r.run,
                 name: r.name,
-                root: r.root_index(),
+                root,
             };
             for child in children {
                 self.stats.misses_resolved += 1;
@@ -349,6 +469,27 @@ impl Linker {
             }
         }
     }
+}
+
+/// The root of committed record `index`, followed through the file's adoptions (`None` when
+/// the record is not committed: it is in the batch, whose roots are current).
+fn file_root<D: AsRef<[u8]>>(committed: Option<&SpanFile<D>>, index: u64) -> Option<u64> {
+    let file = committed?;
+    file.record(index).map(|r| file.root_of(r))
+}
+
+/// The root `root` now stands under in `remap`, compressing the path walked (union-find), so a
+/// chain adopted link by link from its leaf up resolves in linear time, not quadratic.
+fn resolve(remap: &mut HashMap<u64, u64, BuildHasherDefault<IdHasher>>, root: u64) -> u64 {
+    let mut top = root;
+    while let Some(&next) = remap.get(&top) {
+        top = next;
+    }
+    let mut at = root;
+    while at != top {
+        at = remap.insert(at, top).unwrap_or(top);
+    }
+    top
 }
 
 /// A fixed-size blocked Bloom filter of span ids dropped from the window: the 4 probes of an id

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Zeroable;
 use crossbeam_channel::bounded;
 use ferret_format::{
-    FormatError, LastTimestamp, SpanExtras, SpanFileWriter, SpanRecord, Watermark,
+    FormatError, LastTimestamp, RowidMark, SpanExtras, SpanFileWriter, SpanRecord, Watermark,
     FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID, FLAG_NULL_DURATION, MAGIC,
 };
 
@@ -93,8 +93,6 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Linking counters.
     pub link: LinkStats,
-    /// JSON lines whose start time is earlier than the line before.
-    pub out_of_order: u64,
     /// Warnings worth a line each.
     pub warnings: Vec<String>,
 }
@@ -111,6 +109,7 @@ struct ParsedBatch {
     strings: String,
     spans: Vec<(Locator, Result<ParsedSpan, String>)>,
     last: LastTimestamp,
+    rowids: RowidMark,
     bytes: InputBytes,
 }
 
@@ -131,6 +130,7 @@ fn parse_batch(batch: RowBatch) -> ParsedBatch {
         strings,
         spans,
         last: batch.last,
+        rowids: batch.rowids,
         bytes: batch.bytes,
     }
 }
@@ -238,7 +238,7 @@ fn run(
 ) -> Result<Summary, ConvertError> {
     let mut summary = Summary::default();
     let identity = source_identity(&opts.input);
-    let after = resume_point(opts, kind, writer, &identity, &mut summary)?;
+    let (after, rowids) = resume_point(opts, kind, writer, &identity, &mut summary)?;
     let mut linker = match writer.committed() {
         Some(file) if opts.append => Linker::for_append(file),
         _ => Linker::default(),
@@ -262,6 +262,7 @@ fn run(
                 kind,
                 &opts.namespace,
                 after.clone(),
+                rowids,
                 opts.count_rows,
             )?;
             summary.rows_expected = src.rows;
@@ -282,8 +283,7 @@ fn run(
         summary: &mut summary,
         runs: Vec::new(),
         last: after,
-        last_start: f64::NEG_INFINITY,
-        json_lines: kind == SourceKind::JsonLines,
+        rowids,
         opts,
         identity,
     };
@@ -297,12 +297,6 @@ fn run(
     summary.runs = runs;
     summary.names = writer.name_count();
     summary.link = linker.stats().clone();
-    if summary.out_of_order > 0 {
-        summary.warnings.push(format!(
-            "{} JSON lines start earlier than the line before them: records keep line order, which is not ferret's start order; sort the lines by start_time for ferret's order",
-            summary.out_of_order
-        ));
-    }
     Ok(summary)
 }
 
@@ -325,9 +319,9 @@ fn resume_point(
     writer: &SpanFileWriter,
     identity: &str,
     summary: &mut Summary,
-) -> Result<LastTimestamp, ConvertError> {
+) -> Result<(LastTimestamp, RowidMark), ConvertError> {
     let Some(wm) = writer.watermark().filter(|_| opts.append) else {
-        return Ok(LastTimestamp::None);
+        return Ok((LastTimestamp::None, RowidMark::default()));
     };
     if wm.namespace != opts.namespace && kind != SourceKind::JsonLines {
         return Err(ConvertError::NamespaceMismatch {
@@ -350,7 +344,7 @@ fn resume_point(
             wm.source
         ));
     }
-    Ok(wm.last)
+    Ok((wm.last, wm.rowids))
 }
 
 struct WriteState<'a> {
@@ -360,10 +354,7 @@ struct WriteState<'a> {
     /// Which run string ids have spans (dense: no hashing per span).
     runs: Vec<bool>,
     last: LastTimestamp,
-    last_start: f64,
-    /// JSON lines keep line order, so a line starting before its predecessor is counted (a
-    /// database is read in timestamp order and cannot be out of order).
-    json_lines: bool,
+    rowids: RowidMark,
     opts: &'a ConvertOptions,
     identity: String,
 }
@@ -384,6 +375,7 @@ impl WriteState<'_> {
             }
             // Commits fall on batch boundaries, where the watermark is known.
             self.last = batch.last;
+            self.rowids = batch.rowids;
             if self.writer.pending_len() >= self.opts.commit_every
                 || self.writer.pending_tag_bytes() >= 256 << 20
             {
@@ -447,7 +439,7 @@ impl WriteState<'_> {
         rec.set_flags(flags);
         let end = span.start_time + span.duration.unwrap_or(f64::INFINITY);
         let index = w.next_index();
-        let first = w.first_pending();
+        let (records, first, committed) = w.pending_with_mapped();
         self.linker
             .link(
                 span.span_id,
@@ -456,8 +448,9 @@ impl WriteState<'_> {
                 &mut rec,
                 index,
                 PendingBatch {
-                    records: w.pending_mut(),
+                    records,
                     first,
+                    committed,
                 },
             )
             .map_err(|LinkError::Duplicate| {
@@ -472,10 +465,6 @@ impl WriteState<'_> {
             original_id: span.original_id.as_ref().map_or("", text).as_bytes(),
         };
         w.push(rec, &extras).map_err(|e| e.to_string())?;
-        if self.json_lines && span.start_time < self.last_start {
-            self.summary.out_of_order += 1;
-        }
-        self.last_start = self.last_start.max(span.start_time);
         let run = rec.run as usize;
         if run >= self.runs.len() {
             self.runs.resize(run + 1, false);
@@ -487,16 +476,24 @@ impl WriteState<'_> {
 
     fn commit(&mut self, complete: bool) -> Result<(), ConvertError> {
         let out = self.opts.output.clone();
-        let (records, first, file) = self
+        let (records, first, committed) = self
             .writer
             .pending_with_committed()
             .map_err(fmt_err(&out))?;
-        self.linker
-            .before_commit(PendingBatch { records, first }, file);
+        let links = self.linker.before_commit(PendingBatch {
+            records,
+            first,
+            committed,
+        });
+        for adoption in links.adoptions {
+            self.writer.push_adoption(adoption);
+        }
+        self.writer.set_orphans(links.orphans);
         let wm = Watermark {
             source: self.identity.clone(),
             namespace: self.opts.namespace.clone(),
             last: self.last.clone(),
+            rowids: self.rowids,
         };
         self.writer.set_watermark(&wm).map_err(fmt_err(&out))?;
         // The last commit is waited for; the others finish while the next segment fills.

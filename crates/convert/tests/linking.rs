@@ -1,6 +1,7 @@
 //! Linking beyond the window: parents that left the window long ago (found by the backward scan
 //! over committed segments), parents in other runs, parents never written, parents arriving
-//! after their children, and cycles, checked against ferret's rule applied to the whole trace.
+//! after their children (in the same commit, in a later one, in a later `--append`), and
+//! cycles, checked against ferret's rule applied to the whole trace, in any arrival order.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,6 +23,7 @@ impl Rng {
     }
 }
 
+#[derive(Clone)]
 struct Span {
     id: String,
     parent: Option<String>,
@@ -36,8 +38,14 @@ fn id(i: u64) -> String {
 /// 3,000 spans at 100 per second of trace time: a parent 500 spans back ended ~5 s before its
 /// child starts, far outside the 1 s window margin.
 fn trace(seed: u64) -> Vec<Span> {
+    trace_of(seed, 3000)
+}
+
+/// `n` spans as [`trace`] makes them. Commits fall on the reader's batches of 4,096 rows, so a
+/// trace that must cross commits needs more than that.
+fn trace_of(seed: u64, n: u64) -> Vec<Span> {
     let mut rng = Rng(seed);
-    (0..3000u64)
+    (0..n)
         .map(|i| {
             let run = if rng.below(10) == 0 { "b" } else { "a" };
             let parent = match rng.below(20) {
@@ -91,31 +99,79 @@ fn oracle(spans: &[Span]) -> Vec<Option<usize>> {
 }
 
 fn convert_lines(dir: &Path, text: &str, commit_every: usize) -> SpanFile<memmap2::Mmap> {
+    convert_in_parts(dir, text, commit_every, &[])
+}
+
+/// Converts `text` as JSON lines, first its lines before each cut of `cuts` (the file as it
+/// stood then), each further part with `--append`, as a live trace is converted.
+fn convert_in_parts(
+    dir: &Path,
+    text: &str,
+    commit_every: usize,
+    cuts: &[usize],
+) -> SpanFile<memmap2::Mmap> {
     let input = dir.join("in.jsonl");
-    std::fs::write(&input, text).unwrap();
     let output = dir.join("out.ferret");
-    let mut opts = ConvertOptions::new(&input, &output);
-    opts.commit_every = commit_every;
-    opts.force = true;
-    let summary = convert(&opts, &mut |_, _| {}).unwrap();
-    assert_eq!(summary.rows_skipped, 0, "{:?}", summary.bad_rows);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let ends = cuts.iter().copied().chain([lines.len()]);
+    for (part, end) in ends.enumerate() {
+        std::fs::write(&input, lines[..end].concat()).unwrap();
+        let mut opts = ConvertOptions::new(&input, &output);
+        opts.commit_every = commit_every;
+        opts.force = part == 0;
+        opts.append = part > 0;
+        let summary = convert(&opts, &mut |_, _| {}).unwrap();
+        assert_eq!(summary.rows_skipped, 0, "{:?}", summary.bad_rows);
+    }
     SpanFile::open(&output).unwrap()
 }
 
+/// Checks every record's parent, root and parent name (through the file's adoptions) against
+/// ferret's links `want`, by record index.
 fn check(file: &SpanFile<memmap2::Mmap>, want: &[Option<usize>]) {
     file.verify().unwrap();
     for (i, w) in want.iter().enumerate() {
-        let r = file.record(i as u64).unwrap();
-        assert_eq!(r.parent(), w.map(|p| p as u64), "parent of record {i}");
+        let index = i as u64;
+        let r = file.record(index).unwrap();
+        assert_eq!(
+            file.parent_of(index, r),
+            w.map(|p| p as u64),
+            "parent of record {i}"
+        );
         let mut top = i;
         while let Some(p) = want[top] {
             top = p;
         }
-        assert_eq!(r.root_index(), top as u64, "root of record {i}");
-        if let Some(p) = w {
-            assert_eq!(r.parent_name, file.record(*p as u64).unwrap().name);
+        assert_eq!(file.root_of(r), top as u64, "root of record {i}");
+        let parent_name = file.links().parent_name_of(index, r);
+        match w {
+            Some(p) => assert_eq!(parent_name, file.record(*p as u64).unwrap().name),
+            None => assert_eq!(parent_name, ferret_format::NONE_NAME),
         }
     }
+}
+
+/// `spans` in the order ferret-io writes them: each span when it ends, so a parent after its
+/// children. Here a span ends after every span that follows it in start order within its
+/// subtree, so write order puts each subtree before its root.
+fn write_order(spans: Vec<Span>, rng: &mut Rng) -> Vec<Span> {
+    let mut spans = spans;
+    // Reversed start order is an extreme write order (every parent after all its children);
+    // swapping neighbours now and then mixes in the interleaving of concurrent tasks.
+    spans.reverse();
+    for i in 1..spans.len() {
+        if rng.below(4) == 0 {
+            spans.swap(i - 1, i);
+        }
+    }
+    spans
+}
+
+fn shuffled(mut spans: Vec<Span>, rng: &mut Rng) -> Vec<Span> {
+    for i in (1..spans.len()).rev() {
+        spans.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    spans
 }
 
 #[test]
@@ -191,24 +247,59 @@ fn a_parent_cycle_terminates_and_leaves_a_root() {
 }
 
 #[test]
-fn json_lines_out_of_start_order_are_counted_and_warned_about() {
-    let span = |i, start| Span {
-        id: id(i),
-        parent: None,
-        run: "a",
-        start,
-    };
-    // Three lines, the last two starting before the line above them: a small unsorted file.
-    let spans = vec![span(1, 30.0), span(2, 20.0), span(3, 10.0)];
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("unsorted.jsonl");
-    std::fs::write(&input, jsonl(&spans)).unwrap();
-    let mut opts = ConvertOptions::new(&input, dir.path().join("u.ferret"));
-    opts.force = true;
-    let summary = convert(&opts, &mut |_, _| {}).unwrap();
-    assert_eq!(summary.out_of_order, 2);
-    assert!(summary
-        .warnings
-        .iter()
-        .any(|w| w.contains("2 JSON lines start earlier")));
+fn links_are_exact_in_write_order_and_shuffled_whatever_the_commit_size() {
+    for (seed, commit_every) in [(4, 7), (5, 100), (6, 1 << 18)] {
+        let mut rng = Rng(seed * 7919);
+        for spans in [
+            write_order(trace_of(seed, 20_000), &mut rng),
+            shuffled(trace_of(seed, 20_000), &mut rng),
+        ] {
+            let want = oracle(&spans);
+            let dir = tempfile::tempdir().unwrap();
+            check(
+                &convert_lines(dir.path(), &jsonl(&spans), commit_every),
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn appends_in_write_order_adopt_what_earlier_conversions_left_waiting() {
+    for (seed, commit_every) in [(7, 50), (8, 1 << 18)] {
+        let mut rng = Rng(seed * 104_729);
+        let spans = write_order(trace(seed), &mut rng);
+        let want = oracle(&spans);
+        let dir = tempfile::tempdir().unwrap();
+        let file = convert_in_parts(dir.path(), &jsonl(&spans), commit_every, &[700, 1500, 2999]);
+        check(&file, &want);
+        let adopted = file.links().len();
+        assert!(
+            adopted > 10,
+            "the cuts must leave children waiting ({adopted} adopted)"
+        );
+    }
+}
+
+#[test]
+fn deep_chains_link_in_either_order() {
+    // One chain 20,000 deep: record i's parent is record i - 1 in start order.
+    let chain: Vec<Span> = (0..20_000u64)
+        .map(|i| Span {
+            id: id(i),
+            parent: i.checked_sub(1).map(id),
+            run: "a",
+            start: 1.7e9 + i as f64 * 1e-4,
+        })
+        .collect();
+    let mut reversed = chain.clone();
+    reversed.reverse();
+    for (spans, commit_every) in [(chain, 1 << 18), (reversed, 3000)] {
+        let want = oracle(&spans);
+        let dir = tempfile::tempdir().unwrap();
+        check(
+            &convert_lines(dir.path(), &jsonl(&spans), commit_every),
+            &want,
+        );
+    }
 }

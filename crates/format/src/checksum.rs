@@ -13,6 +13,16 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
 }
 
+/// The checksum of a link table: 0 for an empty one, so that the zero bytes version 1 wrote in
+/// their place describe empty tables.
+pub(crate) fn table_checksum(bytes: &[u8]) -> u64 {
+    if bytes.is_empty() {
+        0
+    } else {
+        checksum(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,11 @@ pub enum Region {
         /// One past the last global record index of the segment.
         end: u64,
     },
+    /// The adoption and orphan tables of one segment.
+    Links {
+        /// Index of the segment in the file.
+        segment: usize,
+    },
 }
 
 impl std::fmt::Display for Region {
@@ -59,6 +64,7 @@ impl std::fmt::Display for Region {
                 first,
                 end,
             } => write!(f, "tag heap of segment {segment} (records {first}..{end})"),
+            Region::Links { segment } => write!(f, "link tables of segment {segment}"),
         }
     }
 }
@@ -158,6 +164,12 @@ pub enum FormatError {
     /// The in-memory buffer is not aligned for a zero-copy view.
     #[error("buffer is not 8-byte aligned: load files with SpanFile::open or AlignedBytes")]
     Misaligned,
+    /// An older format version cannot be appended to.
+    #[error("format version {found} cannot be appended to (its watermark misses spans that were still open): convert the trace anew with --force")]
+    AppendToOlder {
+        /// Version in the file.
+        found: u32,
+    },
     /// A limit of the format was reached.
     #[error("format limit reached: {0}")]
     Limit(String),

@@ -11,7 +11,7 @@ use crate::error::FormatError;
 /// Magic bytes at offset 0 of every slot.
 pub const MAGIC: [u8; 8] = *b"FERRET\x00\x01";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest version this build reads.
 pub const MIN_READ_VERSION: u32 = 1;
 /// Bytes reserved for one header slot; the data area starts after two slots.
@@ -50,7 +50,12 @@ pub struct RawHeader {
     pub wm_real: f64,
     pub wm_text: [u8; WM_TEXT_CAP],
     pub wm_line: u64,
-    pub reserved: [u8; 80],
+    pub wm_rowid_done: u64,
+    pub wm_rowid_upto: u64,
+    pub wm_row_check: u64,
+    pub latest_start: f64,
+    pub latest_record: u64,
+    pub reserved: [u8; 40],
     pub checksum: u64,
 }
 
@@ -69,15 +74,32 @@ pub enum LastTimestamp {
     Line(u64),
 }
 
-/// Where an incremental conversion resumes: which source, which namespace, which timestamp.
+/// Where a BeaverDB conversion stands in the source's rowids (version 2). ferret-io inserts a
+/// span when it ends, so the rowid follows the write order: every row added after a conversion
+/// has a larger rowid, whatever its timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowidMark {
+    /// Every row of the namespace with a rowid up to this one is converted.
+    pub done: u64,
+    /// The rows in `done + 1 ..= upto` are being converted in timestamp order: those up to the
+    /// watermark's timestamp are in the file. Equal to `done` when no conversion is under way.
+    pub upto: u64,
+    /// xxh3-64 of the row at rowid `done` (its namespace, a zero byte, its data), so that a
+    /// source rewritten since (vacuumed, cut, replaced) is noticed; 0 when `done` is 0.
+    pub check: u64,
+}
+
+/// Where an incremental conversion resumes: which source, which namespace, which position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Watermark {
     /// The source's identity (its canonical path, or `-` for stdin).
     pub source: String,
     /// The namespace (`log_name`) converted.
     pub namespace: String,
-    /// The last timestamp committed.
+    /// The last timestamp committed within the rowids under way (or the JSON lines read).
     pub last: LastTimestamp,
+    /// The rowids converted (BeaverDB sources; all zero for JSON lines and version 1 files).
+    pub rowids: RowidMark,
 }
 
 /// The decoded header, with watermark strings still as string ids.
@@ -140,6 +162,20 @@ impl Header {
             }
         }
         Ok(())
+    }
+
+    pub fn set_rowids(&mut self, rowids: RowidMark) {
+        self.raw.wm_rowid_done = rowids.done;
+        self.raw.wm_rowid_upto = rowids.upto;
+        self.raw.wm_row_check = rowids.check;
+    }
+
+    pub fn rowids(&self) -> RowidMark {
+        RowidMark {
+            done: self.raw.wm_rowid_done,
+            upto: self.raw.wm_rowid_upto,
+            check: self.raw.wm_row_check,
+        }
     }
 
     pub fn last(&self) -> LastTimestamp {
@@ -218,7 +254,7 @@ fn check_header(raw: &RawHeader, file_len: u64) -> Result<(), FormatError> {
     }
     if raw.record_size != 64 {
         return Err(FormatError::InvalidHeader(format!(
-            "record size {} (version 1 records are 64 bytes)",
+            "record size {} (records are 64 bytes)",
             raw.record_size
         )));
     }

@@ -16,6 +16,7 @@ compile_error!("ferret's record file is little-endian and is viewed in place: bi
 mod checksum;
 mod error;
 mod header;
+mod links;
 mod reader;
 mod record;
 mod segment;
@@ -25,8 +26,9 @@ mod writer;
 
 pub use error::{FormatError, Region};
 pub use header::{
-    LastTimestamp, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,
+    LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,
 };
+pub use links::{Adoption, Links, Orphan};
 pub use reader::{AlignedBytes, Segment, SpanFile};
 pub use record::{
     SpanId, SpanRecord, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID,

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapOptions};
 
-use crate::checksum::checksum;
+use crate::checksum::{checksum, table_checksum};
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
+use crate::links::{Adoption, Links, Orphan};
 use crate::record::{SpanId, SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
 use crate::segment::{block_count, read_segment_header, SegmentLayout, BLOCK_RECORDS};
 use crate::strings::StringTable;
@@ -32,6 +33,8 @@ pub struct Segment {
     names_checksum: u64,
     strings_checksum: u64,
     tags_checksum: u64,
+    adoptions_len: u64,
+    orphans_len: u64,
 }
 
 impl Segment {
@@ -78,6 +81,7 @@ pub struct SpanFile<D> {
     segments: Vec<Segment>,
     names: StringTable,
     strings: StringTable,
+    links: Links,
 }
 
 impl SpanFile<Mmap> {
@@ -148,6 +152,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             segments: Vec::new(),
             names: StringTable::default(),
             strings: StringTable::default(),
+            links: Links::default(),
         };
         file.load_segments()?;
         Ok(file)
@@ -197,6 +202,24 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     "string",
                 )
                 .map_err(invalid)?;
+            let entry = std::mem::size_of::<Adoption>() as u64;
+            if h.adoptions_len % entry != 0 || h.orphans_len % entry != 0 {
+                return Err(invalid(format!(
+                    "link tables of {} and {} bytes are not made of {entry}-byte entries",
+                    h.adoptions_len, h.orphans_len
+                )));
+            }
+            let tables = [
+                (layout.adoptions, h.adoptions_len, h.adoptions_checksum),
+                (layout.orphans, h.orphans_len, h.orphans_checksum),
+            ];
+            for (at, len, sum) in tables {
+                if table_checksum(&bytes[at as usize..(at + len) as usize]) != sum {
+                    return Err(FormatError::Checksum {
+                        region: Region::Links { segment: index },
+                    });
+                }
+            }
             self.segments.push(Segment {
                 index,
                 offset,
@@ -207,7 +230,24 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 names_checksum: h.names_checksum,
                 strings_checksum: h.strings_checksum,
                 tags_checksum: h.tags_checksum,
+                adoptions_len: h.adoptions_len,
+                orphans_len: h.orphans_len,
             });
+            // Offsets are multiples of 8 in an 8-aligned buffer, and lengths of 24: the cast holds.
+            let at = layout.adoptions as usize;
+            let adoptions: &[Adoption] =
+                bytemuck::cast_slice(&bytes[at..at + h.adoptions_len as usize]);
+            let end = records + h.record_count;
+            if let Some(a) = adoptions
+                .iter()
+                .find(|a| a.child >= records || a.parent >= end || a.child == a.parent)
+            {
+                return Err(invalid(format!(
+                    "adoption of record {} by record {} points outside the records before its end",
+                    a.child, a.parent
+                )));
+            }
+            self.links.extend(adoptions);
             records += h.record_count;
             offset = layout.end;
         }
@@ -232,6 +272,40 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     /// The committed segments, in file order.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
+    }
+
+    /// The adoptions `segment` records: roots committed earlier that got a parent in it.
+    pub fn adoptions(&self, segment: &Segment) -> &[Adoption] {
+        let at = segment.layout.adoptions as usize;
+        bytemuck::cast_slice(&self.bytes()[at..at + segment.adoptions_len as usize])
+    }
+
+    /// The orphans `segment` records: its roots still waiting for a parent id, sorted by it.
+    pub fn orphans(&self, segment: &Segment) -> &[Orphan] {
+        let at = segment.layout.orphans as usize;
+        bytemuck::cast_slice(&self.bytes()[at..at + segment.orphans_len as usize])
+    }
+
+    /// Every adoption of the file, by child.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// The parent of record `index` (`record`), following an adoption.
+    #[inline]
+    pub fn parent_of(&self, index: u64, record: &SpanRecord) -> Option<u64> {
+        self.links.parent_of(index, record)
+    }
+
+    /// The root of `record`'s tree: its root field followed through adoptions.
+    #[inline]
+    pub fn root_of(&self, record: &SpanRecord) -> u64 {
+        let root = record.root_index();
+        if self.links.is_empty() {
+            return root;
+        }
+        self.links
+            .root_of(root, |p| self.record(p).map(|r| r.root_index()))
     }
 
     /// The records of `segment`, viewed in place.
@@ -281,6 +355,16 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         self.strings.len()
     }
 
+    /// The record that comes last in ferret's order: the latest start (the last of equal
+    /// starts). Version 1 files are in that order; version 2 files name it in the header.
+    pub fn latest_start_record(&self) -> Option<u64> {
+        let raw = &self.header.raw;
+        match raw.version {
+            1 => raw.record_count.checked_sub(1),
+            _ => raw.latest_record.checked_sub(1),
+        }
+    }
+
     /// The format version of the file.
     pub fn version(&self) -> u32 {
         self.header.raw.version
@@ -300,6 +384,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             source,
             namespace,
             last: self.header.last(),
+            rowids: self.header.rowids(),
         })
     }
 
@@ -396,21 +481,61 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     region: Region::Strings { segment: seg.index },
                 });
             }
-            if checksum(self.tag_heap(seg)) != seg.tags_checksum {
-                return Err(FormatError::Checksum {
-                    region: Region::Tags {
-                        segment: seg.index,
-                        first: seg.first_record,
-                        end: seg.first_record + seg.record_count,
-                    },
-                });
-            }
+            self.verify_tags(seg)?;
             self.verify_blocks(seg, 0..seg.block_count())?;
             for (i, r) in self.records(seg).iter().enumerate() {
                 self.check_record(seg, seg.first_record + i as u64, r)?;
             }
+            for a in self.adoptions(seg) {
+                self.check_adoption(a)?;
+            }
+            if !self.orphans(seg).is_sorted() {
+                return Err(FormatError::InvalidSegment {
+                    segment: seg.index,
+                    offset: seg.offset,
+                    what: "orphan table is not sorted by parent id".into(),
+                });
+            }
         }
         Ok(self.record_count())
+    }
+
+    /// Checks the checksum of `segment`'s tag heap: anything printed from tags must be checked
+    /// first (a flipped byte would otherwise change a printed tag silently).
+    pub fn verify_tags(&self, seg: &Segment) -> Result<(), FormatError> {
+        if checksum(self.tag_heap(seg)) != seg.tags_checksum {
+            return Err(FormatError::Checksum {
+                region: Region::Tags {
+                    segment: seg.index,
+                    first: seg.first_record,
+                    end: seg.first_record + seg.record_count,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that an adoption names a root of the parent's run and the parent's name.
+    fn check_adoption(&self, a: &Adoption) -> Result<(), FormatError> {
+        let bad = |what: &str| {
+            Err(FormatError::BadRecord {
+                index: a.child,
+                what: format!("adoption by record {}: {what}", a.parent),
+            })
+        };
+        let (Some(child), Some(parent)) = (self.record(a.child), self.record(a.parent)) else {
+            return bad("record out of range");
+        };
+        if child.parent().is_some() {
+            return bad("the record already has a parent");
+        }
+        if child.run != parent.run {
+            return bad("parent in another run");
+        }
+        if a.parent_name != parent.name {
+            return bad("parent name disagrees with the parent");
+        }
+        Ok(())
     }
 
     /// Checks that a record's references point inside the file.

@@ -1,5 +1,6 @@
 //! Segments: what one commit appends. A 128-byte [`SegmentHeader`], then the records, their block
-//! checksums, the names and strings first seen in this segment, and the tag heap.
+//! checksums, the names and strings first seen in this segment, the tag heap, and (version 2)
+//! the adoption and orphan tables of late links (`links.rs`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -33,7 +34,12 @@ pub struct SegmentHeader {
     pub names_checksum: u64,
     pub strings_checksum: u64,
     pub tags_checksum: u64,
-    pub reserved: [u8; 32],
+    /// Bytes of the adoption table (version 2; zero in version 1).
+    pub adoptions_len: u64,
+    pub adoptions_checksum: u64,
+    /// Bytes of the orphan table (version 2; zero in version 1).
+    pub orphans_len: u64,
+    pub orphans_checksum: u64,
     pub header_checksum: u64,
 }
 
@@ -57,6 +63,8 @@ pub struct SegmentLayout {
     pub names: u64,
     pub strings: u64,
     pub tags: u64,
+    pub adoptions: u64,
+    pub orphans: u64,
     pub end: u64,
 }
 
@@ -80,13 +88,17 @@ impl SegmentHeader {
         let names = checksums.checked_add(pad64(block_count(self.record_count) * 8))?;
         let strings = names.checked_add(self.names_len)?;
         let tags = strings.checked_add(self.strings_len)?;
-        let end = pad64(tags.checked_add(self.tags_len)?);
+        let adoptions = tags.checked_add(self.tags_len)?.div_ceil(8) * 8;
+        let orphans = adoptions.checked_add(self.adoptions_len)?;
+        let end = pad64(orphans.checked_add(self.orphans_len)?);
         Some(SegmentLayout {
             records,
             checksums,
             names,
             strings,
             tags,
+            adoptions,
+            orphans,
             end,
         })
     }

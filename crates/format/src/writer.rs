@@ -17,9 +17,10 @@ use std::thread::JoinHandle;
 use bytemuck::Zeroable;
 use memmap2::Mmap;
 
-use crate::checksum::checksum;
+use crate::checksum::{checksum, table_checksum};
 use crate::error::FormatError;
-use crate::header::{Header, Watermark, DATA_START, HEADER_FLAG_COMPLETE};
+use crate::header::{Header, Watermark, DATA_START, FORMAT_VERSION, HEADER_FLAG_COMPLETE};
+use crate::links::{Adoption, Orphan};
 use crate::reader::SpanFile;
 use crate::record::{SpanRecord, NO_EXTRAS};
 use crate::segment::{pad64, SegmentHeader, BLOCK_RECORDS, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
@@ -38,6 +39,10 @@ pub struct SpanFileWriter {
     committed_strings: usize,
     pending: Vec<SpanRecord>,
     tag_heap: Vec<u8>,
+    /// Committed roots adopted since the last commit.
+    adoptions: Vec<Adoption>,
+    /// Uncommitted roots still waiting for their parent id, for the next segment's orphan table.
+    orphans: Vec<Orphan>,
     committed: Option<SpanFile<Mmap>>,
     /// A commit whose `fsync`s and header are being written by another thread.
     in_flight: Option<InFlight>,
@@ -81,16 +86,23 @@ impl SpanFileWriter {
             committed_strings: 0,
             pending: Vec::new(),
             tag_heap: Vec::new(),
+            adoptions: Vec::new(),
+            orphans: Vec::new(),
             committed: None,
             in_flight: None,
         })
     }
 
     /// Opens an existing record file to append to it. Bytes past the committed length (left by
-    /// an interrupted writer) are discarded.
+    /// an interrupted writer) are discarded. Files of an older format version are refused.
     pub fn open_append(path: &Path) -> Result<SpanFileWriter, FormatError> {
         let io = |e| FormatError::io(path, e);
         let view = SpanFile::open(path)?;
+        if view.version() < FORMAT_VERSION {
+            return Err(FormatError::AppendToOlder {
+                found: view.version(),
+            });
+        }
         let mut names = Interner::default();
         for id in 0..view.name_count() as u32 {
             names.intern(view.name(id).unwrap_or_default());
@@ -117,6 +129,8 @@ impl SpanFileWriter {
             strings,
             pending: Vec::new(),
             tag_heap: Vec::new(),
+            adoptions: Vec::new(),
+            orphans: Vec::new(),
             committed: (view.record_count() > 0).then_some(view),
             in_flight: None,
         })
@@ -165,6 +179,12 @@ impl SpanFileWriter {
             extras.encode(&mut self.tag_heap);
         }
         let index = self.next_index();
+        // ferret's last span is the latest start; of equal starts, the last to arrive.
+        let raw = &mut self.header.raw;
+        if raw.latest_record == 0 || record.start_time >= raw.latest_start {
+            raw.latest_start = record.start_time;
+            raw.latest_record = index + 1;
+        }
         self.pending.push(record);
         Ok(index)
     }
@@ -192,6 +212,30 @@ impl SpanFileWriter {
         Ok((&mut self.pending, first, self.committed.as_ref()))
     }
 
+    /// Records that committed root `adoption.child` now has a parent; written with the next
+    /// commit. The caller checks that the child is a committed root of the parent's run.
+    pub fn push_adoption(&mut self, adoption: Adoption) {
+        self.adoptions.push(adoption);
+    }
+
+    /// The adoptions pushed since the last commit.
+    pub fn pending_adoptions(&self) -> &[Adoption] {
+        &self.adoptions
+    }
+
+    /// Sets the uncommitted roots that wait for a parent id (the next segment's orphan table).
+    pub fn set_orphans(&mut self, mut orphans: Vec<Orphan>) {
+        orphans.sort_unstable();
+        self.orphans = orphans;
+    }
+
+    /// The uncommitted records with the index of the first, beside the committed ones as far as
+    /// they are mapped: a commit in flight is not waited for (its segment is not in the view).
+    pub fn pending_with_mapped(&mut self) -> FixUpView<'_> {
+        let first = self.header.raw.record_count;
+        (&mut self.pending, first, self.committed.as_ref())
+    }
+
     /// Number of records pushed since the last commit.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
@@ -217,6 +261,7 @@ impl SpanFileWriter {
     pub fn set_watermark(&mut self, wm: &Watermark) -> Result<(), FormatError> {
         self.header.raw.wm_source = self.strings.intern(&wm.source);
         self.header.raw.wm_namespace = self.strings.intern(&wm.namespace);
+        self.header.set_rowids(wm.rowids);
         self.header.set_last(&wm.last)
     }
 
@@ -239,6 +284,8 @@ impl SpanFileWriter {
         self.wait_for_commit()?;
         let io = |e| FormatError::io(&self.path, e);
         let has_data = !self.pending.is_empty()
+            || !self.adoptions.is_empty()
+            || !self.orphans.is_empty()
             || self.names.len() > self.committed_names
             || self.strings.len() > self.committed_strings;
         let mut next = self.header;
@@ -265,6 +312,8 @@ impl SpanFileWriter {
         self.header = next;
         self.pending.clear();
         self.tag_heap.clear();
+        self.adoptions.clear();
+        self.orphans.clear();
         self.committed_names = self.names.len();
         self.committed_strings = self.strings.len();
         Ok(())
@@ -330,12 +379,20 @@ impl SpanFileWriter {
         h.names_checksum = checksum(&names);
         h.strings_checksum = checksum(&strings);
         h.tags_checksum = checksum(&self.tag_heap);
+        let adoptions: &[u8] = bytemuck::cast_slice(&self.adoptions);
+        let orphans: &[u8] = bytemuck::cast_slice(&self.orphans);
+        h.adoptions_len = adoptions.len() as u64;
+        h.adoptions_checksum = table_checksum(adoptions);
+        h.orphans_len = orphans.len() as u64;
+        h.orphans_checksum = table_checksum(orphans);
         let h = h.seal();
         let start = self.header.raw.committed_len;
         let layout = h
             .layout(start)
             .ok_or_else(|| FormatError::Limit("segment too large".into()))?;
-        let parts: [(u64, &[u8]); 6] = [
+        let tags_end = layout.tags + self.tag_heap.len() as u64;
+        let gap = vec![0u8; (layout.adoptions - tags_end) as usize];
+        let parts: [(u64, &[u8]); 9] = [
             (start, bytemuck::bytes_of(&h)),
             (
                 start + SEGMENT_HEADER_SIZE,
@@ -345,11 +402,14 @@ impl SpanFileWriter {
             (layout.names, &names),
             (layout.strings, &strings),
             (layout.tags, &self.tag_heap),
+            (tags_end, &gap),
+            (layout.adoptions, adoptions),
+            (layout.orphans, orphans),
         ];
         for (offset, bytes) in parts {
             self.file.write_all_at(bytes, offset).map_err(io)?;
         }
-        let tail = layout.tags + self.tag_heap.len() as u64;
+        let tail = layout.orphans + orphans.len() as u64;
         if layout.end > tail {
             let pad = vec![0u8; (layout.end - tail) as usize];
             self.file.write_all_at(&pad, tail).map_err(io)?;

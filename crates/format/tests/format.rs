@@ -149,16 +149,61 @@ fn sample(i: usize) -> TestSpan {
     }
 }
 
+/// The records the first commit leaves waiting for record 1500, which the second commit brings.
+fn orphaned(i: usize) -> bool {
+    i < 1500 && i % 100 == 10
+}
+
+/// The span id `push` gives record `index`.
+fn id_of(index: u64) -> [u8; 16] {
+    SpanId::encode(&format!("{:032x}", index + 1)).0 .0
+}
+
+/// Two commits: 1500 roots, of which those `orphaned` wait for record 1500's id; then record
+/// 1500, which adopts them, and 1100 children of record 3. Each commit has a rowid watermark.
 fn write_two_commits(path: &Path) -> (Vec<u8>, Vec<u8>) {
     let mut w = SpanFileWriter::create(path).unwrap();
     for i in 0..1500 {
         push(&mut w, &sample(i), None);
     }
+    let orphans = (0..1500).filter(|&i| orphaned(i)).map(|i| Orphan {
+        parent_id: id_of(1500),
+        child: i as u64,
+    });
+    w.set_orphans(orphans.collect());
+    let mut wm = Watermark {
+        source: "/traces/golden.db".into(),
+        namespace: "_ferret_trace".into(),
+        last: LastTimestamp::Real(1_700_000_001.5),
+        rowids: RowidMark {
+            done: 0,
+            upto: 2600,
+            check: 0,
+        },
+    };
+    w.set_watermark(&wm).unwrap();
     w.commit(false).unwrap();
     let before = read(path);
-    for i in 1500..2600 {
+    push(&mut w, &sample(1500), None);
+    let parent_name = w.intern_name(&sample(1500).name);
+    for i in (0..1500).filter(|&i| orphaned(i)) {
+        w.push_adoption(Adoption {
+            child: i as u64,
+            parent: 1500,
+            parent_name,
+            reserved: 0,
+        });
+    }
+    for i in 1501..2600 {
         push(&mut w, &sample(i), Some(3));
     }
+    wm.last = LastTimestamp::None;
+    wm.rowids = RowidMark {
+        done: 2600,
+        upto: 2600,
+        check: 0x0123_4567_89ab_cdef,
+    };
+    w.set_watermark(&wm).unwrap();
     w.commit(true).unwrap();
     (before, read(path))
 }
@@ -282,15 +327,19 @@ fn bad_files_give_clear_errors() {
 fn a_newer_version_is_refused_with_the_version_needed() {
     let dir = tempfile::tempdir().unwrap();
     let (_, mut bytes) = write_two_commits(&dir.path().join("t.ferret"));
-    // Rewrite both slots as version 2 with valid checksums.
+    // Rewrite both slots as the next version with valid checksums.
+    let next = FORMAT_VERSION + 1;
     for slot in 0..2 {
         let at = slot * HEADER_SLOT_SIZE as usize;
-        bytes[at + 8..at + 12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[at + 8..at + 12].copy_from_slice(&next.to_le_bytes());
         let sum = xxhash_rust::xxh3::xxh3_64(&bytes[at..at + 248]);
         bytes[at + 248..at + 256].copy_from_slice(&sum.to_le_bytes());
     }
     let err = open_bytes(&bytes).err().unwrap().to_string();
-    assert!(err.contains("format version 2 is newer"), "{err}");
+    assert!(
+        err.contains(&format!("format version {next} is newer")),
+        "{err}"
+    );
     assert!(err.contains("upgrade ferret"), "{err}");
 }
 
@@ -357,12 +406,19 @@ fn background_commits_land_in_order_and_are_mapped_once_waited_for() {
 /// later versions of this crate must keep reading it exactly.
 #[test]
 fn golden_v1_file_still_reads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/v1.ferret");
-    let f = SpanFile::open(&path).expect("testdata/golden/v1.ferret must open");
-    assert_eq!(f.version(), 1);
+    let f = open_golden(1);
+    for (i, r) in snapshot(&f).iter().map(|s| s.0).enumerate() {
+        assert_eq!(r.parent(), (i >= 1500).then_some(3));
+    }
+}
+
+/// Opens the golden file of `version`, verifies it, and checks every record's own fields
+/// against the [`sample`] it was written from.
+fn open_golden(version: u32) -> SpanFile<memmap2::Mmap> {
+    let f = SpanFile::open(&golden(version)).expect("a golden file must open");
+    assert_eq!(f.version(), version);
     assert_eq!(f.verify().unwrap(), 2600);
-    let snap = snapshot(&f);
-    for (i, (r, name, run, tags, status)) in snap.iter().enumerate() {
+    for (i, (r, name, run, tags, status)) in snapshot(&f).iter().enumerate() {
         let s = sample(i);
         assert_eq!(r.start_time, s.start);
         assert_eq!(r.duration(), s.duration);
@@ -370,26 +426,74 @@ fn golden_v1_file_still_reads() {
             (name, run, tags, status),
             (&s.name, &s.run, &s.tags, &s.status)
         );
-        assert_eq!(r.parent(), (i >= 1500).then_some(3));
     }
+    f
 }
 
-/// Regenerates the golden file; run by hand only when a new format version is released
-/// (`cargo test -p ferret-format -- --ignored write_golden`), never to make a test pass.
+/// The golden file of format version 2, written once by `write_golden` below and committed:
+/// records, link tables (orphans, adoptions), the rowid watermark and the latest start.
+#[test]
+fn golden_v2_file_still_reads() {
+    let f = open_golden(2);
+    for (i, r) in snapshot(&f).iter().map(|s| s.0).enumerate() {
+        let index = i as u64;
+        let parent = match i {
+            _ if orphaned(i) => Some(1500),
+            1501.. => Some(3),
+            _ => None,
+        };
+        assert_eq!(f.parent_of(index, &r), parent, "parent of {i}");
+        let root = match i {
+            _ if orphaned(i) => 1500,
+            1501.. => 3,
+            _ => index,
+        };
+        assert_eq!(f.root_of(&r), root, "root of {i}");
+    }
+    let segments = f.segments();
+    assert_eq!(f.orphans(&segments[0]).len(), 15);
+    assert!(f
+        .orphans(&segments[0])
+        .iter()
+        .all(|o| o.parent_id == id_of(1500)));
+    assert_eq!(f.adoptions(&segments[1]).len(), 15);
+    assert_eq!(f.latest_start_record(), Some(2599));
+    let wm = f.watermark().unwrap();
+    assert_eq!(
+        (wm.rowids.done, wm.rowids.upto, wm.rowids.check),
+        (2600, 2600, 0x0123_4567_89ab_cdef)
+    );
+    assert_eq!(wm.source, "/traces/golden.db");
+}
+
+fn golden(version: u32) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/golden")
+        .join(format!("v{version}.ferret"))
+}
+
+/// Writes the golden file of the current version; run by hand only when a new format version
+/// is released (`cargo test -p ferret-format -- --ignored write_golden`), never to make a test
+/// pass. Earlier versions' files stay as they were committed.
 #[test]
 #[ignore]
 fn write_golden() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/v1.ferret");
+    let path = golden(FORMAT_VERSION);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     write_two_commits(&path);
 }
 
-/// Damaged files give errors, never panics: random byte flips and cuts of a real file, each
-/// opened, verified and read through every accessor.
+/// Damaged files give errors, never panics: random byte flips and cuts of each golden file,
+/// each opened, verified and read through every accessor, links included.
 #[test]
 fn damaged_files_never_panic() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden/v1.ferret");
-    let good = read(&path);
+    for version in MIN_READ_VERSION..=FORMAT_VERSION {
+        damage_never_panics(&golden(version));
+    }
+}
+
+fn damage_never_panics(path: &Path) {
+    let good = read(path);
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;
@@ -415,10 +519,13 @@ fn damaged_files_never_panic() {
             rejected += 1;
         }
         for seg in f.segments() {
-            for r in f.records(seg) {
+            for (i, r) in f.records(seg).iter().enumerate() {
+                let index = seg.first_record + i as u64;
                 let _ = (f.name(r.name), f.string(r.run), f.status(seg, r));
                 let _ = f.extras(seg, r).tags_json();
+                let _ = (f.parent_of(index, r), f.root_of(r));
             }
+            let _ = (f.orphans(seg).len(), f.adoptions(seg).len());
         }
     }
     // Almost every damage is caught: only flips in padding or reserved bytes go unnoticed.

@@ -27,7 +27,8 @@ pub struct Derived {
     pub child_time: f64,
     /// Distance from the root: 0 for a root.
     pub depth: u32,
-    _pad: u32,
+    /// 1 once `depth` is set.
+    known: u32,
 }
 
 impl Derived {
@@ -97,22 +98,16 @@ impl DerivedTable {
             if !wanted(r.run) {
                 return Ok(());
             }
-            let depth = match r.parent() {
-                None => 0,
-                Some(p) if p >= count => {
-                    return Err(FormatError::BadRecord {
-                        index,
-                        what: "parent index past the last record".into(),
-                    }
-                    .into())
+            let parent = file.parent_of(index, r);
+            if parent.is_some_and(|p| p >= count) {
+                return Err(FormatError::BadRecord {
+                    index,
+                    what: "parent index past the last record".into(),
                 }
-                // Parents nearly always come first (ferret's order is by start time).
-                Some(p) if p < index => self.get(p).depth + 1,
-                // Out-of-order JSON lines: the parent's depth is not known yet.
-                Some(_) => depth_by_walking(file, index)?,
-            };
-            self.slots_mut()[index as usize].depth = depth;
-            if let Some(p) = r.parent() {
+                .into());
+            }
+            self.settle_depth(file, index)?;
+            if let Some(p) = parent {
                 self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
             }
             Ok(())
@@ -121,6 +116,38 @@ impl DerivedTable {
         // would otherwise stay in our RSS until that pass reached it, on top of its own.
         self.release_before(count);
         behind.restart();
+        Ok(())
+    }
+
+    /// Sets the depth of record `index` and of every ancestor whose depth is not known yet.
+    /// Parents nearly always come first, so this is one step; records in write order (a parent
+    /// after its children) walk up once to a known depth and settle the whole path, so a chain
+    /// of any depth costs linear time.
+    fn settle_depth<D: AsRef<[u8]>>(
+        &mut self,
+        file: &SpanFile<D>,
+        index: u64,
+    ) -> Result<(), ExportError> {
+        let mut path = Vec::new();
+        let mut at = index;
+        let mut depth = loop {
+            let slot = self.get(at);
+            if slot.known != 0 {
+                break slot.depth + 1;
+            }
+            path.push(at);
+            match file.record(at).and_then(|r| file.parent_of(at, r)) {
+                Some(p) if (path.len() as u64) <= file.record_count() => at = p,
+                Some(_) => return Err(ExportError::ParentLoop { index }),
+                None => break 0,
+            }
+        };
+        let slots = self.slots_mut();
+        for &i in path.iter().rev() {
+            slots[i as usize].depth = depth;
+            slots[i as usize].known = 1;
+            depth += 1;
+        }
         Ok(())
     }
 
@@ -152,18 +179,4 @@ impl DerivedTable {
                 .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, bytes)
         };
     }
-}
-
-/// Depth of record `index` by following parent links to the root.
-fn depth_by_walking<D: AsRef<[u8]>>(file: &SpanFile<D>, index: u64) -> Result<u32, ExportError> {
-    let mut depth = 0u32;
-    let mut at = index;
-    while let Some(p) = file.record(at).and_then(SpanRecord::parent) {
-        depth += 1;
-        if u64::from(depth) > file.record_count() {
-            return Err(ExportError::ParentLoop { index });
-        }
-        at = p;
-    }
-    Ok(depth)
 }

@@ -94,7 +94,7 @@ pub struct ExportSummary {
 }
 
 /// Writes the spans of `runs` (from `ferret_scan::scan_runs`) that pass the filter to the Parquet
-/// file `out`, sorted by run id, then in the file's order (start time to the microsecond).
+/// file `out`, sorted by run id; each row group's rows in ferret's order (start time).
 /// `release` is handed the records each pass has left behind (to drop their pages).
 pub fn export_parquet<D: AsRef<[u8]> + Sync>(
     file: &SpanFile<D>,
@@ -158,12 +158,11 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
                 .par_iter()
                 .map(|range| {
                     let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
-                    for_each_record(file, range.clone(), |seg, index, r| {
-                        if r.run == run.run && filter.keep(file, seg, r) {
-                            builder.push(seg, r, derived.get(index));
-                        }
-                        Ok::<_, ParquetError>(())
-                    })?;
+                    for (seg, index, r) in group_in_start_order(file, range.clone(), |seg, r| {
+                        r.run == run.run && filter.keep(file, seg, r)
+                    }) {
+                        builder.push(seg, index, r, derived.get(index));
+                    }
                     // A range the filters emptied is not encoded at all.
                     let group = builder.finish();
                     (group.len() > 0)
@@ -194,6 +193,31 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
         runs: runs.len(),
         bytes: done.metadata().map_err(io(out))?.len(),
     })
+}
+
+/// The records of `range` that `keep` accepts, in ferret's order: by start time, then position.
+/// Records sit in arrival order, which is start order for a database converted in one go; a
+/// file that grew by `--append`, or JSON lines in write order, needs the sort (one row group's
+/// keys, about 2 MB).
+fn group_in_start_order<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    range: Range<u64>,
+    keep: impl Fn(&Segment, &SpanRecord) -> bool,
+) -> impl Iterator<Item = (&Segment, u64, &SpanRecord)> {
+    let mut chosen: Vec<(f64, u64)> = Vec::new();
+    for_each_record(file, range, |seg, index, r| {
+        if keep(seg, r) {
+            chosen.push((r.start_time, index));
+        }
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    if !chosen.is_sorted_by(|a, b| a.0 <= b.0) {
+        chosen.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    }
+    chosen
+        .into_iter()
+        .filter_map(|(_, index)| Some((file.segment_of(index)?, index, file.record(index)?)))
 }
 
 /// The record ranges of `run` that become one row group each: about `rows_per_group` of the

@@ -136,14 +136,14 @@ impl<'f, D: AsRef<[u8]>> RowGroupBuilder<'f, D> {
         }
     }
 
-    /// Adds record `r` of segment `seg` as a row.
-    pub fn push(&mut self, seg: &Segment, r: &SpanRecord, derived: Derived) {
+    /// Adds record `r` (global index `index`) of segment `seg` as a row.
+    pub fn push(&mut self, seg: &Segment, index: u64, r: &SpanRecord, derived: Derived) {
         self.write_root_id(seg, r);
         let file = self.file;
         let g = &mut self.group;
         file.write_span_id(seg, r, &mut g.span_id.bytes);
         g.span_id.end_value();
-        match r.parent().and_then(|p| located(file, p)) {
+        match file.parent_of(index, r).and_then(|p| located(file, p)) {
             Some((pseg, parent)) => {
                 file.write_span_id(pseg, parent, &mut g.parent_id.bytes);
                 g.parent_id.end_value();
@@ -180,7 +180,7 @@ impl<'f, D: AsRef<[u8]>> RowGroupBuilder<'f, D> {
     /// is reused rather than looked up and formatted again.
     fn write_root_id(&mut self, seg: &Segment, r: &SpanRecord) {
         let g = &mut self.group;
-        let root = r.root_index();
+        let root = self.file.root_of(r);
         if self.last_root.0 != Some(root) {
             self.last_root.1.clear();
             match located(self.file, root) {

@@ -186,10 +186,40 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
             release(file, chunk, after_chunk);
             Ok::<_, ScanError>(())
         })?;
-    Ok(per_thread
+    let mut stats = per_thread
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .fold(ChunkStats::new(names), ChunkStats::merge))
+        .fold(ChunkStats::new(names), ChunkStats::merge);
+    add_adopted_child_time(file, run, &filter, &mut stats)?;
+    Ok(stats)
+}
+
+/// Adds the durations of adopted roots to their parents' child time. Their records carry no
+/// parent name (their parent came after their commit), so the fold left them out; the adoption
+/// table names the parent's. Their blocks were checked by the fold's pass over the whole file.
+fn add_adopted_child_time<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    run: u32,
+    filter: &CompiledFilter,
+    stats: &mut ChunkStats,
+) -> Result<(), FormatError> {
+    for a in file.links().iter() {
+        let (Some(seg), Some(r)) = (file.segment_of(a.child), file.record(a.child)) else {
+            continue; // checked when the file was opened: not reached
+        };
+        if r.run != run || !filter.keep(file, seg, r) {
+            continue;
+        }
+        let Some(d) = r.duration() else { continue };
+        let Some(c) = stats.child_time.get_mut(a.parent_name as usize) else {
+            return Err(FormatError::BadRecord {
+                index: a.child,
+                what: format!("adopting parent name id {} out of range", a.parent_name),
+            });
+        };
+        c.add(d);
+    }
+    Ok(())
 }
 
 /// Hands a finished chunk's records to `after_chunk` (which releases their pages).
@@ -394,13 +424,19 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
             },
         )?;
     let mut runs: Vec<RunSummary> = merged.into_iter().flatten().collect();
-    runs.sort_by_key(|r| r.last_index);
+    // ferret's order of runs: by each run's last span in start order, whatever the arrival.
+    runs.sort_by(|a, b| {
+        a.last_start
+            .total_cmp(&b.last_start)
+            .then(a.last_index.cmp(&b.last_index))
+    });
     Ok(runs)
 }
 
-/// ferret's default run: the run of the span that comes last in ferret's order.
+/// ferret's default run: the run of the span that comes last in ferret's order, the latest
+/// start (the file's header names it: records may sit in arrival order).
 pub fn default_run<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Result<u32, ScanError> {
-    let last = file.record_count().checked_sub(1).ok_or(ScanError::Empty)?;
+    let last = file.latest_start_record().ok_or(ScanError::Empty)?;
     Ok(file.record(last).ok_or(ScanError::Empty)?.run)
 }
 

@@ -12,14 +12,22 @@ use crate::tree::{CallTree, TreeNode};
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
 /// walk up the parent links through the map.
 const STACK_CACHE: usize = 1 << 20;
-/// Most ancestors followed for one span: a guard against link cycles in damaged files.
-const MAX_DEPTH: usize = 10_000;
+/// Frames kept in a stack, from the root down; deeper spans are folded into one
+/// [`DEEPER_FRAMES`] frame under the last kept one. Like perf's `kernel.perf_event_max_stack`:
+/// a 50,000-deep chain would otherwise make 50,000 stacks of up to 50,000 frames, gigabytes of
+/// text that no flame graph can show.
+pub const MAX_STACK_FRAMES: u32 = 512;
+/// The frame that stands for everything deeper than [`MAX_STACK_FRAMES`].
+pub const DEEPER_FRAMES: &str = "[deeper frames]";
+/// The name id of [`DEEPER_FRAMES`] in stack paths (no real name id is this large).
+const DEEPER_NAME: u32 = u32::MAX - 1;
 
-/// Stack paths interned as (parent path, name) pairs, with their time.
+/// Stack paths interned as (parent path, name) pairs, with their depth and time.
 #[derive(Default)]
 struct Stacks {
     ids: foldhash::HashMap<(u32, u32), u32>,
     paths: Vec<(u32, u32)>,
+    depth: Vec<u32>,
     total: Vec<f64>,
     children: Vec<f64>,
 }
@@ -27,13 +35,28 @@ struct Stacks {
 const NO_STACK: u32 = u32::MAX;
 
 impl Stacks {
+    /// The stack `parent;name`, or the deeper-frames stack once `parent` is as deep as allowed.
     fn intern(&mut self, parent: u32, name: u32) -> u32 {
+        let depth = match parent {
+            NO_STACK => 1,
+            p if self.paths[p as usize].1 == DEEPER_NAME => return p,
+            p if self.depth[p as usize] >= MAX_STACK_FRAMES => {
+                return self.intern(p, DEEPER_NAME);
+            }
+            p => self.depth[p as usize] + 1,
+        };
         *self.ids.entry((parent, name)).or_insert_with(|| {
             self.paths.push((parent, name));
+            self.depth.push(depth);
             self.total.push(0.0);
             self.children.push(0.0);
             (self.paths.len() - 1) as u32
         })
+    }
+
+    /// True when stack `id` is the deeper-frames stack.
+    fn is_cut(&self, id: u32) -> bool {
+        id != NO_STACK && self.paths[id as usize].1 == DEEPER_NAME
     }
 
     fn path(&self, mut id: u32, name_of: &dyn Fn(u32) -> String) -> String {
@@ -41,7 +64,10 @@ impl Stacks {
         while id != NO_STACK {
             let (parent, name) = self.paths[id as usize];
             // `;` separates frames in the folded format; a name's own `;` becomes `:`.
-            frames.push(name_of(name).replace(';', ":"));
+            frames.push(match name {
+                DEEPER_NAME => DEEPER_FRAMES.to_string(),
+                _ => name_of(name).replace(';', ":"),
+            });
             id = parent;
         }
         frames.reverse();
@@ -49,10 +75,13 @@ impl Stacks {
     }
 }
 
-/// Folded stacks of a run and the number of spans whose parent links loop.
+/// Folded stacks of a run, the spans folded past the depth cap, and the number of spans whose
+/// parent links loop.
 pub struct Folded {
     /// `(a;b;c, microseconds of self time)`, one per distinct stack path, sorted.
     pub lines: Vec<(String, u64)>,
+    /// Spans deeper than [`MAX_STACK_FRAMES`], folded into the [`DEEPER_FRAMES`] frame.
+    pub deeper_spans: u64,
     /// Spans whose ancestor walk looped (damaged or hand-made files); their stack stops there.
     pub broken_links: u64,
 }
@@ -68,6 +97,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
 ) -> Folded {
     let mut stacks = Stacks::default();
     let mut broken_links = 0;
+    let mut deeper_spans = 0;
     // Looked up for every span of the run and its ancestors: foldhash, not std's SipHash.
     let mut cache = foldhash::HashMap::default();
     for chunk in plan(file, BLOCKS_PER_CHUNK) {
@@ -77,7 +107,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
                 continue;
             }
             let index = seg.first_record + (chunk.records.start + i) as u64;
-            let parent = match r.parent() {
+            let parent = match file.parent_of(index, r) {
                 Some(p) if p != index => {
                     let (id, looped) = stack_of(file, p, &mut cache, &mut stacks);
                     broken_links += u64::from(looped);
@@ -90,6 +120,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
                 None => NO_STACK,
             };
             let id = stacks.intern(parent, r.name);
+            deeper_spans += u64::from(stacks.is_cut(id));
             if cache.len() >= STACK_CACHE {
                 cache.clear();
             }
@@ -116,19 +147,22 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     lines.sort();
     Folded {
         lines,
+        deeper_spans,
         broken_links,
     }
 }
 
 /// The stack id of record `index`, from the cache or by walking up its ancestors, and whether
-/// the walk looped (it then stops where the loop closes).
+/// the walk looped (it then stops where the loop closes). Every ancestor walked is cached too,
+/// so records in write order (children before their parents) walk each link once: a deep
+/// chain costs linear time, not quadratic.
 fn stack_of<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     index: u64,
     cache: &mut foldhash::HashMap<u64, u32>,
     stacks: &mut Stacks,
 ) -> (u32, bool) {
-    let mut chain: Vec<&SpanRecord> = Vec::new();
+    let mut chain: Vec<(u64, &SpanRecord)> = Vec::new();
     let mut seen = foldhash::HashSet::default();
     let mut at = Some(index);
     let mut base = NO_STACK;
@@ -139,18 +173,21 @@ fn stack_of<D: AsRef<[u8]>>(
             break;
         }
         let Some(r) = file.record(i) else { break };
-        if !seen.insert(i) || chain.len() >= MAX_DEPTH {
+        if !seen.insert(i) {
             looped = true;
             break;
         }
-        chain.push(r);
-        at = r.parent();
+        chain.push((i, r));
+        at = file.parent_of(i, r);
+    }
+    if cache.len() + chain.len() >= STACK_CACHE {
+        cache.clear();
     }
     let mut id = base;
-    for r in chain.iter().rev() {
+    for &(i, r) in chain.iter().rev() {
         id = stacks.intern(id, r.name);
+        cache.insert(i, id);
     }
-    cache.insert(index, id);
     (id, looped)
 }
 

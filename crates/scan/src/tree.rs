@@ -23,7 +23,7 @@ pub struct TreeOptions {
 }
 
 /// A root's place in ferret's CLI order: duration descending (null counts as 0), then start
-/// time, then file order (ferret sorts roots by start, then stably by duration).
+/// time, then position (ferret iterates by start, then sorts stably by duration).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct RootRank {
     duration: f64,
@@ -81,12 +81,12 @@ impl TopN {
     }
 }
 
-/// One span of a tree, by record index, with its children in ferret's order (file order).
+/// One span of a tree, by record index, with its children in ferret's order (by start time).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TreeNode {
     /// Global record index.
     pub index: u64,
-    /// Children, in file order.
+    /// Children, in ferret's order.
     pub children: Vec<TreeNode>,
 }
 
@@ -163,6 +163,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     after_chunk: AfterChunk,
 ) -> Result<Vec<CallTree>, ScanError> {
     let chunks = plan(file, scan.blocks_per_chunk);
+    let links = file.links();
     let top = chunks
         .par_iter()
         .try_fold(
@@ -170,11 +171,12 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
             |mut top, chunk| {
                 for_each_chunk_block(file, chunk, scan.verify, |seg, first, records| {
                     for (i, r) in records.iter().enumerate() {
-                        if r.run == run && r.is_root() && keep_root(seg, r) {
+                        let index = first + i as u64;
+                        if r.run == run && links.is_root(index, r) && keep_root(seg, r) {
                             top.offer(RootRank {
                                 duration: r.duration().unwrap_or(0.0),
                                 start: r.start_time,
-                                index: first + i as u64,
+                                index,
                             });
                         }
                     }
@@ -200,12 +202,16 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
         .try_fold(empty, |mut accs, chunk| {
             for_each_chunk_block(file, chunk, scan.verify, |_, first, records| {
                 for (i, r) in records.iter().enumerate() {
-                    let Some(&s) = slot.get(&r.root_index()).filter(|_| r.run == run) else {
+                    if r.run != run {
+                        continue;
+                    }
+                    let root = file.root_of(r);
+                    let Some(&s) = slot.get(&root) else {
                         continue;
                     };
                     let index = first + i as u64;
                     let duration = r.duration().unwrap_or(0.0);
-                    if r.is_root() && index == r.root_index() {
+                    if index == root {
                         accs[s].offer(f64::INFINITY, duration, index, max);
                     } else if duration < opts.min_duration {
                         accs[s].elide(duration);
@@ -220,36 +226,68 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
         .try_reduce(empty, |a, b| {
             Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y, max)).collect())
         })?;
-    Ok(roots
+    let trees: Vec<CallTree> = roots
         .iter()
         .zip(gathered)
         .map(|(root, acc)| build(file, root.index, acc))
-        .collect())
+        .collect();
+    if scan.verify {
+        verify_tag_heaps(file, &trees)?;
+    }
+    Ok(trees)
+}
+
+/// Checks the tag heap of every segment a tree's span lies in: trees print tags, statuses and
+/// hashed ids from there, and a damaged byte must fail the scan, not change what is printed.
+fn verify_tag_heaps<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    trees: &[CallTree],
+) -> Result<(), ScanError> {
+    let mut segments = std::collections::BTreeSet::new();
+    let mut stack: Vec<&TreeNode> = trees.iter().map(|t| &t.root).collect();
+    while let Some(node) = stack.pop() {
+        if let Some(seg) = file.segment_of(node.index) {
+            segments.insert(seg.index);
+        }
+        stack.extend(&node.children);
+    }
+    for s in segments {
+        file.verify_tags(&file.segments()[s])?;
+    }
+    Ok(())
 }
 
 /// Most ancestors followed to find a kept one: a guard against link cycles in damaged files.
 const MAX_DEPTH: usize = 100_000;
 
+/// A span's place among its siblings in ferret's order: by start time (ferret iterates `ORDER BY
+/// timestamp`), then by position, whatever order the records arrived in.
+fn ferret_order<D: AsRef<[u8]>>(file: &SpanFile<D>, index: u64) -> (OrdF64, u64) {
+    let start = file.record(index).map_or(f64::INFINITY, |r| r.start_time);
+    (OrdF64(start), index)
+}
+
 /// Links the kept spans of one tree: each under its parent if kept, else under its nearest
-/// kept ancestor, else under the root. Children end up in file order.
+/// kept ancestor, else under the root. Children end up in ferret's order.
 fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) -> CallTree {
     let mut kept: Vec<u64> = acc
         .kept
         .into_iter()
         .map(|std::cmp::Reverse((_, i))| i)
         .collect();
-    kept.sort_unstable();
+    kept.sort_unstable_by_key(|&i| ferret_order(file, i));
+    let parent_of = |i: u64| file.record(i).and_then(|r| file.parent_of(i, r));
     let is_kept: std::collections::HashSet<u64> = kept.iter().copied().collect();
     let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut broken_links = 0;
     for &index in kept.iter().filter(|&&i| i != root) {
-        let mut up = file.record(index).and_then(SpanRecord::parent);
+        let mut up = parent_of(index);
         let mut steps = 0;
         while let Some(p) = up {
             if is_kept.contains(&p) || p == index || steps >= MAX_DEPTH {
                 break;
             }
-            up = file.record(p).and_then(SpanRecord::parent);
+            up = parent_of(p);
             steps += 1;
         }
         let looped = up == Some(index) || steps >= MAX_DEPTH;
@@ -275,7 +313,7 @@ fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) ->
     }
     broken_links += stranded.len() as u64;
     if let Some(list) = children.get_mut(&root) {
-        list.sort_unstable();
+        list.sort_unstable_by_key(|&i| ferret_order(file, i));
     }
     CallTree {
         root: assemble(root, &mut children),

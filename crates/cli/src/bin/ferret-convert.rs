@@ -147,7 +147,7 @@ fn report(args: &Args, s: &Summary) {
     }
     let l = &s.link;
     eprintln!(
-        "ferret-convert: wrote {} ({}, {}) to {}; {} skipped; {:.2} s, {:.0} spans/s; links: window peak {}, {} late children ({} found by scan), {} late parents, {} cycles refused",
+        "ferret-convert: wrote {} ({}, {}) to {}; {} skipped; {:.2} s, {:.0} spans/s; links: window peak {}, {} late children ({} found by scan), {} late parents, {} adopted from earlier commits, {} waiting for their parent, {} cycles refused",
         counted(s.spans_written, "span"),
         counted(s.runs as u64, "run"),
         counted(s.names as u64, "distinct name"),
@@ -159,6 +159,8 @@ fn report(args: &Args, s: &Summary) {
         l.misses,
         l.misses_resolved,
         l.late_parents,
+        l.adoptions,
+        l.orphans,
         l.cycles,
     );
 }

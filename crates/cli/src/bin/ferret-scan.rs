@@ -9,7 +9,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
 use ferret_parquet::{export_parquet, ExportError, ExportOptions};
-use ferret_scan::export::{folded_stacks, write_chrome_trace, write_flamegraph, write_folded};
+use ferret_scan::export::{
+    folded_stacks, write_chrome_trace, write_flamegraph, write_folded, DEEPER_FRAMES,
+    MAX_STACK_FRAMES,
+};
 use ferret_scan::report::SORT_KEYS;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
 use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
@@ -203,6 +206,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.folded || args.flamegraph.is_some() {
         let folded = folded_stacks(&file, run, &release);
         warn_broken(&args.file, folded.broken_links);
+        if folded.deeper_spans > 0 {
+            eprintln!(
+                "ferret-scan: note: {}: {} spans lie deeper than {MAX_STACK_FRAMES} frames; each stack keeps its {MAX_STACK_FRAMES} outermost frames and folds the rest into '{DEEPER_FRAMES}'",
+                args.file.display(),
+                folded.deeper_spans
+            );
+        }
         let lines = folded.lines;
         if let Some(svg) = &args.flamegraph {
             let mut w = create(svg)?;

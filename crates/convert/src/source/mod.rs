@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crossbeam_channel::Sender;
-use ferret_format::LastTimestamp;
+use ferret_format::{LastTimestamp, RowidMark};
 
 use crate::error::ConvertError;
 
@@ -59,6 +59,8 @@ pub struct RowBatch {
     pub rows: Vec<(Locator, RowText)>,
     /// The watermark after the last row of the batch.
     pub last: LastTimestamp,
+    /// The rowids the batch's watermark stands in (BeaverDB; zero for JSON lines).
+    pub rowids: RowidMark,
     /// How far into its input the source is after this batch, for estimating the rows of a
     /// source that cannot count them (JSON lines).
     pub bytes: InputBytes,
@@ -90,7 +92,17 @@ impl RowBatch {
         RowBatch {
             text: Vec::with_capacity(BATCH_ROWS * 320),
             rows: Vec::with_capacity(BATCH_ROWS),
+            ..RowBatch::empty()
+        }
+    }
+
+    /// A batch of no rows, which only moves the watermark.
+    fn empty() -> RowBatch {
+        RowBatch {
+            text: Vec::new(),
+            rows: Vec::new(),
             last: LastTimestamp::None,
+            rowids: RowidMark::default(),
             bytes: InputBytes::default(),
         }
     }

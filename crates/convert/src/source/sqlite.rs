@@ -1,8 +1,15 @@
-//! BeaverDB input: opened read-only, read inside one transaction in `ORDER BY timestamp` order.
+//! BeaverDB input: opened read-only, read inside one transaction, by rowid *phases*.
+//!
+//! ferret-io inserts a span when it ends, so the rowid follows the write order and every row
+//! added after a conversion has a larger rowid than every row it read, whatever its timestamp.
+//! A conversion therefore reads the rowids past its watermark (`done`) up to the snapshot's
+//! largest (`upto`), in `ORDER BY timestamp` within that range, so that parents mostly come
+//! before their children; the linker takes care of the rest. A conversion interrupted inside a
+//! range first finishes that range from its timestamp, then reads the rows added since.
 
 use std::path::{Path, PathBuf};
 
-use ferret_format::LastTimestamp;
+use ferret_format::{LastTimestamp, RowidMark};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -62,7 +69,8 @@ pub struct BeaverSource {
     db: Connection,
     table: &'static str,
     namespace: String,
-    after: LastTimestamp,
+    /// The rowid ranges to read, in order.
+    phases: Vec<Phase>,
     /// The table's pages, when its rows can be read from the main file (see [`direct_pages`]).
     pages: Option<(TablePages, usize)>,
     /// The `(log_name, timestamp)` index's pages, read under the same conditions.
@@ -71,13 +79,46 @@ pub struct BeaverSource {
     pub rows: u64,
 }
 
-/// Opens `path`, starts the read transaction, checks the namespace and, if `count`, estimates
-/// the rows newer than `after` (for a progress bar).
+/// One range of rowids read in timestamp order: `lo < rowid <= hi`, timestamps after `after`.
+#[derive(Clone, Debug)]
+struct Phase {
+    lo: u64,
+    hi: u64,
+    after: LastTimestamp,
+    /// The check of the row at `lo` and at `hi` (see [`RowidMark::check`]).
+    check_lo: u64,
+    check_hi: u64,
+}
+
+impl Phase {
+    /// The watermark while the phase is under way (with the timestamp of its batches).
+    fn under_way(&self) -> RowidMark {
+        RowidMark {
+            done: self.lo,
+            upto: self.hi,
+            check: self.check_lo,
+        }
+    }
+
+    /// The watermark once the phase is read.
+    fn finished(&self) -> RowidMark {
+        RowidMark {
+            done: self.hi,
+            upto: self.hi,
+            check: self.check_hi,
+        }
+    }
+}
+
+/// Opens `path`, starts the read transaction, checks the namespace and that the rows up to the
+/// watermark `rowids` are still those converted, and, if `count`, estimates the rows to read
+/// (for a progress bar). `after` is the timestamp reached within `rowids.done..=rowids.upto`.
 pub fn open_beaver(
     path: &Path,
     kind: SourceKind,
     namespace: &str,
     after: LastTimestamp,
+    rowids: RowidMark,
     count: bool,
 ) -> Result<BeaverSource, ConvertError> {
     let db = open_ro(path)?;
@@ -99,26 +140,117 @@ pub fn open_beaver(
             available: namespaces(&db, table).map_err(sql(path))?,
         });
     }
-    let rows = if count {
-        estimate_rows(&db, table, namespace, &after).map_err(sql(path))?
-    } else {
-        0
+    let phases = plan_phases(&db, path, table, after, rowids)?;
+    let rows = match phases.first() {
+        Some(first) if count => {
+            estimate_rows(&db, table, namespace, first.lo, &first.after).map_err(sql(path))?
+        }
+        _ => 0,
     };
     let pages = direct_pages(&db, path, table)?;
-    let walk = match pages {
-        Some(_) => order_index(&db, path, table, namespace, &after)?,
-        None => None,
+    // The index walk serves a range that starts at the first rowid: it visits the whole
+    // namespace, which only that range needs (a later range is read by rowid, then sorted).
+    let walk = match (&pages, phases.first()) {
+        (Some(_), Some(first)) if first.lo == 0 => {
+            order_index(&db, path, table, namespace, &first.after)?
+        }
+        _ => None,
     };
     Ok(BeaverSource {
         path: path.to_path_buf(),
         db,
         table,
         namespace: namespace.to_string(),
-        after,
+        phases,
         pages,
         walk,
         rows,
     })
+}
+
+/// The rowid ranges a conversion from watermark `rowids` (at timestamp `after` within it) reads,
+/// after checking that the source still holds the rows it converted.
+fn plan_phases(
+    db: &Connection,
+    path: &Path,
+    table: &str,
+    after: LastTimestamp,
+    rowids: RowidMark,
+) -> Result<Vec<Phase>, ConvertError> {
+    let rewritten = |what: String| ConvertError::SourceRewritten {
+        path: path.to_path_buf(),
+        what,
+    };
+    let max: i64 = db
+        .query_row(
+            &format!("SELECT coalesce(max(rowid), 0) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql(path))?;
+    let max = max.max(0) as u64;
+    if rowids.done > 0 {
+        match row_check(db, table, rowids.done).map_err(sql(path))? {
+            Some(check) if check == rowids.check => {}
+            Some(_) => {
+                return Err(rewritten(format!(
+                    "the row at rowid {} is not the one converted",
+                    rowids.done
+                )))
+            }
+            None => {
+                return Err(rewritten(format!(
+                    "the row at rowid {} is gone",
+                    rowids.done
+                )))
+            }
+        }
+    }
+    let mut phases = Vec::new();
+    let mut lo = (rowids.done, rowids.check);
+    if rowids.upto > rowids.done {
+        let Some(check_hi) = row_check(db, table, rowids.upto).map_err(sql(path))? else {
+            return Err(rewritten(format!(
+                "the row at rowid {} is gone",
+                rowids.upto
+            )));
+        };
+        phases.push(Phase {
+            lo: rowids.done,
+            hi: rowids.upto,
+            after,
+            check_lo: rowids.check,
+            check_hi,
+        });
+        lo = (rowids.upto, check_hi);
+    }
+    if max > lo.0 {
+        let check_hi = row_check(db, table, max).map_err(sql(path))?.unwrap_or(0);
+        phases.push(Phase {
+            lo: lo.0,
+            hi: max,
+            after: LastTimestamp::None,
+            check_lo: lo.1,
+            check_hi,
+        });
+    }
+    Ok(phases)
+}
+
+/// The check of the row at `rowid`: xxh3-64 of its namespace, a zero byte and its data; `None`
+/// when there is no such row.
+fn row_check(db: &Connection, table: &str, rowid: u64) -> rusqlite::Result<Option<u64>> {
+    db.query_row(
+        &format!("SELECT CAST(log_name AS BLOB), CAST(data AS BLOB) FROM {table} WHERE rowid = ?1"),
+        [rowid as i64],
+        |r| {
+            let mut bytes = r.get::<_, Option<Vec<u8>>>(0)?.unwrap_or_default();
+            bytes.push(0);
+            bytes.extend(r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default());
+            Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
+        },
+    )
+    .optional()
 }
 
 /// A walk of the table's index on `(log_name, timestamp)` (BINARY, ascending: the primary key's
@@ -220,8 +352,17 @@ fn estimate_rows(
     db: &Connection,
     table: &str,
     namespace: &str,
+    lo: u64,
     after: &LastTimestamp,
 ) -> rusqlite::Result<u64> {
+    if lo > 0 {
+        // Rows added since a conversion: a range scan of the new rowids, not of the namespace.
+        return db.query_row(
+            &format!("SELECT count(*) FROM {table} NOT INDEXED WHERE rowid > ?2 AND log_name = ?1"),
+            rusqlite::params![namespace, lo as i64],
+            |r| r.get::<_, i64>(0).map(|n| n.max(0) as u64),
+        );
+    }
     let edge = |order: &str| -> rusqlite::Result<Option<String>> {
         db.query_row(
             &format!("SELECT log_name FROM {table} ORDER BY log_name {order} LIMIT 1"),
@@ -292,7 +433,8 @@ fn params(namespace: &str, after: &LastTimestamp) -> Vec<rusqlite::types::Value>
 }
 
 impl BeaverSource {
-    /// Streams the rows in ferret's order into `tx`, in batches.
+    /// Streams the rows into `tx`, in batches: each phase in timestamp order, closed by an empty
+    /// batch that carries the phase's finished watermark.
     pub fn stream(mut self, tx: RowSender) {
         if let Err(e) = self.stream_rows(&tx) {
             let _ = tx.send(Err(e));
@@ -303,32 +445,68 @@ impl BeaverSource {
         self.db.prepare(query).map_err(sql(&self.path))
     }
 
-    /// Walks the timestamp index for the order (cheap: the index holds rowid and timestamp) and
-    /// fetches each batch's rows in rowid order, by range scans over the clusters of rowids the
-    /// batch needs. Fetching every row by its rowid in timestamp order instead (what `SELECT data
-    /// ... ORDER BY timestamp` does) costs a B-tree descent per row: two thirds of the reading.
-    /// ferret-io inserts a span when it ends and stamps it with its start, so rowid order is
-    /// nearly timestamp order and a batch's rowids fall in a few dense runs.
     fn stream_rows(&mut self, tx: &RowSender) -> Result<(), ConvertError> {
-        let (mut pages, mut walk) = (self.pages.take(), self.walk.take());
-        let cond = after_clause(&self.after);
+        let mut pages = self.pages.take();
+        for phase in std::mem::take(&mut self.phases) {
+            let walk = if phase.lo == 0 {
+                self.walk.take()
+            } else {
+                None
+            };
+            if !self.stream_phase(tx, &phase, walk, &mut pages)? {
+                return Ok(()); // the consumer stopped (an error or --strict); nothing to add
+            }
+            let mut end = RowBatch::empty();
+            end.rowids = phase.finished();
+            if tx.send(Ok(end)).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams one phase. The order comes from the timestamp index (walked from its pages, or
+    /// through SQLite) for a range from the first rowid, and from a sort of the range's rows
+    /// otherwise; each batch's rows are then fetched in rowid order, by range scans over the
+    /// clusters of rowids the batch needs. Fetching every row by its rowid in timestamp order
+    /// instead (what `SELECT data ... ORDER BY timestamp` does) costs a B-tree descent per row:
+    /// two thirds of the reading. ferret-io inserts a span when it ends and stamps it with its
+    /// start, so rowid order is nearly timestamp order and a batch's rowids fall in a few dense
+    /// runs. Returns false when the consumer is gone.
+    fn stream_phase(
+        &self,
+        tx: &RowSender,
+        phase: &Phase,
+        mut walk: Option<IndexWalk>,
+        pages: &mut Option<(TablePages, usize)>,
+    ) -> Result<bool, ConvertError> {
         let table = self.table;
+        let cond = after_clause(&phase.after);
+        // From the first rowid the index gives the order cheaply; a later range is a rowid
+        // range scan and a sort of its rows (never a walk of the whole namespace's index).
+        let hint = if phase.lo == 0 { "" } else { "NOT INDEXED" };
         let mut order = self.prepare(&format!(
-            "SELECT rowid, timestamp FROM {table} WHERE log_name = ?1 {cond} ORDER BY timestamp"
+            "SELECT rowid, timestamp FROM {table} {hint} WHERE rowid > ?3 AND rowid <= ?4 \
+             AND log_name = ?1 {cond} ORDER BY timestamp"
         ))?;
         let mut fetch = self.prepare(&format!(
             "SELECT rowid, data FROM {table} WHERE rowid BETWEEN ?1 AND ?2"
         ))?;
         let mut rows = match walk {
             Some(_) => None,
-            None => Some(
-                order
-                    .query(rusqlite::params_from_iter(params(
-                        &self.namespace,
-                        &self.after,
-                    )))
-                    .map_err(sql(&self.path))?,
-            ),
+            None => {
+                use rusqlite::types::Value;
+                // ?2 is bound even when the statement has no timestamp condition: ?3 and ?4
+                // make it one of the statement's parameters all the same.
+                let mut p = params(&self.namespace, &phase.after);
+                p.resize(2, Value::Null);
+                p.extend([
+                    Value::Integer(phase.lo as i64),
+                    Value::Integer(phase.hi as i64),
+                ]);
+                let rows = order.query(rusqlite::params_from_iter(p));
+                Some(rows.map_err(sql(&self.path))?)
+            }
         };
         let mut wanted = Vec::with_capacity(BATCH_ROWS);
         loop {
@@ -349,18 +527,23 @@ impl BeaverSource {
                 let Some(rowid) = next else {
                     break;
                 };
+                // A walk sees the whole snapshot: rows past the range are the next phase's.
+                if rowid as u64 > phase.hi {
+                    continue;
+                }
                 wanted.push(rowid);
             }
             if wanted.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
             if let Some(walk) = &walk {
                 last = walk.position();
             }
-            let mut batch = self.fetch(&mut fetch, &mut pages, &wanted)?;
+            let mut batch = self.fetch(&mut fetch, pages, &wanted)?;
             batch.last = last;
+            batch.rowids = phase.under_way();
             if tx.send(Ok(batch)).is_err() {
-                return Ok(()); // the consumer stopped (an error or --strict); nothing to add
+                return Ok(false);
             }
         }
     }
@@ -493,27 +676,58 @@ mod tests {
         rows
     }
 
-    fn streamed(path: &Path, after: LastTimestamp) -> (Vec<String>, LastTimestamp) {
-        let src = open_beaver(path, SourceKind::Beaver1, "_ferret_trace", after, true).unwrap();
-        let expected_rows = src.rows;
-        let (texts, last) = stream_all(src);
-        assert_eq!(texts.len() as u64, expected_rows);
-        (texts, last)
+    /// What a source streamed: the rows' texts, the timestamp of the last row, and the rowid
+    /// mark of the last batch (the watermark a conversion ends on).
+    struct Streamed {
+        texts: Vec<String>,
+        last: LastTimestamp,
+        rowids: RowidMark,
     }
 
-    fn stream_all(src: BeaverSource) -> (Vec<String>, LastTimestamp) {
+    fn open_at(path: &Path, after: LastTimestamp, rowids: RowidMark) -> BeaverSource {
+        open_beaver(
+            path,
+            SourceKind::Beaver1,
+            "_ferret_trace",
+            after,
+            rowids,
+            true,
+        )
+        .unwrap()
+    }
+
+    fn streamed(path: &Path, after: LastTimestamp, rowids: RowidMark) -> Streamed {
+        let src = open_at(path, after, rowids);
+        let expected_rows = src.rows;
+        let got = stream_all(src);
+        assert_eq!(got.texts.len() as u64, expected_rows);
+        got
+    }
+
+    fn stream_all(src: BeaverSource) -> Streamed {
         let (tx, rx) = crossbeam_channel::unbounded();
         src.stream(tx);
-        let (mut texts, mut last) = (Vec::new(), LastTimestamp::None);
+        let mut got = Streamed {
+            texts: Vec::new(),
+            last: LastTimestamp::None,
+            rowids: RowidMark::default(),
+        };
         for batch in rx {
             let batch = batch.unwrap();
             for (_, range) in &batch.rows {
                 let text = &batch.text[range.clone().unwrap()];
-                texts.push(String::from_utf8(text.to_vec()).unwrap());
+                got.texts.push(String::from_utf8(text.to_vec()).unwrap());
             }
-            last = batch.last;
+            if !batch.rows.is_empty() {
+                got.last = batch.last;
+            }
+            got.rowids = batch.rowids;
         }
-        (texts, last)
+        got
+    }
+
+    fn none() -> RowidMark {
+        RowidMark::default()
     }
 
     /// The main file's pages are read directly only when the snapshot is the main file alone,
@@ -524,14 +738,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
         scrambled_log(&path);
-        let before = streamed(&path, LastTimestamp::None).0;
+        let before = streamed(&path, LastTimestamp::None, none()).texts;
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
             .unwrap();
         let open = || {
             let ns = "_ferret_trace";
-            open_beaver(&path, SourceKind::Beaver1, ns, LastTimestamp::None, false).unwrap()
+            open_beaver(
+                &path,
+                SourceKind::Beaver1,
+                ns,
+                LastTimestamp::None,
+                none(),
+                false,
+            )
+            .unwrap()
         };
         let src = open();
         assert!(
@@ -548,7 +770,7 @@ mod tests {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .unwrap();
-        let during = stream_all(src).0;
+        let during = stream_all(src).texts;
         let differ = during.iter().zip(&before).filter(|(a, b)| a != b).count();
         assert!(
             during.len() == before.len() && differ == 0,
@@ -559,7 +781,7 @@ mod tests {
             src.pages.is_none(),
             "the WAL holds the update: rows go through SQLite"
         );
-        let after = stream_all(src).0;
+        let after = stream_all(src).texts;
         let changed = after.iter().filter(|t| *t == "{\"changed\":1}").count();
         assert_eq!((changed, after.len()), (before.len(), before.len()));
     }
@@ -578,7 +800,15 @@ mod tests {
             .unwrap();
         let rows = scrambled_log_in(&writer);
         let ns = "_ferret_trace";
-        let src = open_beaver(&live, SourceKind::Beaver1, ns, LastTimestamp::None, false).unwrap();
+        let src = open_beaver(
+            &live,
+            SourceKind::Beaver1,
+            ns,
+            LastTimestamp::None,
+            none(),
+            false,
+        )
+        .unwrap();
         assert!(
             src.pages.is_none() && src.walk.is_none(),
             "the WAL has frames"
@@ -588,21 +818,96 @@ mod tests {
     }
 
     /// The database at `path`, made by `scrambled_log`, streams its rows (all, then those after
-    /// a watermark) in timestamp order.
+    /// a timestamp inside an interrupted conversion) in timestamp order.
     fn check_order(path: &Path, mut rows: Vec<(f64, String, String)>) {
         rows.retain(|(_, ns, _)| ns == "_ferret_trace");
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
         let want: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
-        let (got, last) = streamed(path, LastTimestamp::None);
-        assert_eq!(got, want);
-        assert_eq!(last, LastTimestamp::Real(rows.last().unwrap().0));
-        // Appending: only the rows after the watermark, still in order.
-        let (got, _) = streamed(path, LastTimestamp::Real(9_999.5));
+        let all = streamed(path, LastTimestamp::None, none());
+        assert_eq!(all.texts, want);
+        assert_eq!(all.last, LastTimestamp::Real(rows.last().unwrap().0));
+        assert_eq!(
+            all.rowids.done, 20_000,
+            "every rowid of the snapshot is converted"
+        );
+        // Resuming a conversion interrupted at a timestamp: the rest of its rows, in order.
+        let interrupted = RowidMark {
+            done: 0,
+            upto: all.rowids.done,
+            check: 0,
+        };
+        let got = streamed(path, LastTimestamp::Real(9_999.5), interrupted);
         let newer: Vec<String> = rows
             .iter()
             .filter(|r| r.0 > 9_999.5)
             .map(|r| r.2.clone())
             .collect();
-        assert_eq!(got, newer);
+        assert_eq!(got.texts, newer);
+        assert_eq!(got.rowids, all.rowids);
+    }
+
+    /// ferret-io writes a span when it ends, keyed by its start: rows added after a conversion
+    /// can be older than every row it read. The rowid watermark reads exactly those.
+    #[test]
+    fn rows_added_later_are_read_whatever_their_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        scrambled_log(&path);
+        let first = streamed(&path, LastTimestamp::None, none());
+        let db = Connection::open(&path).unwrap();
+        // A span that was open: it started first and is written last. And one new span.
+        for (ts, data) in [(-5.0, "main"), (30_000.0, "late"), (-1.0, "task")] {
+            db.execute(
+                "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
+                rusqlite::params![ts, data],
+            )
+            .unwrap();
+        }
+        let next = streamed(&path, LastTimestamp::None, first.rowids);
+        assert_eq!(next.texts, ["main", "task", "late"]);
+        assert_eq!(next.rowids.done, 20_003);
+        // Nothing new: nothing read, and the watermark stays.
+        let again = open_at(&path, LastTimestamp::None, next.rowids);
+        assert_eq!(again.phases.len(), 0);
+    }
+
+    #[test]
+    fn a_source_rewritten_since_the_last_conversion_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        scrambled_log(&path);
+        let mark = streamed(&path, LastTimestamp::None, none()).rowids;
+        let refused = |path: &Path| {
+            let e = open_beaver(
+                path,
+                SourceKind::Beaver1,
+                "_ferret_trace",
+                LastTimestamp::None,
+                mark,
+                false,
+            )
+            .err()
+            .expect("refused");
+            assert!(matches!(e, ConvertError::SourceRewritten { .. }), "{e}");
+            assert!(e.to_string().contains("--force"), "{e}");
+        };
+        // Another file in its place: the row at the watermark differs.
+        let other = dir.path().join("other.db");
+        let db = Connection::open(&other).unwrap();
+        scrambled_log_in(&db);
+        db.execute(
+            "UPDATE beaver_logs SET data = 'x' WHERE rowid = ?1",
+            [mark.done as i64],
+        )
+        .unwrap();
+        refused(&other);
+        // Rows cut off the end: the row at the watermark is gone.
+        let db = Connection::open(&path).unwrap();
+        db.execute(
+            "DELETE FROM beaver_logs WHERE rowid >= ?1",
+            [mark.done as i64 - 10],
+        )
+        .unwrap();
+        refused(&path);
     }
 }
