@@ -4,7 +4,7 @@ CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
 
-.PHONY: build test lint bench bench-e2e memtest memtest-ci fixtures example
+.PHONY: build test test-live lint bench bench-e2e memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -16,6 +16,11 @@ test:
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status
+
+# A real ferret-io service converted with --append while it runs, checked against ferret-io's
+# own answers (needs Python 3.13 and PyPI; tools/live-test.sh).
+test-live:
+	tools/live-test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

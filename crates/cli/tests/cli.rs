@@ -220,7 +220,7 @@ fn scan_json(file: &Path, run_id: &str) -> Value {
 fn check_stats_against_ferret(db: &str, file: &Path) {
     let reference = reference(db);
     let runs = reference["runs"].as_object().unwrap();
-    assert!(runs.len() >= 3, "fixture has several runs");
+    assert!(!runs.is_empty(), "{db}: the reference has runs");
     // The default run is ferret's: the run of the latest span.
     let default: Value =
         serde_json::from_str(&ok!(run!("ferret-scan", file, "--format", "json"))).unwrap();
@@ -279,6 +279,12 @@ fn check_stats_against_ferret(db: &str, file: &Path) {
     }
 }
 
+/// The fixture has several runs, so that the default run (the latest start's) is a choice.
+fn assert_several_runs(db: &str) {
+    let runs = reference(db)["runs"].as_object().unwrap().len();
+    assert!(runs >= 3, "{db}: the fixture has {runs} runs");
+}
+
 /// The roots of ferret's trees for one run of a reference.
 fn want_roots<'a>(reference: &'a Value, run_id: &str) -> Vec<&'a Value> {
     reference["runs"][run_id]["roots"]
@@ -290,16 +296,19 @@ fn want_roots<'a>(reference: &'a Value, run_id: &str) -> Vec<&'a Value> {
 
 #[test]
 fn stats_equal_ferret_io_on_the_beaver1_fixture() {
+    assert_several_runs("beaver1.db");
     for_each_way("beaver1.db", check_stats_against_ferret);
 }
 
 #[test]
 fn stats_equal_ferret_io_on_the_beaver2_fixture() {
+    assert_several_runs("beaver2.db");
     for_each_way("beaver2.db", check_stats_against_ferret);
 }
 
 #[test]
 fn stats_equal_ferret_io_on_the_generated_fixture() {
+    assert_several_runs("generated1.db");
     for_each_way("generated1.db", check_stats_against_ferret);
 }
 
@@ -1051,6 +1060,8 @@ fn check_trees_against_ferret(db: &str, file: &Path) {
             run_id,
             "--limit",
             "0",
+            "--max-nodes",
+            "100000000",
             "--format",
             "json"
         )))
@@ -1078,6 +1089,35 @@ fn check_trees_against_ferret(db: &str, file: &Path) {
             );
             assert_eq!(root["elided"]["spans"], 0);
         }
+    }
+}
+
+/// Run by `make test-live` (tools/live-test.sh), which runs a real ferret-io service and converts
+/// its trace with `--append` again and again while it grows, leaving the result in
+/// `FERRET_LIVE_FERRET` and the finished trace, with ferret-io's own answers beside it, in
+/// `FERRET_LIVE_DB`.
+#[test]
+#[ignore = "needs a live ferret-io trace: run `make test-live`"]
+fn a_live_trace_converted_while_it_runs_equals_ferrets_answers() {
+    let var = |name: &str| std::env::var(name).expect("set by tools/live-test.sh");
+    let db = var("FERRET_LIVE_DB");
+    let live = PathBuf::from(var("FERRET_LIVE_FERRET"));
+    let file = SpanFile::open(&live).unwrap();
+    assert!(
+        file.links().len() > 1,
+        "spans open at a conversion (main, the batch in flight) were adopted later"
+    );
+    assert!(file.segments().len() > 3, "converted in several commits");
+    drop(file);
+    let checks: [fn(&str, &Path); 4] = [
+        check_stats_against_ferret,
+        check_links_against_ferret,
+        check_trees_against_ferret,
+        check_parquet_against_ferret,
+    ];
+    for check in checks {
+        check(&db, &live);
+        for_each_way(&db, check);
     }
 }
 
