@@ -9,10 +9,11 @@ EXAMPLE_OUT ?= target/example.ferret
 build:
 	$(CARGO) build --release --workspace
 
-# Every test (no doc tests: there are none); ends with one total line, keeping cargo's status.
+# Every test (no doc tests: there are none), then the live test; ends with one total line,
+# keeping the status.
 test:
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log; \
+	set -o pipefail; { $(CARGO) test --workspace --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status

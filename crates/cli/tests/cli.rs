@@ -1317,6 +1317,85 @@ fn exports_parse_and_add_up_to_ferrets_self_time() {
 }
 
 #[test]
+fn a_damaged_tag_heap_fails_a_tree_instead_of_printing_a_changed_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let tree = ok!(run!("ferret-scan", &file, "--tree"));
+    assert!(tree.contains("depth=1"), "the default run prints its tags");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"{\"depth\":1}")
+        .expect("a tag in the heap");
+    bytes[at + 9] = b'7';
+    std::fs::write(&file, &bytes).unwrap();
+    fails!(
+        run!("ferret-scan", &file, "--tree"),
+        "checksum mismatch in tag heap"
+    );
+}
+
+/// A chain 100,000 deep, as JSON lines in write order (the deepest span first, as ferret-io
+/// writes a recursion): it converts, and every export walks it without calling it damaged.
+#[test]
+fn a_chain_100k_deep_in_write_order_converts_and_exports() {
+    const DEPTH: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("chain.jsonl");
+    let id = |i: u64| format!("{:032x}", 0xc0de_0000_0000u64 + i);
+    let lines: String = (0..DEPTH)
+        .rev()
+        .map(|i| {
+            let parent = if i == 0 { "null".to_string() } else { format!("\"{}\"", id(i - 1)) };
+            let start = 1.7e9 + i as f64 * 1e-6;
+            let duration = (DEPTH - i) as f64 * 1e-5;
+            format!(
+                "{{\"span_id\":\"{}\",\"parent_id\":{parent},\"run_id\":\"r\",\"name\":\"f{}\",\"start_time\":{start},\"end_time\":{},\"duration\":{duration},\"tags\":{{}},\"status\":\"ok\"}}\n",
+                id(i),
+                i % 3,
+                start + duration
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = dir.path().join("chain.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &out, "--quiet"));
+    let file = SpanFile::open(&out).unwrap();
+    let deepest = file.record(0).unwrap();
+    assert_eq!(
+        file.root_of(deepest),
+        DEPTH - 1,
+        "one tree, rooted at the last line"
+    );
+    drop(file);
+    let folded = run!("ferret-scan", &out, "--folded");
+    let note = String::from_utf8_lossy(&folded.stderr).to_string();
+    let stacks = ok!(folded);
+    assert!(note.contains("deeper than 512 frames"), "{note}");
+    assert!(
+        !note.contains("loop"),
+        "a valid file is not damaged: {note}"
+    );
+    assert!(
+        stacks.lines().count() <= 514,
+        "at most one line per kept depth"
+    );
+    let weight: u64 = stacks
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    // Self times add up to the root's duration: DEPTH x 10 us.
+    assert!(weight.abs_diff(DEPTH * 10) <= 514, "{weight}");
+    let parquet = dir.path().join("chain.parquet");
+    ok!(run!("ferret-scan", &out, "--to-parquet", &parquet));
+    let depths: Vec<i64> = parquet_rows(&parquet)
+        .iter()
+        .map(|r| r["depth"].as_i64().unwrap())
+        .collect();
+    assert_eq!(depths.iter().max(), Some(&(DEPTH as i64 - 1)));
+}
+
+#[test]
 fn parent_cycles_and_self_parents_never_hang_and_are_named() {
     use ferret_format::{SpanExtras, SpanFileWriter, SpanRecord, NONE_NAME};
     let dir = tempfile::tempdir().unwrap();

@@ -40,7 +40,7 @@ impl Stacks {
         let depth = match parent {
             NO_STACK => 1,
             p if self.paths[p as usize].1 == DEEPER_NAME => return p,
-            p if self.depth[p as usize] >= MAX_STACK_FRAMES => {
+            p if self.depth[p as usize] >= MAX_STACK_FRAMES && name != DEEPER_NAME => {
                 return self.intern(p, DEEPER_NAME);
             }
             p => self.depth[p as usize] + 1,
