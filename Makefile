@@ -4,7 +4,7 @@ CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
 
-.PHONY: build test test-live lint bench bench-e2e memtest memtest-ci fixtures example
+.PHONY: build test test-live lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -31,10 +31,16 @@ lint:
 bench:
 	$(CARGO) bench -p ferret-benches
 	$(MAKE) bench-e2e
+	$(MAKE) bench-live
 
 # End-to-end against the peers; BENCH_SPANS (default 6,000,000) sets the size.
 bench-e2e:
 	python3 benches/e2e.py
+
+# What exactness on live traces costs: --append of 1% onto the bench trace, 10^5-deep chains in
+# both orders; FERRET_BASELINE=DIR adds another build side by side (writes benches/LIVE.md).
+bench-live:
+	python3 benches/live.py
 
 # A 2.3 GB trace converted and scanned, each step in a 1 GiB memory cgroup (writes benches/MEMTEST.md).
 memtest:

@@ -407,6 +407,47 @@ fn json_lines_convert_to_the_same_numbers_as_the_database() {
             assert_eq!(csv(&from_db, run_id), csv(&from_lines, run_id), "{name}");
         }
     }
+    // A plain dump of the table (write order: children before their parents) through stdin:
+    // the same table and the same trees, for every run.
+    let from_stdin = dir.path().join("stdin.ferret");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
+        .args([
+            "-".as_ref(),
+            "-o".as_ref(),
+            from_stdin.as_os_str(),
+            "--quiet".as_ref(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dump = write_order_lines(&fixture("beaver1.db")).concat();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let tree = |file: &Path, run_id: &str| {
+        ok!(run!(
+            "ferret-scan",
+            file,
+            "--tree",
+            "--run",
+            run_id,
+            "--limit",
+            "0"
+        ))
+    };
+    for run_id in reference("beaver1.db")["runs"].as_object().unwrap().keys() {
+        assert_eq!(csv(&from_db, run_id), csv(&from_stdin, run_id), "{run_id}");
+        assert_eq!(
+            tree(&from_db, run_id),
+            tree(&from_stdin, run_id),
+            "{run_id}"
+        );
+    }
 }
 
 #[test]

@@ -34,7 +34,10 @@ pub const WINDOW_MARGIN_SECONDS: f64 = 0.25;
 /// The most spans the window holds; past it the earliest-ending are dropped.
 pub const WINDOW_CAPACITY: usize = 1 << 19;
 const BLOOM_BITS: usize = 1 << 27; // 16 MiB: ~0.1% false positives at 10M dropped ids
-const ORPHAN_BLOOM_BITS: usize = 1 << 25; // 4 MiB: orphans are the children of open spans
+/// Bits per orphan id in the orphan filter (about 1% false positives with 4 probes in a word).
+const ORPHAN_BITS_PER_ID: usize = 16;
+/// The orphan filter's smallest size: 8 KiB, which stays in L1/L2 while every span probes it.
+const ORPHAN_BLOOM_MIN_BITS: usize = 1 << 16;
 
 /// Hashes a [`SpanId`] (or a record index) by mixing its two halves: ids are uuid4s or xxh3 hashes, already
 /// random, so one multiply spreads them (SipHash cost 5% of a conversion). Sequential test ids
@@ -131,7 +134,8 @@ pub struct Linker {
     /// Children of this batch not linked yet, by the parent id they wait for.
     pending: IdMap<Vec<u64>>,
     /// Parent ids of every committed orphan (a hit is confirmed on disk or in `recent_orphans`).
-    orphan_ids: Bloom,
+    /// Every arriving span probes it, so it is sized to the orphans it holds ([`OrphanFilter`]).
+    orphan_ids: OrphanFilter,
     /// The orphans of the last commit, `(child, run)` by parent id: that commit may still be in
     /// flight, so its segment is not mapped yet.
     recent_orphans: IdMap<Vec<(u64, u32)>>,
@@ -155,7 +159,7 @@ impl Default for Linker {
             dropped: Bloom::new(BLOOM_BITS),
             dropped_since_commit: Vec::new(),
             pending: IdMap::default(),
-            orphan_ids: Bloom::new(ORPHAN_BLOOM_BITS),
+            orphan_ids: OrphanFilter::default(),
             recent_orphans: IdMap::default(),
             recent_first: u64::MAX,
             adopted: HashSet::default(),
@@ -185,9 +189,8 @@ impl Linker {
         for seg in file.segments() {
             l.dropped
                 .insert_all(file.records(seg).iter().map(|r| SpanId(r.span_id)));
-            l.orphan_ids
-                .insert_all(file.orphans(seg).iter().map(|o| SpanId(o.parent_id)));
         }
+        l.orphan_ids.add(Vec::new(), Some(file));
         l
     }
 
@@ -241,7 +244,7 @@ impl Linker {
         self.recent
             .push_back((rec.start_time, end_key(end), index, span_id));
         self.stats.window_peak = self.stats.window_peak.max(self.window.len());
-        if let Some(children) = self.pending.remove(&span_id) {
+        if let Some(children) = self.pending_for(&span_id) {
             for child in children {
                 self.adopt(child, open, batch.records, batch.first, true);
             }
@@ -250,6 +253,15 @@ impl Linker {
             self.adopt_committed(span_id, open, batch.committed);
         }
         Ok(())
+    }
+
+    /// The children of this batch waiting for `id`, taken out of `pending` (most spans find
+    /// `pending` empty: no lookup then).
+    fn pending_for(&mut self, id: &SpanId) -> Option<Vec<u64>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.pending.remove(id)
     }
 
     /// Links uncommitted record `child` (a provisional root) under `parent`, if in the same run
@@ -413,8 +425,8 @@ impl Linker {
                 .collect();
             self.recent_orphans.insert(pid, runs);
         }
-        self.orphan_ids
-            .insert_all(self.recent_orphans.keys().copied());
+        let ids = self.recent_orphans.keys().copied().collect();
+        self.orphan_ids.add(ids, batch.committed);
         self.stats.orphans += orphans.len() as u64;
         CommitLinks {
             adoptions: std::mem::take(&mut self.new_adoptions),
@@ -490,6 +502,53 @@ fn resolve(remap: &mut HashMap<u64, u64, BuildHasherDefault<IdHasher>>, root: u6
         at = remap.insert(at, top).unwrap_or(top);
     }
     top
+}
+
+/// The parent ids of every committed orphan, as a Bloom filter sized to their number: every
+/// arriving span probes it, and a fixed 4 MiB filter was a cache miss per span. It doubles (and
+/// is refilled from the file's orphan tables and the ids just added) when it passes
+/// [`ORPHAN_BITS_PER_ID`] bits per id; a file that never has orphans never probes it at all.
+#[derive(Default)]
+struct OrphanFilter {
+    bloom: Option<Bloom>,
+    ids: usize,
+}
+
+impl OrphanFilter {
+    fn maybe_contains(&self, id: &SpanId) -> bool {
+        self.bloom.as_ref().is_some_and(|b| b.maybe_contains(id))
+    }
+
+    /// Adds `new` ids, about to be committed, to those of `committed`'s orphan tables (already
+    /// in the filter, unless it must grow and is refilled from them).
+    fn add<D: AsRef<[u8]>>(&mut self, new: Vec<SpanId>, committed: Option<&SpanFile<D>>) {
+        let on_disk = || {
+            committed.into_iter().flat_map(|file| {
+                file.segments()
+                    .iter()
+                    .flat_map(move |seg| file.orphans(seg).iter().map(|o| SpanId(o.parent_id)))
+            })
+        };
+        let total = match &self.bloom {
+            Some(_) => self.ids + new.len(),
+            None => on_disk().count() + new.len(),
+        };
+        if total == 0 {
+            return;
+        }
+        let bits = (total * ORPHAN_BITS_PER_ID)
+            .next_power_of_two()
+            .max(ORPHAN_BLOOM_MIN_BITS);
+        match &mut self.bloom {
+            Some(bloom) if bloom.words.len() * 64 >= bits / 2 => bloom.insert_all(new),
+            _ => {
+                let mut bloom = Bloom::new(bits);
+                bloom.insert_all(on_disk().chain(new));
+                self.bloom = Some(bloom);
+            }
+        }
+        self.ids = total;
+    }
 }
 
 /// A fixed-size blocked Bloom filter of span ids dropped from the window: the 4 probes of an id
