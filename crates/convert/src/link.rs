@@ -400,10 +400,10 @@ impl Linker {
             self.resolve_misses(&mut misses, batch.records, batch.first, batch.committed);
             waiting.extend(misses); // not found: a false positive of the filter
         }
-        for r in batch.records.iter_mut() {
-            r.root = self.resolve_root(r.root);
-        }
         if !self.remap.is_empty() {
+            for r in batch.records.iter_mut() {
+                r.root = self.resolve_root(r.root);
+            }
             for open in self.window.values_mut() {
                 open.root = resolve(&mut self.remap, open.root);
             }

@@ -40,8 +40,8 @@ pub enum Region {
         /// One past the last global record index of the segment.
         end: u64,
     },
-    /// The adoption and orphan tables of one segment.
-    Links {
+    /// The metadata region of one segment (late links, block zones, run directory).
+    Meta {
         /// Index of the segment in the file.
         segment: usize,
     },
@@ -64,7 +64,7 @@ impl std::fmt::Display for Region {
                 first,
                 end,
             } => write!(f, "tag heap of segment {segment} (records {first}..{end})"),
-            Region::Links { segment } => write!(f, "link tables of segment {segment}"),
+            Region::Meta { segment } => write!(f, "metadata of segment {segment}"),
         }
     }
 }

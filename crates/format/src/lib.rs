@@ -17,18 +17,21 @@ mod checksum;
 mod error;
 mod header;
 mod links;
+mod meta;
 mod reader;
 mod record;
 mod segment;
 mod strings;
 mod tags;
 mod writer;
+mod zones;
 
 pub use error::{FormatError, Region};
 pub use header::{
     LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,
 };
 pub use links::{Adoption, Links, Orphan};
+pub use meta::MetaToc;
 pub use reader::{AlignedBytes, Segment, SpanFile};
 pub use record::{
     SpanId, SpanRecord, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID,
@@ -38,3 +41,4 @@ pub use segment::BLOCK_RECORDS;
 pub use strings::{Interner, StringTable};
 pub use tags::SpanExtras;
 pub use writer::{FixUpView, SpanFileWriter};
+pub use zones::{index_records, BlockZone, RunEntry};

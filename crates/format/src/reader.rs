@@ -12,10 +12,12 @@ use crate::checksum::{checksum, table_checksum};
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
 use crate::links::{Adoption, Links, Orphan};
+use crate::meta::{MetaLayout, MetaToc};
 use crate::record::{SpanId, SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
 use crate::segment::{block_count, read_segment_header, SegmentLayout, BLOCK_RECORDS};
 use crate::strings::StringTable;
 use crate::tags::SpanExtras;
+use crate::zones::{index_records, BlockZone, RunEntry};
 
 /// One committed segment: a contiguous run of records with its own checksums and tag heap.
 #[derive(Clone, Debug)]
@@ -33,8 +35,8 @@ pub struct Segment {
     names_checksum: u64,
     strings_checksum: u64,
     tags_checksum: u64,
-    adoptions_len: u64,
-    orphans_len: u64,
+    /// The metadata tables' absolute byte ranges.
+    meta: MetaLayout,
 }
 
 impl Segment {
@@ -202,24 +204,12 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     "string",
                 )
                 .map_err(invalid)?;
-            let entry = std::mem::size_of::<Adoption>() as u64;
-            if h.adoptions_len % entry != 0 || h.orphans_len % entry != 0 {
-                return Err(invalid(format!(
-                    "link tables of {} and {} bytes are not made of {entry}-byte entries",
-                    h.adoptions_len, h.orphans_len
-                )));
-            }
-            let tables = [
-                (layout.adoptions, h.adoptions_len, h.adoptions_checksum),
-                (layout.orphans, h.orphans_len, h.orphans_checksum),
-            ];
-            for (at, len, sum) in tables {
-                if table_checksum(&bytes[at as usize..(at + len) as usize]) != sum {
-                    return Err(FormatError::Checksum {
-                        region: Region::Links { segment: index },
-                    });
-                }
-            }
+            let meta = read_meta(bytes, &h, &layout).map_err(|e| match e {
+                MetaError::Checksum => FormatError::Checksum {
+                    region: Region::Meta { segment: index },
+                },
+                MetaError::Invalid(what) => invalid(what),
+            })?;
             self.segments.push(Segment {
                 index,
                 offset,
@@ -230,13 +220,9 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 names_checksum: h.names_checksum,
                 strings_checksum: h.strings_checksum,
                 tags_checksum: h.tags_checksum,
-                adoptions_len: h.adoptions_len,
-                orphans_len: h.orphans_len,
+                meta,
             });
-            // Offsets are multiples of 8 in an 8-aligned buffer, and lengths of 24: the cast holds.
-            let at = layout.adoptions as usize;
-            let adoptions: &[Adoption] =
-                bytemuck::cast_slice(&bytes[at..at + h.adoptions_len as usize]);
+            let adoptions = self.adoptions(&self.segments[index]);
             let end = records + h.record_count;
             if let Some(a) = adoptions
                 .iter()
@@ -247,7 +233,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     a.child, a.parent
                 )));
             }
-            self.links.extend(adoptions);
+            let adoptions = adoptions.to_vec();
+            self.links.extend(&adoptions);
             records += h.record_count;
             offset = layout.end;
         }
@@ -276,14 +263,35 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
 
     /// The adoptions `segment` records: roots committed earlier that got a parent in it.
     pub fn adoptions(&self, segment: &Segment) -> &[Adoption] {
-        let at = segment.layout.adoptions as usize;
-        bytemuck::cast_slice(&self.bytes()[at..at + segment.adoptions_len as usize])
+        bytemuck::cast_slice(&self.bytes()[segment.meta.adoptions.clone()])
     }
 
     /// The orphans `segment` records: its roots still waiting for a parent id, sorted by it.
     pub fn orphans(&self, segment: &Segment) -> &[Orphan] {
-        let at = segment.layout.orphans as usize;
-        bytemuck::cast_slice(&self.bytes()[at..at + segment.orphans_len as usize])
+        bytemuck::cast_slice(&self.bytes()[segment.meta.orphans.clone()])
+    }
+
+    /// The zone of each checksum block of `segment` (empty for a version 1 segment).
+    pub fn zones(&self, segment: &Segment) -> &[BlockZone] {
+        bytemuck::cast_slice(&self.bytes()[segment.meta.zones.clone()])
+    }
+
+    /// The runs (string ids, ascending) present in `zone` of `segment`.
+    pub fn zone_runs(&self, segment: &Segment, zone: &BlockZone) -> &[u32] {
+        let ids: &[u32] = bytemuck::cast_slice(&self.bytes()[segment.meta.run_ids.clone()]);
+        let at = zone.runs_at as usize;
+        ids.get(at..at + zone.runs_len as usize).unwrap_or(&[])
+    }
+
+    /// The run directory of `segment`: one entry per run present (empty for version 1).
+    pub fn runs(&self, segment: &Segment) -> &[RunEntry] {
+        bytemuck::cast_slice(&self.bytes()[segment.meta.runs.clone()])
+    }
+
+    /// True when every segment has its scan index (version 2), so runs and blocks can be
+    /// chosen without reading the records.
+    pub fn has_index(&self) -> bool {
+        self.version() >= 2
     }
 
     /// Every adoption of the file, by child.
@@ -489,6 +497,9 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             for a in self.adoptions(seg) {
                 self.check_adoption(a)?;
             }
+            if self.has_index() {
+                self.check_index(seg)?;
+            }
             if !self.orphans(seg).is_sorted() {
                 return Err(FormatError::InvalidSegment {
                     segment: seg.index,
@@ -513,6 +524,33 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             });
         }
         Ok(())
+    }
+
+    /// Checks that the block zones and run directory of `seg` are exactly those of its records.
+    fn check_index(&self, seg: &Segment) -> Result<(), FormatError> {
+        let (zones, run_ids, runs) = index_records(self.records(seg), seg.first_record);
+        let listed = |z: &BlockZone, ids: &[u32]| {
+            ids.get(z.runs_at as usize..(z.runs_at + z.runs_len) as usize)
+                .map(<[u32]>::to_vec)
+        };
+        let stored = self.zones(seg);
+        let ids: &[u32] = bytemuck::cast_slice(&self.bytes()[seg.meta.run_ids.clone()]);
+        let zones_agree = stored.len() == zones.len()
+            && stored.iter().zip(&zones).all(|(a, b)| {
+                a.min_start.to_bits() == b.min_start.to_bits()
+                    && a.max_start.to_bits() == b.max_start.to_bits()
+                    && listed(a, ids) == listed(b, &run_ids)
+            });
+        let runs_agree = bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
+            == bytemuck::cast_slice::<RunEntry, u8>(&runs);
+        if zones_agree && runs_agree {
+            return Ok(());
+        }
+        Err(FormatError::InvalidSegment {
+            segment: seg.index,
+            offset: seg.offset,
+            what: "its block zones or run directory do not match its records".into(),
+        })
     }
 
     /// Checks that an adoption names a root of the parent's run and the parent's name.
@@ -588,4 +626,51 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         }
         Ok(())
     }
+}
+
+/// Why a segment's metadata region was refused.
+enum MetaError {
+    Checksum,
+    Invalid(String),
+}
+
+/// Checks the metadata region of the segment with header `h` (its checksum, that its tables
+/// fill it, a zone per block) and returns where its tables lie in the file.
+fn read_meta(
+    bytes: &[u8],
+    h: &crate::segment::SegmentHeader,
+    layout: &SegmentLayout,
+) -> Result<MetaLayout, MetaError> {
+    let start = layout.meta as usize;
+    let region = &bytes[start..start + h.meta_len as usize];
+    if table_checksum(region) != h.meta_checksum {
+        return Err(MetaError::Checksum);
+    }
+    let toc: MetaToc = match region.get(..std::mem::size_of::<MetaToc>()) {
+        Some(b) => bytemuck::pod_read_unaligned(b),
+        None if region.is_empty() => MetaToc::default(),
+        None => {
+            return Err(MetaError::Invalid(
+                "metadata shorter than its table of contents".into(),
+            ))
+        }
+    };
+    let tables = toc
+        .layout(region.len())
+        .ok_or_else(|| MetaError::Invalid("metadata tables do not fill its region".into()))?;
+    if !region.is_empty() && toc.zones != block_count(h.record_count) {
+        return Err(MetaError::Invalid(format!(
+            "{} block zones for {} blocks",
+            toc.zones,
+            block_count(h.record_count)
+        )));
+    }
+    let shift = |r: Range<usize>| r.start + start..r.end + start;
+    Ok(MetaLayout {
+        adoptions: shift(tables.adoptions),
+        orphans: shift(tables.orphans),
+        zones: shift(tables.zones),
+        run_ids: shift(tables.run_ids),
+        runs: shift(tables.runs),
+    })
 }

@@ -1,6 +1,6 @@
 //! Segments: what one commit appends. A 128-byte [`SegmentHeader`], then the records, their block
 //! checksums, the names and strings first seen in this segment, the tag heap, and (version 2)
-//! the adoption and orphan tables of late links (`links.rs`).
+//! the metadata region (`meta.rs`: late links and the scan index).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -34,12 +34,11 @@ pub struct SegmentHeader {
     pub names_checksum: u64,
     pub strings_checksum: u64,
     pub tags_checksum: u64,
-    /// Bytes of the adoption table (version 2; zero in version 1).
-    pub adoptions_len: u64,
-    pub adoptions_checksum: u64,
-    /// Bytes of the orphan table (version 2; zero in version 1).
-    pub orphans_len: u64,
-    pub orphans_checksum: u64,
+    /// Bytes of the metadata region (version 2; zero in version 1).
+    pub meta_len: u64,
+    /// Its checksum (zero when it is empty).
+    pub meta_checksum: u64,
+    pub reserved: [u8; 16],
     pub header_checksum: u64,
 }
 
@@ -63,8 +62,7 @@ pub struct SegmentLayout {
     pub names: u64,
     pub strings: u64,
     pub tags: u64,
-    pub adoptions: u64,
-    pub orphans: u64,
+    pub meta: u64,
     pub end: u64,
 }
 
@@ -88,17 +86,15 @@ impl SegmentHeader {
         let names = checksums.checked_add(pad64(block_count(self.record_count) * 8))?;
         let strings = names.checked_add(self.names_len)?;
         let tags = strings.checked_add(self.strings_len)?;
-        let adoptions = tags.checked_add(self.tags_len)?.div_ceil(8) * 8;
-        let orphans = adoptions.checked_add(self.adoptions_len)?;
-        let end = pad64(orphans.checked_add(self.orphans_len)?);
+        let meta = tags.checked_add(self.tags_len)?.div_ceil(8) * 8;
+        let end = pad64(meta.checked_add(self.meta_len)?);
         Some(SegmentLayout {
             records,
             checksums,
             names,
             strings,
             tags,
-            adoptions,
-            orphans,
+            meta,
             end,
         })
     }

@@ -21,11 +21,13 @@ use crate::checksum::{checksum, table_checksum};
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, FORMAT_VERSION, HEADER_FLAG_COMPLETE};
 use crate::links::{Adoption, Orphan};
+use crate::meta::MetaTables;
 use crate::reader::SpanFile;
 use crate::record::{SpanRecord, NO_EXTRAS};
 use crate::segment::{pad64, SegmentHeader, BLOCK_RECORDS, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 use crate::strings::Interner;
 use crate::tags::SpanExtras;
+use crate::zones::index_records;
 
 /// Appends spans to a record file. Nothing is visible to readers until [`commit`](Self::commit).
 pub struct SpanFileWriter {
@@ -379,20 +381,25 @@ impl SpanFileWriter {
         h.names_checksum = checksum(&names);
         h.strings_checksum = checksum(&strings);
         h.tags_checksum = checksum(&self.tag_heap);
-        let adoptions: &[u8] = bytemuck::cast_slice(&self.adoptions);
-        let orphans: &[u8] = bytemuck::cast_slice(&self.orphans);
-        h.adoptions_len = adoptions.len() as u64;
-        h.adoptions_checksum = table_checksum(adoptions);
-        h.orphans_len = orphans.len() as u64;
-        h.orphans_checksum = table_checksum(orphans);
+        let (zones, run_ids, runs) = index_records(&self.pending, h.first_record);
+        let meta = MetaTables {
+            adoptions: &self.adoptions,
+            orphans: &self.orphans,
+            zones: &zones,
+            run_ids: &run_ids,
+            runs: &runs,
+        }
+        .encode();
+        h.meta_len = meta.len() as u64;
+        h.meta_checksum = table_checksum(&meta);
         let h = h.seal();
         let start = self.header.raw.committed_len;
         let layout = h
             .layout(start)
             .ok_or_else(|| FormatError::Limit("segment too large".into()))?;
         let tags_end = layout.tags + self.tag_heap.len() as u64;
-        let gap = vec![0u8; (layout.adoptions - tags_end) as usize];
-        let parts: [(u64, &[u8]); 9] = [
+        let gap = vec![0u8; (layout.meta - tags_end) as usize];
+        let parts: [(u64, &[u8]); 8] = [
             (start, bytemuck::bytes_of(&h)),
             (
                 start + SEGMENT_HEADER_SIZE,
@@ -403,13 +410,12 @@ impl SpanFileWriter {
             (layout.strings, &strings),
             (layout.tags, &self.tag_heap),
             (tags_end, &gap),
-            (layout.adoptions, adoptions),
-            (layout.orphans, orphans),
+            (layout.meta, &meta),
         ];
         for (offset, bytes) in parts {
             self.file.write_all_at(bytes, offset).map_err(io)?;
         }
-        let tail = layout.orphans + orphans.len() as u64;
+        let tail = layout.meta + meta.len() as u64;
         if layout.end > tail {
             let pad = vec![0u8; (layout.end - tail) as usize];
             self.file.write_all_at(&pad, tail).map_err(io)?;

@@ -457,6 +457,33 @@ fn golden_v2_file_still_reads() {
         .iter()
         .all(|o| o.parent_id == id_of(1500)));
     assert_eq!(f.adoptions(&segments[1]).len(), 15);
+    // The scan index: a zone per block, listing both runs (they alternate), and the directory.
+    let run_ids: Vec<u32> = ["run0", "run1"]
+        .iter()
+        .map(|name| {
+            (0..f.string_count() as u32)
+                .find(|&id| f.string(id) == Some(name))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(f.zones(&segments[0]).len(), 2);
+    assert_eq!(f.zones(&segments[1]).len(), 2);
+    for seg in segments {
+        for z in f.zones(seg) {
+            assert_eq!(f.zone_runs(seg, z), run_ids.as_slice());
+            assert!(z.min_start <= z.max_start);
+        }
+    }
+    let first = f.runs(&segments[0]);
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        (first[0].spans, first[0].first_index, first[0].last_index),
+        (750, 0, 1498)
+    );
+    assert_eq!(
+        f.runs(&segments[1]).iter().map(|e| e.spans).sum::<u64>(),
+        1100
+    );
     assert_eq!(f.latest_start_record(), Some(2599));
     let wm = f.watermark().unwrap();
     assert_eq!(

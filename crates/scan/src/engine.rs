@@ -3,7 +3,9 @@
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
-use ferret_format::{FormatError, Segment, SpanFile, SpanRecord, BLOCK_RECORDS, NONE_NAME};
+use ferret_format::{
+    FormatError, RunEntry, Segment, SpanFile, SpanRecord, BLOCK_RECORDS, NONE_NAME,
+};
 use rayon::prelude::*;
 use regex::Regex;
 
@@ -361,8 +363,61 @@ pub struct RunSummary {
     pub last_index: u64,
 }
 
-/// Every run in the file, in ferret's order: by the position of each run's last span.
+/// Every run in the file, in ferret's order: by each run's latest start. A version 2 file's run
+/// directory answers without reading a record; a version 1 file is read whole.
 pub fn scan_runs<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    opts: &ScanOptions,
+    after_chunk: AfterChunk,
+) -> Result<Vec<RunSummary>, ScanError> {
+    let mut runs = if file.has_index() {
+        runs_from_directory(file)?
+    } else {
+        runs_from_records(file, opts, after_chunk)?
+    };
+    // ferret's order of runs: by each run's last span in start order, whatever the arrival.
+    runs.sort_by(|a, b| {
+        a.last_start
+            .total_cmp(&b.last_start)
+            .then(a.last_index.cmp(&b.last_index))
+    });
+    Ok(runs)
+}
+
+/// The runs of a version 2 file, from its segments' run directories.
+fn runs_from_directory<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Result<Vec<RunSummary>, ScanError> {
+    let mut by_run: Vec<Option<RunEntry>> = vec![None; file.string_count()];
+    for seg in file.segments() {
+        for e in file.runs(seg) {
+            let slot =
+                by_run
+                    .get_mut(e.run as usize)
+                    .ok_or_else(|| FormatError::InvalidSegment {
+                        segment: seg.index,
+                        offset: seg.offset,
+                        what: format!("run directory names run id {} out of range", e.run),
+                    })?;
+            *slot = Some(slot.map_or(*e, |known| known.merge(e)));
+        }
+    }
+    Ok(by_run
+        .into_iter()
+        .flatten()
+        .map(|e| RunSummary {
+            run: e.run,
+            spans: e.spans,
+            errors: e.errors,
+            first_start: e.first_start,
+            last_start: e.last_start,
+            last_end: e.last_end,
+            first_index: e.first_index,
+            last_index: e.last_index,
+        })
+        .collect())
+}
+
+/// The runs of a version 1 file, from a pass over its records.
+fn runs_from_records<D: AsRef<[u8]> + Sync>(
     file: &SpanFile<D>,
     opts: &ScanOptions,
     after_chunk: AfterChunk,
@@ -423,14 +478,7 @@ pub fn scan_runs<D: AsRef<[u8]> + Sync>(
                 Ok(a)
             },
         )?;
-    let mut runs: Vec<RunSummary> = merged.into_iter().flatten().collect();
-    // ferret's order of runs: by each run's last span in start order, whatever the arrival.
-    runs.sort_by(|a, b| {
-        a.last_start
-            .total_cmp(&b.last_start)
-            .then(a.last_index.cmp(&b.last_index))
-    });
-    Ok(runs)
+    Ok(merged.into_iter().flatten().collect())
 }
 
 /// ferret's default run: the run of the span that comes last in ferret's order, the latest
