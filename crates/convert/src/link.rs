@@ -26,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use ferret_format::{Adoption, Orphan, SpanFile, SpanId, SpanRecord, NONE_NAME};
+use ferret_format::{Adoption, IdBloom, Orphan, SpanFile, SpanId, SpanRecord, NONE_NAME};
 
 /// How long after a span's end it stays in the window, in seconds of stream time. Only speed
 /// depends on it: a child starting later still links, through the miss scan.
@@ -128,7 +128,7 @@ pub struct Linker {
     recent: VecDeque<(f64, u64, u64, SpanId)>,
     /// Entries still open `WINDOW_MARGIN_SECONDS` after they started, by end.
     long_lived: BinaryHeap<Reverse<(u64, u64, SpanId)>>,
-    dropped: Bloom,
+    dropped: IdBloom,
     /// Ids dropped from the window since the last commit, not yet in `dropped`.
     dropped_since_commit: Vec<SpanId>,
     /// Children of this batch not linked yet, by the parent id they wait for.
@@ -145,6 +145,9 @@ pub struct Linker {
     adopted: HashSet<u64, BuildHasherDefault<IdHasher>>,
     /// Adoptions of committed roots since the last commit.
     new_adoptions: Vec<Adoption>,
+    /// Records before this index were written by earlier conversions: their ids are not in
+    /// `dropped`, so children waiting at a commit probe those segments' span-id filters.
+    earlier: u64,
     /// Re-rooted subtrees since the last commit: old root index to new (path-compressed).
     remap: HashMap<u64, u64, BuildHasherDefault<IdHasher>>,
     stats: LinkStats,
@@ -156,13 +159,14 @@ impl Default for Linker {
             window: IdMap::default(),
             recent: VecDeque::new(),
             long_lived: BinaryHeap::new(),
-            dropped: Bloom::new(BLOOM_BITS),
+            dropped: IdBloom::with_bits(BLOOM_BITS),
             dropped_since_commit: Vec::new(),
             pending: IdMap::default(),
             orphan_ids: OrphanFilter::default(),
             recent_orphans: IdMap::default(),
             recent_first: u64::MAX,
             adopted: HashSet::default(),
+            earlier: 0,
             new_adoptions: Vec::new(),
             remap: HashMap::default(),
             stats: LinkStats::default(),
@@ -181,15 +185,15 @@ fn end_key(end: f64) -> u64 {
 }
 
 impl Linker {
-    /// A linker for appending to `file`: every span already written counts as possibly dropped,
-    /// so children of spans in the file are found by the miss scan, and every orphan in the
-    /// file can be adopted by a parent that arrives now.
+    /// A linker for appending to `file`: every orphan in the file can be adopted by a parent
+    /// that arrives now, and a child whose parent is in the file is found through the span-id
+    /// filters of the file's segments (at the commit, `before_commit`). Nothing here reads the
+    /// records: an append costs what arrives, not the file.
     pub fn for_append<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Linker {
-        let mut l = Linker::default();
-        for seg in file.segments() {
-            l.dropped
-                .insert_all(file.records(seg).iter().map(|r| SpanId(r.span_id)));
-        }
+        let mut l = Linker {
+            earlier: file.record_count(),
+            ..Linker::default()
+        };
         l.orphan_ids.add(Vec::new(), Some(file));
         l
     }
@@ -391,10 +395,19 @@ impl Linker {
     /// the children still waiting, which become the segment's orphans.
     pub fn before_commit<D: AsRef<[u8]>>(&mut self, batch: PendingBatch<D>) -> CommitLinks {
         self.dropped.insert_all(self.dropped_since_commit.drain(..));
+        let earlier = self.earlier;
+        let in_earlier_file = |pid: &SpanId| {
+            batch.committed.is_some_and(|file| {
+                let segments = file.segments().iter();
+                segments
+                    .take_while(|seg| seg.first_record < earlier)
+                    .any(|seg| file.may_hold(seg, pid))
+            })
+        };
         let (mut misses, mut waiting): (IdMap<Vec<u64>>, IdMap<Vec<u64>>) =
             std::mem::take(&mut self.pending)
                 .into_iter()
-                .partition(|(pid, _)| self.dropped.maybe_contains(pid));
+                .partition(|(pid, _)| self.dropped.maybe_contains(pid) || in_earlier_file(pid));
         if !misses.is_empty() {
             self.stats.misses += misses.values().map(|c| c.len() as u64).sum::<u64>();
             self.resolve_misses(&mut misses, batch.records, batch.first, batch.committed);
@@ -451,11 +464,15 @@ impl Linker {
             }
         }
         if let Some(file) = committed {
-            'segments: for seg in file.segments().iter().rev() {
+            for seg in file.segments().iter().rev() {
+                if wanted.is_empty() {
+                    break;
+                }
+                // Only segments whose span-id filter may hold a wanted id are read.
+                if !wanted.keys().any(|id| file.may_hold(seg, id)) {
+                    continue;
+                }
                 for (i, r) in file.records(seg).iter().enumerate().rev() {
-                    if wanted.is_empty() {
-                        break 'segments;
-                    }
                     if let Some(children) = wanted.remove(&SpanId(r.span_id)) {
                         found.push((seg.first_record + i as u64, *r, children));
                     }
@@ -510,7 +527,7 @@ fn resolve(remap: &mut HashMap<u64, u64, BuildHasherDefault<IdHasher>>, root: u6
 /// [`ORPHAN_BITS_PER_ID`] bits per id; a file that never has orphans never probes it at all.
 #[derive(Default)]
 struct OrphanFilter {
-    bloom: Option<Bloom>,
+    bloom: Option<IdBloom>,
     ids: usize,
 }
 
@@ -540,50 +557,13 @@ impl OrphanFilter {
             .next_power_of_two()
             .max(ORPHAN_BLOOM_MIN_BITS);
         match &mut self.bloom {
-            Some(bloom) if bloom.words.len() * 64 >= bits / 2 => bloom.insert_all(new),
+            Some(bloom) if bloom.bits() >= bits / 2 => bloom.insert_all(new),
             _ => {
-                let mut bloom = Bloom::new(bits);
+                let mut bloom = IdBloom::with_bits(bits);
                 bloom.insert_all(on_disk().chain(new));
                 self.bloom = Some(bloom);
             }
         }
         self.ids = total;
-    }
-}
-
-/// A fixed-size blocked Bloom filter of span ids dropped from the window: the 4 probes of an id
-/// fall in one 64-bit word, so an insert or a lookup touches one cache line (a classic filter's
-/// 4 misses cost 7% of a conversion), at a slightly higher false-positive rate.
-struct Bloom {
-    words: Vec<u64>,
-}
-
-impl Bloom {
-    fn new(bits: usize) -> Bloom {
-        Bloom {
-            words: vec![0; bits / 64],
-        }
-    }
-
-    fn slot(&self, id: &SpanId) -> (usize, u64) {
-        let h = xxhash_rust::xxh3::xxh3_64(&id.0);
-        let word = (h as usize) & (self.words.len() - 1);
-        let mask = (0..4).fold(0u64, |m, i| m | 1 << ((h >> (40 + 6 * i)) & 63));
-        (word, mask)
-    }
-
-    /// Inserts all of `ids`, in the order of the words they set, so the writes sweep the filter
-    /// once instead of jumping about it.
-    fn insert_all(&mut self, ids: impl IntoIterator<Item = SpanId>) {
-        let mut slots: Vec<(usize, u64)> = ids.into_iter().map(|id| self.slot(&id)).collect();
-        slots.sort_unstable_by_key(|&(word, _)| word);
-        for (word, mask) in slots {
-            self.words[word] |= mask;
-        }
-    }
-
-    fn maybe_contains(&self, id: &SpanId) -> bool {
-        let (word, mask) = self.slot(id);
-        self.words[word] & mask == mask
     }
 }

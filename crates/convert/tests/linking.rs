@@ -282,6 +282,28 @@ fn appends_in_write_order_adopt_what_earlier_conversions_left_waiting() {
 }
 
 #[test]
+fn a_task_that_outlives_its_parent_links_to_it_across_an_append() {
+    // The parent ended (and was converted) before its fire-and-forget task ended: the task
+    // arrives in a later conversion and must find its parent in the file.
+    let span = |i, parent: Option<u64>, start| Span {
+        id: id(i),
+        parent: parent.map(id),
+        run: "a",
+        start,
+    };
+    let mut spans = vec![span(1, None, 10.0), span(2, Some(1), 10.1)];
+    spans.extend((3..5000).map(|i| span(i, None, 20.0 + i as f64)));
+    spans.push(span(9999, Some(2), 10.2));
+    let want = oracle(&spans);
+    let dir = tempfile::tempdir().unwrap();
+    let cut = spans.len() - 1;
+    check(
+        &convert_in_parts(dir.path(), &jsonl(&spans), 1000, &[cut]),
+        &want,
+    );
+}
+
+#[test]
 fn deep_chains_link_in_either_order() {
     // One chain 20,000 deep: record i's parent is record i - 1 in start order.
     let chain: Vec<Span> = (0..20_000u64)

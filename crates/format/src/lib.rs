@@ -13,6 +13,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("ferret's record file is little-endian and is viewed in place: big-endian hosts are not supported");
 
+mod bloom;
 mod checksum;
 mod error;
 mod header;
@@ -26,6 +27,7 @@ mod tags;
 mod writer;
 mod zones;
 
+pub use bloom::{words_may_hold, IdBloom};
 pub use error::{FormatError, Region};
 pub use header::{
     LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,

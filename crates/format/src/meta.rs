@@ -1,6 +1,7 @@
 //! The metadata region of a version 2 segment, after its tag heap: a [`MetaToc`] (how many
 //! entries each table has), then the late links (`links.rs`: adoptions, orphans) and the scan
-//! index (`zones.rs`: block zones, their run-id list, the run directory). One length and one
+//! index (`zones.rs`: block zones, their run-id list, the run directory) and a Bloom filter of
+//! the segment's span ids (`bloom.rs`). One length and one
 //! checksum in the segment header cover it all; it is small next to the records (about 24 bytes
 //! per 1024 records, plus the links), so it is checked whenever the file is opened.
 
@@ -25,8 +26,10 @@ pub struct MetaToc {
     pub run_ids: u64,
     /// Run directory entries (64 bytes each).
     pub runs: u64,
+    /// Words of the span-id filter (8 bytes each, a power of two; 0 for none).
+    pub id_filter: u64,
     /// Zero.
-    pub reserved: [u64; 3],
+    pub reserved: [u64; 2],
 }
 
 const TOC_SIZE: usize = std::mem::size_of::<MetaToc>();
@@ -40,6 +43,7 @@ pub(crate) struct MetaLayout {
     pub zones: Range<usize>,
     pub run_ids: Range<usize>,
     pub runs: Range<usize>,
+    pub id_filter: Range<usize>,
 }
 
 impl MetaToc {
@@ -62,8 +66,10 @@ impl MetaToc {
             zones: next(self.zones, std::mem::size_of::<BlockZone>(), 8)?,
             run_ids: next(self.run_ids, 4, 8)?,
             runs: next(self.runs, std::mem::size_of::<RunEntry>(), 8)?,
+            id_filter: next(self.id_filter, 8, 8)?,
         };
-        (at == len && self.reserved == [0; 3]).then_some(layout)
+        let filter_ok = self.id_filter == 0 || self.id_filter.is_power_of_two();
+        (at == len && filter_ok && self.reserved == [0; 2]).then_some(layout)
     }
 }
 
@@ -74,6 +80,7 @@ pub(crate) struct MetaTables<'a> {
     pub zones: &'a [BlockZone],
     pub run_ids: &'a [u32],
     pub runs: &'a [RunEntry],
+    pub id_filter: &'a [u64],
 }
 
 impl MetaTables<'_> {
@@ -85,15 +92,17 @@ impl MetaTables<'_> {
             zones: self.zones.len() as u64,
             run_ids: self.run_ids.len() as u64,
             runs: self.runs.len() as u64,
-            reserved: [0; 3],
+            id_filter: self.id_filter.len() as u64,
+            reserved: [0; 2],
         };
         let mut out = bytemuck::bytes_of(&toc).to_vec();
-        let tables: [&[u8]; 5] = [
+        let tables: [&[u8]; 6] = [
             bytemuck::cast_slice(self.adoptions),
             bytemuck::cast_slice(self.orphans),
             bytemuck::cast_slice(self.zones),
             bytemuck::cast_slice(self.run_ids),
             bytemuck::cast_slice(self.runs),
+            bytemuck::cast_slice(self.id_filter),
         ];
         for table in tables {
             out.extend_from_slice(table);

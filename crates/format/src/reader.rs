@@ -8,6 +8,7 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapOptions};
 
+use crate::bloom::words_may_hold;
 use crate::checksum::{checksum, table_checksum};
 use crate::error::{FormatError, Region};
 use crate::header::{read_header, Header, Watermark, DATA_START};
@@ -288,6 +289,13 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         bytemuck::cast_slice(&self.bytes()[segment.meta.runs.clone()])
     }
 
+    /// False when `segment` certainly holds no span with id `id` (its span-id filter says so; a
+    /// version 1 segment has none, and may hold anything).
+    pub fn may_hold(&self, segment: &Segment, id: &SpanId) -> bool {
+        let words: &[u64] = bytemuck::cast_slice(&self.bytes()[segment.meta.id_filter.clone()]);
+        words_may_hold(words, id)
+    }
+
     /// True when every segment has its scan index (version 2), so runs and blocks can be
     /// chosen without reading the records.
     pub fn has_index(&self) -> bool {
@@ -543,13 +551,18 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             });
         let runs_agree = bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
             == bytemuck::cast_slice::<RunEntry, u8>(&runs);
-        if zones_agree && runs_agree {
+        let filtered = self
+            .records(seg)
+            .iter()
+            .all(|r| self.may_hold(seg, &SpanId(r.span_id)));
+        if zones_agree && runs_agree && filtered {
             return Ok(());
         }
         Err(FormatError::InvalidSegment {
             segment: seg.index,
             offset: seg.offset,
-            what: "its block zones or run directory do not match its records".into(),
+            what: "its block zones, run directory or span-id filter do not match its records"
+                .into(),
         })
     }
 
@@ -672,5 +685,6 @@ fn read_meta(
         zones: shift(tables.zones),
         run_ids: shift(tables.run_ids),
         runs: shift(tables.runs),
+        id_filter: shift(tables.id_filter),
     })
 }

@@ -17,17 +17,23 @@ use std::thread::JoinHandle;
 use bytemuck::Zeroable;
 use memmap2::Mmap;
 
+use crate::bloom::IdBloom;
 use crate::checksum::{checksum, table_checksum};
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, FORMAT_VERSION, HEADER_FLAG_COMPLETE};
 use crate::links::{Adoption, Orphan};
 use crate::meta::MetaTables;
 use crate::reader::SpanFile;
-use crate::record::{SpanRecord, NO_EXTRAS};
+use crate::record::{SpanId, SpanRecord, NO_EXTRAS};
 use crate::segment::{pad64, SegmentHeader, BLOCK_RECORDS, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 use crate::strings::Interner;
 use crate::tags::SpanExtras;
 use crate::zones::index_records;
+
+/// Bits of a segment's span-id filter per record (rounded up to a power of two): 2 bytes a span,
+/// 1/32 of the records, for under 1% of false positives, each of which costs a read of one
+/// segment in a later `--append`.
+const ID_FILTER_BITS_PER_SPAN: usize = 16;
 
 /// Appends spans to a record file. Nothing is visible to readers until [`commit`](Self::commit).
 pub struct SpanFileWriter {
@@ -382,12 +388,15 @@ impl SpanFileWriter {
         h.strings_checksum = checksum(&strings);
         h.tags_checksum = checksum(&self.tag_heap);
         let (zones, run_ids, runs) = index_records(&self.pending, h.first_record);
+        let mut ids = IdBloom::with_bits(self.pending.len() * ID_FILTER_BITS_PER_SPAN);
+        ids.insert_all(self.pending.iter().map(|r| SpanId(r.span_id)));
         let meta = MetaTables {
             adoptions: &self.adoptions,
             orphans: &self.orphans,
             zones: &zones,
             run_ids: &run_ids,
             runs: &runs,
+            id_filter: ids.words(),
         }
         .encode();
         h.meta_len = meta.len() as u64;
