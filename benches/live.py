@@ -59,7 +59,10 @@ def append_one_percent():
     new_rows = max_rowid - cut
 
     def fresh_copy():
+        # Made durable here: else the append's own fsync would write back the whole copy.
         shutil.copyfile(base, grown)
+        with open(grown, "rb+") as f:
+            os.fsync(f.fileno())
         warm(db)
         warm(grown)
 
