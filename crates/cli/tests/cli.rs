@@ -1374,6 +1374,29 @@ fn a_damaged_tag_heap_fails_a_tree_instead_of_printing_a_changed_tag() {
         run!("ferret-scan", &file, "--tree"),
         "checksum mismatch in tag heap"
     );
+    let parquet = dir.path().join("t.parquet");
+    fails!(
+        run!("ferret-scan", &file, "--to-parquet", &parquet),
+        "checksum mismatch in tag heap"
+    );
+    assert!(!parquet.exists(), "no export from a damaged file");
+}
+
+#[test]
+fn folded_stacks_check_the_blocks_they_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    ok!(run!("ferret-scan", &file, "--folded"));
+    // One bit of the last record's duration (records start 128 bytes into the first segment).
+    let mut bytes = std::fs::read(&file).unwrap();
+    let records = SpanFile::open(&file).unwrap().record_count() as usize;
+    bytes[8192 + 128 + (records - 1) * 64 + 24] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    fails!(
+        run!("ferret-scan", &file, "--folded"),
+        "checksum mismatch in records"
+    );
+    ok!(run!("ferret-scan", &file, "--folded", "--no-verify"));
 }
 
 /// A chain 100,000 deep, as JSON lines in write order (the deepest span first, as ferret-io

@@ -105,6 +105,11 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
 ) -> Result<ExportSummary, ExportError> {
     let mut runs: Vec<&RunSummary> = runs.iter().collect();
     runs.sort_by_key(|r| file.string(r.run).unwrap_or(""));
+    // Rows carry tags, statuses and hashed ids from the tag heaps: checked before any is written
+    // (record blocks are checked as the first pass reads them).
+    for seg in file.segments() {
+        file.verify_tags(seg)?;
+    }
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use ferret_format::{SpanFile, SpanRecord};
+use ferret_format::{FormatError, SpanFile, SpanRecord};
 
 use crate::chunk::{plan, BLOCKS_PER_CHUNK};
 use crate::engine::{release, AfterChunk};
@@ -90,11 +90,16 @@ pub struct Folded {
 /// path, sorted. Memory grows with distinct stacks, not spans. Self time is a stack's durations
 /// minus those of its children, floored at zero per stack (ferret floors per span; the two agree
 /// unless one span's children outlast it while a sibling's do not).
+///
+/// With `verify`, every block is checked as its chunk is folded: ancestors may be read from a
+/// chunk not checked yet, but the whole pass ends before anything is printed, so a damaged
+/// block fails it instead of showing.
 pub fn folded_stacks<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     run: u32,
+    verify: bool,
     after_chunk: AfterChunk,
-) -> Folded {
+) -> Result<Folded, FormatError> {
     let mut stacks = Stacks::default();
     let mut broken_links = 0;
     let mut deeper_spans = 0;
@@ -102,6 +107,9 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     let mut cache = foldhash::HashMap::default();
     for chunk in plan(file, BLOCKS_PER_CHUNK) {
         let seg = &file.segments()[chunk.segment];
+        if verify {
+            file.verify_blocks(seg, chunk.blocks.clone())?;
+        }
         for (i, r) in file.records(seg)[chunk.records.clone()].iter().enumerate() {
             if r.run != run {
                 continue;
@@ -145,11 +153,11 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
         .filter(|(_, w)| *w > 0)
         .collect();
     lines.sort();
-    Folded {
+    Ok(Folded {
         lines,
         deeper_spans,
         broken_links,
-    }
+    })
 }
 
 /// The stack id of record `index`, from the cache or by walking up its ancestors, and whether

@@ -204,7 +204,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     let run_id = file.string(run).unwrap_or_default().to_string();
     if args.folded || args.flamegraph.is_some() {
-        let folded = folded_stacks(&file, run, &release);
+        let folded = folded_stacks(&file, run, opts.verify, &release).with_context(ctx)?;
         warn_broken(&args.file, folded.broken_links);
         if folded.deeper_spans > 0 {
             eprintln!(

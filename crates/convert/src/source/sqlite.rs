@@ -189,32 +189,22 @@ fn plan_phases(
         )
         .map_err(sql(path))?;
     let max = max.max(0) as u64;
-    if rowids.done > 0 {
-        match row_check(db, table, rowids.done).map_err(sql(path))? {
-            Some(check) if check == rowids.check => {}
-            Some(_) => {
-                return Err(rewritten(format!(
-                    "the row at rowid {} is not the one converted",
-                    rowids.done
-                )))
-            }
-            None => {
-                return Err(rewritten(format!(
-                    "the row at rowid {} is gone",
-                    rowids.done
-                )))
-            }
-        }
+    // The check of a row the watermark names: a missing row means the source was cut.
+    let check_of = |rowid: u64| -> Result<u64, ConvertError> {
+        row_check(db, table, rowid)
+            .map_err(sql(path))?
+            .ok_or_else(|| rewritten(format!("the row at rowid {rowid} is gone")))
+    };
+    if rowids.done > 0 && check_of(rowids.done)? != rowids.check {
+        return Err(rewritten(format!(
+            "the row at rowid {} is not the one converted",
+            rowids.done
+        )));
     }
     let mut phases = Vec::new();
     let mut lo = (rowids.done, rowids.check);
     if rowids.upto > rowids.done {
-        let Some(check_hi) = row_check(db, table, rowids.upto).map_err(sql(path))? else {
-            return Err(rewritten(format!(
-                "the row at rowid {} is gone",
-                rowids.upto
-            )));
-        };
+        let check_hi = check_of(rowids.upto)?;
         phases.push(Phase {
             lo: rowids.done,
             hi: rowids.upto,
@@ -225,7 +215,7 @@ fn plan_phases(
         lo = (rowids.upto, check_hi);
     }
     if max > lo.0 {
-        let check_hi = row_check(db, table, max).map_err(sql(path))?.unwrap_or(0);
+        let check_hi = check_of(max)?;
         phases.push(Phase {
             lo: lo.0,
             hi: max,
