@@ -150,6 +150,11 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     let names = file.name_count();
     let filter = opts.filter.compile(file);
     let unfiltered = filter.is_empty();
+    let select = BlockSelect {
+        run: Some(run),
+        since: opts.filter.since,
+        until: opts.filter.until,
+    };
     // One accumulator per thread, not per rayon split: each is ~1 MB of fresh pages for a few
     // hundred names and each merge reads another core's, so splits had been held to two per
     // thread, which left a core idle whenever the other was slowed. With an accumulator per
@@ -168,7 +173,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                 .unwrap_or_else(PoisonError::into_inner);
             let stats = guard.get_or_insert_with(|| ChunkStats::new(names));
             let seg = &file.segments()[chunk.segment];
-            for_each_block(file, chunk, opts.verify, |first, records| {
+            for_each_block(file, chunk, opts.verify, &select, |first, records| {
                 // A child filtered out adds nothing to its parent's child time, so the filter
                 // is applied before a record touches any statistics. Without filters the loop
                 // is compiled with the run test alone: the filter's checks were a tenth of the
@@ -301,19 +306,60 @@ fn fold_records(
     Ok(())
 }
 
-/// Calls `f` with each block of `chunk` (its segment, first global index and records),
-/// checking each block's checksum after `f` when `verify`.
+/// Calls `f` with each block of `chunk` that `select` may match (its segment, first global
+/// index and records), checking each block's checksum after `f` when `verify`.
 pub(crate) fn for_each_chunk_block<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     chunk: &Chunk,
     verify: bool,
+    select: &BlockSelect,
     mut f: impl FnMut(&Segment, u64, &[SpanRecord]),
 ) -> Result<(), FormatError> {
     let seg = &file.segments()[chunk.segment];
-    for_each_block(file, chunk, verify, |first, records| {
+    for_each_block(file, chunk, verify, select, |first, records| {
         f(seg, first, records);
         Ok(())
     })
+}
+
+/// Which blocks a pass reads: a version 2 file's block zones tell which blocks hold no record
+/// of the run, or no start inside the time range, and those are skipped unread (and so
+/// unchecked: a scan checks the blocks it reads). A version 1 file has no zones: every block.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockSelect {
+    /// Only blocks holding this run.
+    pub run: Option<u32>,
+    /// Only blocks with a start at or after this.
+    pub since: Option<f64>,
+    /// Only blocks with a start before this.
+    pub until: Option<f64>,
+}
+
+impl BlockSelect {
+    /// Blocks holding `run`.
+    pub fn run(run: u32) -> BlockSelect {
+        BlockSelect {
+            run: Some(run),
+            ..BlockSelect::default()
+        }
+    }
+
+    /// False when block `block` of `seg` certainly holds no record this pass wants.
+    #[inline]
+    pub fn may_match<D: AsRef<[u8]>>(
+        &self,
+        file: &SpanFile<D>,
+        seg: &Segment,
+        block: usize,
+    ) -> bool {
+        let Some(zone) = file.zones(seg).get(block) else {
+            return true;
+        };
+        self.run
+            .is_none_or(|run| file.zone_runs(seg, zone).binary_search(&run).is_ok())
+            && self.since.is_none_or(|t| zone.max_start >= t)
+            && self.until.is_none_or(|t| zone.min_start < t)
+    }
 }
 
 /// Calls `f` with each block of `chunk` (its first global index and its records), then checks
@@ -326,11 +372,15 @@ fn for_each_block<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     chunk: &Chunk,
     verify: bool,
+    select: &BlockSelect,
     mut f: impl FnMut(u64, &[SpanRecord]) -> Result<(), FormatError>,
 ) -> Result<(), FormatError> {
     let seg = &file.segments()[chunk.segment];
     let records = file.records(seg);
     for b in chunk.blocks.clone() {
+        if !select.may_match(file, seg, b) {
+            continue;
+        }
         let start = b * BLOCK_RECORDS;
         let end = (start + BLOCK_RECORDS).min(records.len());
         let folded = f(seg.first_record + start as u64, &records[start..end]);
@@ -425,7 +475,8 @@ fn runs_from_records<D: AsRef<[u8]> + Sync>(
     let strings = file.string_count();
     let per_chunk = |chunk: &Chunk| -> Result<Vec<Option<RunSummary>>, FormatError> {
         let mut runs: Vec<Option<RunSummary>> = vec![None; strings];
-        for_each_block(file, chunk, opts.verify, |first, records| {
+        let every = BlockSelect::default();
+        for_each_block(file, chunk, opts.verify, &every, |first, records| {
             for (i, r) in records.iter().enumerate() {
                 let index = first + i as u64;
                 let slot = runs
@@ -574,6 +625,57 @@ mod tests {
         w.commit(true).unwrap();
         let bytes = AlignedBytes::copy_from(&std::fs::read(&path).unwrap());
         (SpanFile::from_bytes(bytes).unwrap(), runs[0])
+    }
+
+    #[test]
+    fn blocks_without_the_run_or_the_time_range_are_skipped_and_change_nothing() {
+        // Five blocks: two of the other run, two of the scanned one, one of the other again.
+        let spans: Vec<Span> = (0..5 * BLOCK_RECORDS)
+            .map(|i| {
+                let parent = (i % 3 == 0).then_some((i + 1) % NAMES);
+                let scanned = (2 * BLOCK_RECORDS..4 * BLOCK_RECORDS).contains(&i);
+                (
+                    i % NAMES,
+                    Some(i as f64 * 1e-3),
+                    i % 7 == 0,
+                    parent,
+                    scanned,
+                )
+            })
+            .collect();
+        let (file, run) = file_of(&spans);
+        let seg = &file.segments()[0];
+        let select = BlockSelect::run(run);
+        let read: Vec<bool> = (0..5).map(|b| select.may_match(&file, seg, b)).collect();
+        assert_eq!(read, [false, false, true, true, false]);
+        let got = scan_stats(&file, run, &ScanOptions::default(), &|_, _| {}).unwrap();
+        assert_same(&got, &one_by_one(&spans)).unwrap();
+        // A time range inside block 3 (start time = position): blocks 2 and 4 are not read.
+        let (since, until) = (3200.0, 3500.0);
+        let mut opts = ScanOptions::default();
+        opts.filter.since = Some(since);
+        opts.filter.until = Some(until);
+        let windowed = BlockSelect {
+            since: Some(since),
+            until: Some(until),
+            ..select
+        };
+        assert!(!windowed.may_match(&file, seg, 2) && windowed.may_match(&file, seg, 3));
+        let got = scan_stats(&file, run, &opts, &|_, _| {}).unwrap();
+        let inside: Vec<Span> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.0,
+                    s.1,
+                    s.2,
+                    s.3,
+                    s.4 && (since..until).contains(&(i as f64)),
+                )
+            })
+            .collect();
+        assert_same(&got, &one_by_one(&inside)).unwrap();
     }
 
     /// The statistics of `spans` folded one by one, through [`ChunkStats::add_span`].

@@ -9,7 +9,9 @@ use ferret_format::{Segment, SpanFile, SpanRecord};
 use rayon::prelude::*;
 
 use crate::chunk::plan;
-use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError, ScanOptions};
+use crate::engine::{
+    for_each_chunk_block, release, AfterChunk, BlockSelect, ScanError, ScanOptions,
+};
 
 /// How many trees and how much of each.
 #[derive(Clone, Debug)]
@@ -164,12 +166,14 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
 ) -> Result<Vec<CallTree>, ScanError> {
     let chunks = plan(file, scan.blocks_per_chunk);
     let links = file.links();
+    // Both passes read only blocks holding the run (roots and their trees are the run's).
+    let select = BlockSelect::run(run);
     let top = chunks
         .par_iter()
         .try_fold(
             || TopN::new(opts.limit),
             |mut top, chunk| {
-                for_each_chunk_block(file, chunk, scan.verify, |seg, first, records| {
+                for_each_chunk_block(file, chunk, scan.verify, &select, |seg, first, records| {
                     for (i, r) in records.iter().enumerate() {
                         let index = first + i as u64;
                         if r.run == run && links.is_root(index, r) && keep_root(seg, r) {
@@ -200,7 +204,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     let gathered = chunks
         .par_iter()
         .try_fold(empty, |mut accs, chunk| {
-            for_each_chunk_block(file, chunk, scan.verify, |_, first, records| {
+            for_each_chunk_block(file, chunk, scan.verify, &select, |_, first, records| {
                 for (i, r) in records.iter().enumerate() {
                     if r.run != run {
                         continue;
