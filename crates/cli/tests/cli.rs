@@ -738,6 +738,28 @@ fn append_after_the_database_grew_equals_a_full_conversion() {
 }
 
 #[test]
+fn runs_from_the_directory_equal_runs_from_the_records() {
+    // The golden files of both versions hold the same spans: version 1's runs come from a pass
+    // over its records, version 2's from its run directory, and a scan of each run from zones.
+    let runs = |version: u32| {
+        let file = golden(&format!("v{version}.ferret"));
+        let listed = ok!(run!("ferret-scan", &file, "--runs", "--format", "json"));
+        let table = ok!(run!(
+            "ferret-scan",
+            &file,
+            "--run",
+            "run1",
+            "--format",
+            "csv"
+        ));
+        (listed, table)
+    };
+    let (v1, v2) = (runs(1), runs(2));
+    assert!(v1.0.contains("run0") && v1.0.contains("run1"), "{}", v1.0);
+    assert_eq!(v1, v2);
+}
+
+#[test]
 fn a_rewritten_source_or_an_old_file_is_refused_with_what_to_run() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");

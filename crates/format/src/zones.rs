@@ -109,7 +109,8 @@ fn dedup_sorted(values: &mut [u32]) -> usize {
 }
 
 impl RunEntry {
-    fn new(run: u32) -> RunEntry {
+    /// An entry of run `run` with no spans yet.
+    pub fn new(run: u32) -> RunEntry {
         RunEntry {
             run,
             reserved: 0,
@@ -123,7 +124,8 @@ impl RunEntry {
         }
     }
 
-    fn add(&mut self, index: u64, r: &SpanRecord) {
+    /// Counts record `r`, of global index `index`, in the entry.
+    pub fn add(&mut self, index: u64, r: &SpanRecord) {
         self.spans += 1;
         self.errors += u64::from(r.is_error());
         self.first_start = self.first_start.min(r.start_time);

@@ -392,26 +392,9 @@ fn for_each_block<D: AsRef<[u8]>>(
     Ok(())
 }
 
-/// One run of the file, as `--runs` lists it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunSummary {
-    /// The run id's string id.
-    pub run: u32,
-    /// Spans in the run.
-    pub spans: u64,
-    /// Spans whose status is not "ok".
-    pub errors: u64,
-    /// Earliest start.
-    pub first_start: f64,
-    /// Latest start.
-    pub last_start: f64,
-    /// Latest end (start + duration).
-    pub last_end: f64,
-    /// Index of the run's first record.
-    pub first_index: u64,
-    /// Index of the run's last record (ferret's order of runs).
-    pub last_index: u64,
-}
+/// One run of the file, as `--runs` lists it: the run directory's entry over the whole file
+/// (`last_index` is the position of its last record).
+pub type RunSummary = RunEntry;
 
 /// Every run in the file, in ferret's order: by each run's latest start. A version 2 file's run
 /// directory answers without reading a record; a version 1 file is read whole.
@@ -450,20 +433,7 @@ fn runs_from_directory<D: AsRef<[u8]>>(file: &SpanFile<D>) -> Result<Vec<RunSumm
             *slot = Some(slot.map_or(*e, |known| known.merge(e)));
         }
     }
-    Ok(by_run
-        .into_iter()
-        .flatten()
-        .map(|e| RunSummary {
-            run: e.run,
-            spans: e.spans,
-            errors: e.errors,
-            first_start: e.first_start,
-            last_start: e.last_start,
-            last_end: e.last_end,
-            first_index: e.first_index,
-            last_index: e.last_index,
-        })
-        .collect())
+    Ok(by_run.into_iter().flatten().collect())
 }
 
 /// The runs of a version 1 file, from a pass over its records.
@@ -485,20 +455,8 @@ fn runs_from_records<D: AsRef<[u8]> + Sync>(
                         index,
                         what: format!("run id {} out of range", r.run),
                     })?;
-                let s = slot.get_or_insert_with(|| RunSummary {
-                    run: r.run,
-                    first_start: f64::INFINITY,
-                    last_start: f64::NEG_INFINITY,
-                    last_end: f64::NEG_INFINITY,
-                    first_index: index,
-                    ..RunSummary::default()
-                });
-                s.spans += 1;
-                s.errors += u64::from(r.is_error());
-                s.first_start = s.first_start.min(r.start_time);
-                s.last_start = s.last_start.max(r.start_time);
-                s.last_end = s.last_end.max(r.start_time + r.duration().unwrap_or(0.0));
-                s.last_index = s.last_index.max(index);
+                slot.get_or_insert_with(|| RunEntry::new(r.run))
+                    .add(index, r);
             }
             Ok(())
         })?;
@@ -513,16 +471,7 @@ fn runs_from_records<D: AsRef<[u8]> + Sync>(
             |mut a, b| {
                 for (x, y) in a.iter_mut().zip(b) {
                     *x = match (x.take(), y) {
-                        (Some(p), Some(q)) => Some(RunSummary {
-                            run: p.run,
-                            spans: p.spans + q.spans,
-                            errors: p.errors + q.errors,
-                            first_start: p.first_start.min(q.first_start),
-                            last_start: p.last_start.max(q.last_start),
-                            last_end: p.last_end.max(q.last_end),
-                            first_index: p.first_index.min(q.first_index),
-                            last_index: p.last_index.max(q.last_index),
-                        }),
+                        (Some(p), Some(q)) => Some(p.merge(&q)),
                         (p, q) => p.or(q),
                     };
                 }
