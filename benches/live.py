@@ -8,6 +8,9 @@
 - Deep chains of CHAIN_SPANS spans (default 100,000) as JSON lines, in start order (parents
   first) and in write order (the deepest span first, as ferret-io writes a recursion): convert,
   `--tree`, `--folded`, `--to-parquet`.
+- Selective questions on a RUNS_SPANS-span trace of 40 runs (default 3,000,000): `--runs`, one
+  run's table, `--since -5m`, against a plain mmap read of the whole file (`mmap-ceiling`), all
+  as whole processes, in the same run (the selective-scan issue asks for at most 0.5x).
 - FERRET_BASELINE=DIR, a directory holding another build's `ferret-convert` and `ferret-scan`
   (say, of the commit before format version 2): the full conversion and the table scan of the
   same trace with both builds, run by run alternately, so that the ratio is side by side.
@@ -26,6 +29,7 @@ from harness import REL, ROOT, generate, machine, measured, warm
 
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 CHAIN = int(os.environ.get("CHAIN_SPANS", 100_000))
+RUNS_SPANS = int(os.environ.get("RUNS_SPANS", 3_000_000))
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 LONG_RUNS = min(RUNS, 3)
@@ -34,10 +38,12 @@ BASELINE = os.environ.get("FERRET_BASELINE")
 
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli", "-p", "ferret-gen"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli", "-p", "ferret-gen", "-p", "ferret-benches"],
+                   cwd=ROOT, check=True)
     rows = []  # (what, seconds, peak MiB, note)
     rows += append_one_percent()
     rows += deep_chains()
+    rows += selective_questions()
     if BASELINE:
         rows += against_baseline(Path(BASELINE))
     write_results(rows)
@@ -106,6 +112,23 @@ def deep_chains():
                             ("--to-parquet", ["--to-parquet", WORK / f"chain-{order}.parquet"])):
             t, m = measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
             rows.append((f"{label}: ferret-scan {what}", t, m, ""))
+    return rows
+
+
+def selective_questions():
+    lines = WORK / "runs40.jsonl"
+    generate(lines, "jsonl", RUNS_SPANS, runs=40)
+    rec = WORK / "runs40.ferret"
+    subprocess.run([REL / "ferret-convert", lines, "-o", rec, "--force", "--quiet"], check=True)
+    run = f"{0x5eed0000 + 20:032x}"  # the generator's 21st run, mid-file
+    size = rec.stat().st_size
+    read, read_mib = measured([REL / "mmap-ceiling", rec], RUNS, lambda: warm(rec))
+    rows = [(f"plain mmap read of the whole 40-run file ({size / 1e6:.0f} MB, whole process)", read, read_mib, "")]
+    for label, extra in (("--runs", ["--runs"]), ("--run R (one run of 40)", ["--run", run]),
+                         ("--since -5m (the default run)", ["--since", "-5m"]),
+                         ("the default run's table", [])):
+        t, m = measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
+        rows.append((f"40 runs: ferret-scan {label}", t, m, f"{t / read:.2f}x of the plain read"))
     return rows
 
 

@@ -757,6 +757,19 @@ fn runs_from_the_directory_equal_runs_from_the_records() {
     let (v1, v2) = (runs(1), runs(2));
     assert!(v1.0.contains("run0") && v1.0.contains("run1"), "{}", v1.0);
     assert_eq!(v1, v2);
+    // A version 1 file says once that it is read whole, and what to run.
+    let note = |version: u32| {
+        let out = run!(
+            "ferret-scan",
+            golden(&format!("v{version}.ferret")),
+            "--runs"
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let old = note(1);
+    assert_eq!(old.matches("reads the whole file").count(), 1, "{old}");
+    assert!(old.contains("--force"), "{old}");
+    assert_eq!(note(2), "");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use ferret_format::{FormatError, SpanFile, SpanRecord};
 
 use crate::chunk::{plan, BLOCKS_PER_CHUNK};
-use crate::engine::{release, AfterChunk};
+use crate::engine::{for_each_chunk_block, release, AfterChunk, BlockSelect};
 use crate::tree::{CallTree, TreeNode};
 
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
@@ -91,8 +91,8 @@ pub struct Folded {
 /// minus those of its children, floored at zero per stack (ferret floors per span; the two agree
 /// unless one span's children outlast it while a sibling's do not).
 ///
-/// With `verify`, every block is checked as its chunk is folded: ancestors may be read from a
-/// chunk not checked yet, but the whole pass ends before anything is printed, so a damaged
+/// With `verify`, every block read is checked as it is folded: ancestors may be read from a
+/// block not checked yet, but the whole pass ends before anything is printed, so a damaged
 /// block fails it instead of showing.
 pub fn folded_stacks<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
@@ -105,40 +105,40 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     let mut deeper_spans = 0;
     // Looked up for every span of the run and its ancestors: foldhash, not std's SipHash.
     let mut cache = foldhash::HashMap::default();
+    // Blocks without the run are skipped unread (its spans' ancestors are the run's too).
+    let select = BlockSelect::run(run);
     for chunk in plan(file, BLOCKS_PER_CHUNK) {
-        let seg = &file.segments()[chunk.segment];
-        if verify {
-            file.verify_blocks(seg, chunk.blocks.clone())?;
-        }
-        for (i, r) in file.records(seg)[chunk.records.clone()].iter().enumerate() {
-            if r.run != run {
-                continue;
-            }
-            let index = seg.first_record + (chunk.records.start + i) as u64;
-            let parent = match file.parent_of(index, r) {
-                Some(p) if p != index => {
-                    let (id, looped) = stack_of(file, p, &mut cache, &mut stacks);
-                    broken_links += u64::from(looped);
-                    id
+        for_each_chunk_block(file, &chunk, verify, &select, |_, first, records| {
+            for (i, r) in records.iter().enumerate() {
+                if r.run != run {
+                    continue;
                 }
-                Some(_) => {
-                    broken_links += 1; // its own parent
-                    NO_STACK
+                let index = first + i as u64;
+                let parent = match file.parent_of(index, r) {
+                    Some(p) if p != index => {
+                        let (id, looped) = stack_of(file, p, &mut cache, &mut stacks);
+                        broken_links += u64::from(looped);
+                        id
+                    }
+                    Some(_) => {
+                        broken_links += 1; // its own parent
+                        NO_STACK
+                    }
+                    None => NO_STACK,
+                };
+                let id = stacks.intern(parent, r.name);
+                deeper_spans += u64::from(stacks.is_cut(id));
+                if cache.len() >= STACK_CACHE {
+                    cache.clear();
                 }
-                None => NO_STACK,
-            };
-            let id = stacks.intern(parent, r.name);
-            deeper_spans += u64::from(stacks.is_cut(id));
-            if cache.len() >= STACK_CACHE {
-                cache.clear();
+                cache.insert(index, id);
+                let d = r.duration().unwrap_or(0.0);
+                stacks.total[id as usize] += d;
+                if parent != NO_STACK {
+                    stacks.children[parent as usize] += d;
+                }
             }
-            cache.insert(index, id);
-            let d = r.duration().unwrap_or(0.0);
-            stacks.total[id as usize] += d;
-            if parent != NO_STACK {
-                stacks.children[parent as usize] += d;
-            }
-        }
+        })?;
         release(file, &chunk, after_chunk);
     }
     let name_of = |id| file.name(id).unwrap_or("?").to_string();

@@ -130,6 +130,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if !file.has_index() {
+        eprintln!(
+            "ferret-scan: note: {}: format version {} has no run directory or block zones, so every question reads the whole file; convert the trace anew (ferret-convert TRACE -o FILE --force) to read only what a question selects",
+            path.display(),
+            file.version()
+        );
+    }
     if !file.is_complete() {
         eprintln!(
             "ferret-scan: warning: {}: the conversion that wrote it was interrupted; run ferret-convert --append to complete it",
