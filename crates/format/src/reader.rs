@@ -211,6 +211,20 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 },
                 MetaError::Invalid(what) => invalid(what),
             })?;
+            // An 8-aligned offset in an 8-aligned buffer, a length of 24-byte entries: the cast
+            // holds (read from `bytes`, so the links can take them while `self` is borrowed).
+            let adoptions: &[Adoption] = bytemuck::cast_slice(&bytes[meta.adoptions.clone()]);
+            let end = records + h.record_count;
+            if let Some(a) = adoptions
+                .iter()
+                .find(|a| a.child >= records || a.parent >= end || a.child == a.parent)
+            {
+                return Err(invalid(format!(
+                    "adoption of record {} by record {} points outside the records before its end",
+                    a.child, a.parent
+                )));
+            }
+            self.links.extend(adoptions);
             self.segments.push(Segment {
                 index,
                 offset,
@@ -223,19 +237,6 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 tags_checksum: h.tags_checksum,
                 meta,
             });
-            let adoptions = self.adoptions(&self.segments[index]);
-            let end = records + h.record_count;
-            if let Some(a) = adoptions
-                .iter()
-                .find(|a| a.child >= records || a.parent >= end || a.child == a.parent)
-            {
-                return Err(invalid(format!(
-                    "adoption of record {} by record {} points outside the records before its end",
-                    a.child, a.parent
-                )));
-            }
-            let adoptions = adoptions.to_vec();
-            self.links.extend(&adoptions);
             records += h.record_count;
             offset = layout.end;
         }
@@ -537,17 +538,14 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     /// Checks that the block zones and run directory of `seg` are exactly those of its records.
     fn check_index(&self, seg: &Segment) -> Result<(), FormatError> {
         let (zones, run_ids, runs) = index_records(self.records(seg), seg.first_record);
-        let listed = |z: &BlockZone, ids: &[u32]| {
-            ids.get(z.runs_at as usize..(z.runs_at + z.runs_len) as usize)
-                .map(<[u32]>::to_vec)
-        };
         let stored = self.zones(seg);
-        let ids: &[u32] = bytemuck::cast_slice(&self.bytes()[seg.meta.run_ids.clone()]);
+        // A stored list out of range reads as empty, which a rebuilt zone never is.
         let zones_agree = stored.len() == zones.len()
             && stored.iter().zip(&zones).all(|(a, b)| {
+                let rebuilt = &run_ids[b.runs_at as usize..(b.runs_at + b.runs_len) as usize];
                 a.min_start.to_bits() == b.min_start.to_bits()
                     && a.max_start.to_bits() == b.max_start.to_bits()
-                    && listed(a, ids) == listed(b, &run_ids)
+                    && self.zone_runs(seg, a) == rebuilt
             });
         let runs_agree = bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
             == bytemuck::cast_slice::<RunEntry, u8>(&runs);
