@@ -2,6 +2,10 @@
 """End-to-end comparison for `make bench`: ferret against the tools users would otherwise use,
 on the same generated spans, side by side in one run. Writes benches/RESULTS.md.
 
+Also the selective-scan issue's questions on a RUNS_SPANS-span trace of 40 runs (default
+3,000,000): `--runs`, one run's table, `--since -5m` and the default run's table, against a plain
+mmap read of the whole file (`mmap-ceiling`), all as whole processes, in the same run.
+
 Environment: BENCH_SPANS (default 6,000,000), FERRET_SPANS (ferret-io's size, default 1,000,000),
 BENCH_DIR (scratch, default target/bench), BENCH_RUNS (runs of each short command, default 5;
 commands of several seconds run 3 times, sqlite3 and ferret-io once; the best run counts). Each
@@ -23,6 +27,7 @@ FERRET_SPANS = int(os.environ.get("FERRET_SPANS", 1_000_000))
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 LONG_RUNS = min(RUNS, 3)
+RUNS_SPANS = int(os.environ.get("RUNS_SPANS", 3_000_000))
 RUN = "0000000000000000000000005eed0002"  # the generator's last run: ferret's default
 
 
@@ -41,6 +46,7 @@ def main():
     rows.append(("ferret-scan --to-parquet --all-runs", t, m, f"{SPANS / t / 1e6:.2f}M spans/s"))
     scans = {
         "ferret-scan table": [],
+        "ferret-scan --run R --format json": ["--run", RUN, "--format", "json"],
         "ferret-scan --tree": ["--tree"],
         "ferret-scan --format json --limit 0": ["--format", "json", "--limit", "0"],
     }
@@ -101,7 +107,7 @@ def main():
         t, m = measured([ferret.parent / "ferret", "analyze", small], 1, lambda: warm(small))
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
-    write_results(rows, scan_vs_ceiling())
+    write_results(rows, scan_vs_ceiling(), selective_questions())
 
 
 def documented_sql(heading):
@@ -181,7 +187,25 @@ def scan_vs_ceiling():
     return results
 
 
-def write_results(rows, pairs):
+def selective_questions():
+    """The 40-run trace's questions, each against one plain read of the whole file."""
+    lines = WORK / "runs40.jsonl"
+    generate(lines, "jsonl", RUNS_SPANS, runs=40)
+    rec = WORK / "runs40.ferret"
+    subprocess.run([REL / "ferret-convert", lines, "-o", rec, "--force", "--quiet"], check=True)
+    run = f"{0x5eed0000 + 20:032x}"  # the generator's 21st run, mid-file
+    size = rec.stat().st_size
+    read, read_mib = measured([REL / "mmap-ceiling", rec], RUNS, lambda: warm(rec))
+    rows = [(f"plain mmap read of the whole 40-run file ({size / 1e6:.0f} MB, whole process)", read, read_mib, "")]
+    for label, extra in (("--runs", ["--runs"]), ("--run R (one run of 40)", ["--run", run]),
+                         ("--since -5m (the default run)", ["--since", "-5m"]),
+                         ("the default run's table", [])):
+        t, m = measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
+        rows.append((f"40 runs: ferret-scan {label}", t, m, f"{t / read:.2f}× of the plain read"))
+    return rows
+
+
+def write_results(rows, pairs, selective):
     by = {r[0]: r for r in rows}
     def ratio(a, b):
         return f"{by[b][1] / by[a][1]:.1f}×" if a in by and b in by else "n/a"
@@ -230,6 +254,7 @@ def write_results(rows, pairs):
         # Parquet step, "we should beat that while reading SQLite"; this is that, side by side.
         target("convert from SQLite vs DuckDB's JSON lines → Parquet", speedup("ferret-convert (BeaverDB → records)", "DuckDB JSON lines → Parquet (whole process)"), 1, "×"),
         target("whole scan vs DuckDB over Parquet", speedup(table_warm, "DuckDB over Parquet (warm, whole process)"), 3, "×"),
+        target("--run R vs DuckDB over Parquet (the same run)", speedup("ferret-scan --run R --format json (warm)", "DuckDB over Parquet (warm, whole process)"), 3, "×"),
         target(f"scan vs ferret-io at {FERRET_SPANS:,} spans", speedup(f"ferret-scan table at {FERRET_SPANS:,} spans (warm)", f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans"), 1000, "×"),
         target("Parquet export vs DuckDB's JSON lines → Parquet", speedup("ferret-scan --to-parquet --all-runs", "DuckDB JSON lines → Parquet (whole process)"), 1, "×"),
     ] + criterion_lines() + [
@@ -240,6 +265,16 @@ def write_results(rows, pairs):
         f"- {label}, {records:,} records: --no-verify {u * 100:.0f}%{'' if u >= 0.5 else ' (**short**)'}, "
         f"checksums checked {v * 100:.0f}%{'' if v >= 0.5 else ' (**short**)'} (ceiling at best {c:.1f} GiB/s)"
         for label, records, u, v, c in pairs
+    ] + [
+        "",
+        f"Selective questions on a {RUNS_SPANS:,}-span trace of 40 runs (whole processes, warm; "
+        "target: each at most 0.5× of one plain read of the whole file):",
+        "",
+        "| what | seconds | peak RSS MiB | note |",
+        "|---|---:|---:|---|",
+    ] + [
+        f"| {what} | {t:.3f} | {m:.0f} | {note}{'' if not note or t / selective[0][1] <= 0.5 else ' (**short**)'} |"
+        for what, t, m, note in selective
     ] + [""]
     (ROOT / "benches" / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -8,12 +8,10 @@
 - Deep chains of CHAIN_SPANS spans (default 100,000) as JSON lines, in start order (parents
   first) and in write order (the deepest span first, as ferret-io writes a recursion): convert,
   `--tree`, `--folded`, `--to-parquet`.
-- Selective questions on a RUNS_SPANS-span trace of 40 runs (default 3,000,000): `--runs`, one
-  run's table, `--since -5m`, against a plain mmap read of the whole file (`mmap-ceiling`), all
-  as whole processes, in the same run (the selective-scan issue asks for at most 0.5x).
 - FERRET_BASELINE=DIR, a directory holding another build's `ferret-convert` and `ferret-scan`
-  (say, of the commit before format version 2): the full conversion and the table scan of the
-  same trace with both builds, run by run alternately, so that the ratio is side by side.
+  (say, of the commit before format version 2): the full conversion, the table scan of the same
+  trace, and the table of a one-run trace of WHOLE_SPANS spans (default 3,000,000: every block is
+  read) with both builds, run by run alternately, so that the ratio is side by side.
 
 Each time is the best of BENCH_RUNS runs (default 5; 3 for commands of several seconds).
 """
@@ -29,7 +27,7 @@ from harness import REL, ROOT, generate, machine, measured, warm
 
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 CHAIN = int(os.environ.get("CHAIN_SPANS", 100_000))
-RUNS_SPANS = int(os.environ.get("RUNS_SPANS", 3_000_000))
+WHOLE_SPANS = int(os.environ.get("WHOLE_SPANS", 3_000_000))
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 LONG_RUNS = min(RUNS, 3)
@@ -43,7 +41,6 @@ def main():
     rows = []  # (what, seconds, peak MiB, note)
     rows += append_one_percent()
     rows += deep_chains()
-    rows += selective_questions()
     if BASELINE:
         rows += against_baseline(Path(BASELINE))
     write_results(rows)
@@ -115,36 +112,28 @@ def deep_chains():
     return rows
 
 
-def selective_questions():
-    lines = WORK / "runs40.jsonl"
-    generate(lines, "jsonl", RUNS_SPANS, runs=40)
-    rec = WORK / "runs40.ferret"
-    subprocess.run([REL / "ferret-convert", lines, "-o", rec, "--force", "--quiet"], check=True)
-    run = f"{0x5eed0000 + 20:032x}"  # the generator's 21st run, mid-file
-    size = rec.stat().st_size
-    read, read_mib = measured([REL / "mmap-ceiling", rec], RUNS, lambda: warm(rec))
-    rows = [(f"plain mmap read of the whole 40-run file ({size / 1e6:.0f} MB, whole process)", read, read_mib, "")]
-    for label, extra in (("--runs", ["--runs"]), ("--run R (one run of 40)", ["--run", run]),
-                         ("--since -5m (the default run)", ["--since", "-5m"]),
-                         ("the default run's table", [])):
-        t, m = measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
-        rows.append((f"40 runs: ferret-scan {label}", t, m, f"{t / read:.2f}x of the plain read"))
-    return rows
-
-
 def against_baseline(base):
     db = WORK / "trace.db"
+    one = WORK / "one-run.jsonl"
+    generate(one, "jsonl", WHOLE_SPANS, runs=1)
+    # Each build scans its own conversion (a build before version 2 reads no version 2 file).
+    ones = {REL: WORK / "one-new.ferret", base: WORK / "one-old.ferret"}
+    for build, out in ones.items():
+        subprocess.run([build / "ferret-convert", one, "-o", out, "--force", "--quiet"], check=True)
     rows = []
     pairs = {
         "ferret-convert": (lambda b, out: [b / "ferret-convert", db, "-o", out, "--force", "--quiet"], db, LONG_RUNS),
         "ferret-scan table": (lambda b, out: [b / "ferret-scan", out], None, RUNS),
+        f"ferret-scan table of a one-run trace ({WHOLE_SPANS:,} spans, every block read)":
+            (lambda b, out: [b / "ferret-scan", ones[b]], None, RUNS),
     }
     outs = {REL: WORK / "side-new.ferret", base: WORK / "side-old.ferret"}
     best = {}
     for name, (cmd, src, runs) in pairs.items():
         for _ in range(runs):
             for build in (base, REL):  # alternately, run by run
-                t, m = measured(cmd(build, outs[build]), 1, lambda: warm(src or outs[build]))
+                target = cmd(build, outs[build])
+                t, m = measured(target, 1, lambda: warm(src or target[1]))
                 key = (name, build)
                 best[key] = min(best.get(key, (t, m)), (t, m))
         (t_old, m_old), (t_new, m_new) = best[(name, base)], best[(name, REL)]

@@ -99,20 +99,8 @@ fn log_table(con: &rusqlite::Connection) -> &'static str {
 fn convert_rowid_snapshots(db: &Path, dir: &Path, cuts: &[f64]) -> PathBuf {
     let snapshot = dir.join("live.db");
     let out = dir.join("live.ferret");
-    let max_rowid: i64 = {
-        let con = rusqlite::Connection::open(db).unwrap();
-        let table = log_table(&con);
-        con.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
-    };
     for (i, cut) in cuts.iter().chain([&1.0]).enumerate() {
-        std::fs::copy(db, &snapshot).unwrap();
-        let con = rusqlite::Connection::open(&snapshot).unwrap();
-        let table = log_table(&con);
-        let last = (max_rowid as f64 * cut).round() as i64;
-        con.execute(&format!("DELETE FROM {table} WHERE rowid > ?1"), [last])
-            .unwrap();
-        drop(con);
+        rowid_cut(db, &snapshot, *cut);
         if i == 0 {
             ok!(run!("ferret-convert", &snapshot, "-o", &out, "--quiet"));
         } else {
@@ -127,6 +115,19 @@ fn convert_rowid_snapshots(db: &Path, dir: &Path, cuts: &[f64]) -> PathBuf {
         }
     }
     out
+}
+
+/// Copies `db` to `snapshot` as it stood when the fraction `cut` of its rowids was written.
+fn rowid_cut(db: &Path, snapshot: &Path, cut: f64) {
+    std::fs::copy(db, snapshot).unwrap();
+    let con = rusqlite::Connection::open(snapshot).unwrap();
+    let table = log_table(&con);
+    let max_rowid: i64 = con
+        .query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))
+        .unwrap();
+    let last = (max_rowid as f64 * cut).round() as i64;
+    con.execute(&format!("DELETE FROM {table} WHERE rowid > ?1"), [last])
+        .unwrap();
 }
 
 /// The fixture's spans as JSON lines in write order (`ORDER BY rowid`: what a plain dump of
@@ -1054,26 +1055,34 @@ fn many_json_lines(copies: u64) -> String {
     out
 }
 
+/// 2000 copies of the fixture as JSON lines in `dir`, and their one-shot conversion.
+fn many_lines_converted(dir: &Path) -> (PathBuf, PathBuf) {
+    let input = dir.join("many.jsonl");
+    std::fs::write(&input, many_json_lines(2000)).unwrap();
+    let full = dir.join("full.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &full, "--quiet"));
+    (input, full)
+}
+
+/// Starts converting `input` into `out`, committing every 10,000 spans, to be killed.
+fn spawn_conversion(input: &Path, out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--quiet", "--commit-every", "10000"])
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_killed_conversion_leaves_a_valid_file_that_append_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("many.jsonl");
-    std::fs::write(&input, many_json_lines(2000)).unwrap();
-    let full = dir.path().join("full.ferret");
-    ok!(run!("ferret-convert", &input, "-o", &full, "--quiet"));
+    let (input, full) = many_lines_converted(dir.path());
     let mut interrupted = 0;
     for delay_ms in [30u64, 120, 400] {
         let out = dir.path().join(format!("killed-{delay_ms}.ferret"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
-            .args([
-                input.as_os_str(),
-                "-o".as_ref(),
-                out.as_os_str(),
-                "--quiet".as_ref(),
-            ])
-            .args(["--commit-every", "10000"])
-            .spawn()
-            .unwrap();
+        let mut child = spawn_conversion(&input, &out);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL: no chance to clean up
         child.wait().unwrap();
@@ -1778,5 +1787,343 @@ fn parquet_export_filters_replaces_whole_and_names_bad_outputs() {
     assert_eq!(
         run!("ferret-scan", &file, "--all-runs").status.code(),
         Some(2)
+    );
+}
+
+/// Two runs of 4096 spans each, interleaved in four phases of 2048 (two blocks each: a, b, a, b),
+/// as JSON lines: trees of a root and its 15 children.
+fn two_runs_lines() -> String {
+    let mut out = String::new();
+    for phase in 0..4u64 {
+        let (r, run) = [(1u64, "run-a"), (2, "run-b")][phase as usize % 2];
+        for i in phase / 2 * 2048..(phase / 2 + 1) * 2048 {
+            let id = format!("{:032x}", r << 32 | i);
+            let parent = match i % 16 {
+                0 => "null".to_string(),
+                _ => format!("\"{:032x}\"", r << 32 | (i / 16 * 16)),
+            };
+            let start = 1.7e9 + phase as f64 * 1e3 + i as f64 * 1e-3;
+            let duration = if i % 16 == 0 {
+                0.5
+            } else {
+                1e-4 * (i % 16) as f64
+            };
+            out.push_str(&format!(
+                "{{\"span_id\":\"{id}\",\"parent_id\":{parent},\"run_id\":\"{run}\",\"name\":\"f{}\",\"start_time\":{start},\"end_time\":{},\"duration\":{duration},\"tags\":{{}},\"status\":\"ok\"}}\n",
+                i % 16,
+                start + duration
+            ));
+        }
+    }
+    out
+}
+
+/// A question about one run reads only the blocks holding it: a damaged block of another run
+/// changes none of its answers (stats, trees, folded stacks, Parquet), while every question
+/// that reads that block names it. Read blocks are still checked.
+#[test]
+fn a_run_is_answered_from_its_own_blocks_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("two.jsonl");
+    std::fs::write(&input, two_runs_lines()).unwrap();
+    let good = dir.path().join("good.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &good, "--quiet"));
+    // One bit of a duration in run-a's third phase, between run-b's first and last records.
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[2 * ferret_format::HEADER_SLOT_SIZE as usize + 128 + 5000 * 64 + 24] ^= 1;
+    let damaged = dir.path().join("damaged.ferret");
+    std::fs::write(&damaged, bytes).unwrap();
+    let questions: [&[&str]; 4] = [
+        &["--format", "json", "--limit", "0"],
+        &["--tree", "--format", "json", "--limit", "5"],
+        &["--folded"],
+        &["--since", "-3s", "--format", "json"],
+    ];
+    let ask = |f: &Path, run: &str, q: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+            .arg(f)
+            .args(["--run", run])
+            .args(q)
+            .output()
+            .expect("the executable runs")
+    };
+    for q in questions {
+        assert_eq!(
+            ok!(ask(&good, "run-b", q)),
+            ok!(ask(&damaged, "run-b", q)),
+            "{q:?}"
+        );
+        fails!(
+            ask(&damaged, "run-a", q),
+            "checksum mismatch in records 4096..5120"
+        );
+    }
+    let export = |f: &Path, run: &str, name: &str| {
+        let out = dir.path().join(name);
+        (
+            run!("ferret-scan", f, "--run", run, "--to-parquet", &out),
+            out,
+        )
+    };
+    let (good_out, good_rows) = export(&good, "run-b", "good.parquet");
+    ok!(good_out);
+    let (damaged_out, damaged_rows) = export(&damaged, "run-b", "damaged.parquet");
+    ok!(damaged_out);
+    assert_eq!(parquet_rows(&good_rows), parquet_rows(&damaged_rows));
+    assert_eq!(parquet_rows(&good_rows).len(), 4096);
+    fails!(
+        export(&damaged, "run-a", "a.parquet").0,
+        "checksum mismatch"
+    );
+}
+
+/// Copies of `db` as it stood at each cut (the fraction of its rowids written), nested prefixes
+/// of one growing trace, each with a one-shot conversion of it to compare against.
+fn rowid_snapshots(db: &Path, dir: &Path, cuts: &[f64]) -> Vec<(PathBuf, PathBuf)> {
+    cuts.iter()
+        .enumerate()
+        .map(|(i, &cut)| {
+            let snapshot = dir.join(format!("snapshot-{i}.db"));
+            rowid_cut(db, &snapshot, cut);
+            let one_shot = dir.join(format!("snapshot-{i}.ferret"));
+            ok!(run!(
+                "ferret-convert",
+                &snapshot,
+                "-o",
+                &one_shot,
+                "--quiet"
+            ));
+            (snapshot, one_shot)
+        })
+        .collect()
+}
+
+/// Starts `ferret-convert SNAPSHOT -o out --append [extra]` for each snapshot index in `order`,
+/// each after a pseudo-random delay of up to 15 ms, and returns their outputs.
+fn race_writers(
+    snapshots: &[(PathBuf, PathBuf)],
+    out: &Path,
+    order: &[usize],
+    seed: u64,
+    extra: &[&str],
+) -> Vec<Output> {
+    let mut state = seed;
+    let children: Vec<_> = order
+        .iter()
+        .map(|&i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(std::time::Duration::from_millis((state >> 33) % 15));
+            Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
+                .arg(&snapshots[i].0)
+                .arg("-o")
+                .arg(out)
+                .args(["--append", "--quiet"])
+                .args(extra)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Writers racing on one output never corrupt it: each either writes or stops at once naming
+/// the other writer, and the file verifies and holds one snapshot's state (snapshots are
+/// prefixes of one trace, so writers that ran one after another leave the larger one). With
+/// --wait every writer gets its turn and the file holds the union: the largest snapshot.
+#[test]
+fn racing_writers_leave_one_whole_state_and_wait_gives_the_union() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = rowid_snapshots(&fixture("generated1.db"), dir.path(), &[0.3, 0.6, 1.0]);
+    let count = |f: &Path| SpanFile::open(f).unwrap().record_count();
+    let states: Vec<u64> = snapshots.iter().map(|s| count(&s.1)).collect();
+    let mut refused = 0;
+    for round in 0..6u64 {
+        let out = dir.path().join(format!("race-{round}.ferret"));
+        let order = [round as usize % 3, (round as usize + 1) % 3, 2, 0, 1];
+        for o in race_writers(&snapshots, &out, &order, round, &[]) {
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            if !o.status.success() {
+                // Stopped by the lock, or a smaller snapshot after a larger one had landed.
+                assert!(
+                    err.contains("another ferret-convert is writing this file; wait for it")
+                        || err.contains("the source changed since it was last converted"),
+                    "{err}"
+                );
+                refused += u64::from(err.contains("another ferret-convert"));
+            }
+        }
+        let file = SpanFile::open(&out).unwrap();
+        assert_eq!(file.verify().unwrap(), file.record_count());
+        let state = states
+            .iter()
+            .position(|&n| n == file.record_count())
+            .expect("the file holds one snapshot's state");
+        drop(file);
+        ferret_benches::assert_same_spans(&out, &snapshots[state].1);
+    }
+    assert!(
+        refused > 0,
+        "no two writers overlapped; the race was not run"
+    );
+    // --wait: every writer waits its turn, and the largest snapshot is what stays.
+    for round in 0..3u64 {
+        let out = dir.path().join(format!("wait-{round}.ferret"));
+        let order = [round as usize % 3, 2, (round as usize + 1) % 3, 0];
+        for o in race_writers(&snapshots, &out, &order, round + 100, &["--wait"]) {
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            assert!(!err.contains("another ferret-convert"), "{err}");
+            let smaller = err.contains("the source changed since it was last converted");
+            assert!(o.status.success() || smaller, "{err}");
+        }
+        let file = SpanFile::open(&out).unwrap();
+        assert_eq!(file.verify().unwrap(), states[2]);
+        drop(file);
+        ferret_benches::assert_same_spans(&out, &snapshots[2].1);
+    }
+}
+
+/// A writer killed while it holds the lock leaves no lock behind: the next writer gets in at
+/// once and completes the file.
+#[test]
+fn a_writer_killed_holding_the_lock_lets_the_next_in_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, full) = many_lines_converted(dir.path());
+    let out = dir.path().join("out.ferret");
+    let mut child = spawn_conversion(&input, &out);
+    // Until it holds the lock: a second writer is refused.
+    let started = std::time::Instant::now();
+    loop {
+        if !out.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        let second = run!("ferret-convert", &input, "-o", &out, "--append", "--quiet");
+        let err = String::from_utf8_lossy(&second.stderr).to_string();
+        if err.contains("another ferret-convert is writing") {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "never saw the lock held: {err}"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to unlock
+    child.wait().unwrap();
+    // Without --wait: had the lock outlived the process, this would be refused.
+    let next = run!("ferret-convert", &input, "-o", &out, "--append");
+    ok!(next);
+    ferret_benches::assert_same_records(&out, &full);
+}
+
+/// Damage inside the last commit's segment, after its header was written: readers answer from
+/// the commit before it and say so once, --verify names it, and --append resumes from the
+/// previous commit, ending equal to a one-shot conversion.
+#[test]
+fn a_damaged_last_commit_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = rowid_snapshots(&fixture("generated1.db"), dir.path(), &[0.5, 1.0]);
+    let (half, whole) = (&snapshots[0], &snapshots[1]);
+    let good = dir.path().join("good.ferret");
+    ok!(run!("ferret-convert", &half.0, "-o", &good, "--quiet"));
+    ok!(run!(
+        "ferret-convert",
+        &whole.0,
+        "-o",
+        &good,
+        "--append",
+        "--quiet"
+    ));
+    let (last, run, at) = {
+        let f = SpanFile::open(&good).unwrap();
+        let last = f.segments().last().unwrap().clone();
+        let half_runs = ok!(run!("ferret-scan", &half.1, "--runs", "--format", "json"));
+        // The first record of the last commit whose run the half already had: its question
+        // reads the damaged block, and has an answer in the previous commit.
+        let (at, run) = (0..last.record_count)
+            .map(|i| {
+                (
+                    i,
+                    f.string(f.record(last.first_record + i).unwrap().run)
+                        .unwrap(),
+                )
+            })
+            .find(|(_, run)| half_runs.contains(&format!("\"{run}\"")))
+            .expect("a run that spans the cut");
+        (last.clone(), run.to_string(), at as usize)
+    };
+    let half_count = SpanFile::open(&half.1).unwrap().record_count();
+    assert_eq!(
+        last.first_record, half_count,
+        "the append is the last commit"
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    // A record byte (seen only by a scan that reads it), then the segment header (seen on open).
+    let damages = [
+        (
+            last.offset as usize + 128 + 64 * at + 24,
+            "checksum mismatch in records",
+        ),
+        (last.offset as usize + 20, "segment"),
+    ];
+    for (at, what) in damages {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        let file = dir.path().join("damaged.ferret");
+        std::fs::write(&file, &bad).unwrap();
+        let json = |f: &Path| {
+            Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+                .arg(f)
+                .args(["--run", &run, "--format", "json", "--limit", "0"])
+                .output()
+                .unwrap()
+        };
+        let answered = json(&file);
+        let err = String::from_utf8_lossy(&answered.stderr).to_string();
+        assert_eq!(err.lines().count(), 1, "one warning: {err}");
+        assert!(err.contains("warning") && err.contains(what), "{err}");
+        assert!(
+            err.contains(&format!("newest commit ({} spans)", last.record_count)),
+            "{err}"
+        );
+        assert_eq!(
+            ok!(answered),
+            ok!(json(&half.1)),
+            "the previous commit's answer"
+        );
+        fails!(run!("ferret-scan", &file, "--verify"), "newest commit");
+        let appended = run!("ferret-convert", &whole.0, "-o", &file, "--append");
+        let err = String::from_utf8_lossy(&appended.stderr).to_string();
+        assert!(err.contains("appended from the commit before it"), "{err}");
+        ok!(appended);
+        ok!(run!("ferret-scan", &file, "--verify"));
+        ferret_benches::assert_same_spans(&file, &whole.1);
+    }
+}
+
+/// A symbolic link as the output is refused, dangling or not: a link planted in a shared
+/// folder cannot redirect a write.
+#[test]
+fn a_symlinked_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.ferret");
+    let link = dir.path().join("link.ferret");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let db = fixture("beaver1.db");
+    fails!(
+        run!("ferret-convert", &db, "-o", &link, "--quiet"),
+        "symbolic link",
+        "target.ferret"
+    );
+    assert!(!target.exists(), "nothing written through the link");
+    ok!(run!("ferret-convert", &db, "-o", &target, "--quiet"));
+    fails!(
+        run!("ferret-convert", &db, "-o", &link, "--append", "--quiet"),
+        "symbolic link"
     );
 }

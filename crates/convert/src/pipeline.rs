@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Zeroable;
 use crossbeam_channel::bounded;
 use ferret_format::{
-    FormatError, LastTimestamp, RowidMark, SpanExtras, SpanFileWriter, SpanRecord, Watermark,
-    FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID, FLAG_NULL_DURATION, MAGIC,
+    FormatError, LastTimestamp, OutputFile, RowidMark, SpanExtras, SpanFileWriter, SpanRecord,
+    Watermark, WhenLocked, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID,
+    FLAG_NULL_DURATION, MAGIC,
 };
 
 use crate::error::ConvertError;
@@ -31,6 +32,8 @@ pub struct ConvertOptions {
     pub append: bool,
     /// Replace an existing ferret output.
     pub force: bool,
+    /// Wait for another writer of the output to finish instead of stopping.
+    pub wait: bool,
     /// Stop at the first bad row and leave the output as it was.
     pub strict: bool,
     /// Spans per commit: bounds memory (64 bytes a span plus tags) and what a crash can lose.
@@ -48,6 +51,7 @@ impl ConvertOptions {
             namespace: "_ferret_trace".into(),
             append: false,
             force: false,
+            wait: false,
             strict: false,
             commit_every: 1 << 18,
             count_rows: false,
@@ -157,36 +161,33 @@ fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {
     }
 }
 
-/// The first bytes of `path` (up to the magic's length), or `None` for an empty file. Only these
-/// are read: an existing output can be gigabytes.
-fn read_magic(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(MAGIC.len());
-    std::fs::File::open(path)?
-        .take(MAGIC.len() as u64)
-        .read_to_end(&mut head)?;
-    Ok((!head.is_empty()).then_some(head))
-}
-
-/// Opens the output as the options say: a new file, a replaced one, or one to append to.
+/// Opens the output as the options say: a new file, a replaced one, or one to append to. The
+/// output is locked first (waiting for another writer with `--wait`), and everything after is
+/// decided from what it holds under the lock: a writer that waited appends to what the other
+/// wrote, or refuses to replace it without `--force`.
 fn open_output(opts: &ConvertOptions) -> Result<(SpanFileWriter, bool), ConvertError> {
     let out = &opts.output;
-    // Only the magic decides: an empty file has nothing to lose, anything else that does not
-    // start with ferret's magic (however short) is someone else's and never overwritten.
-    let existing = match read_magic(out) {
-        Ok(None) => None,
-        Ok(Some(head)) => Some(head.starts_with(&MAGIC)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(source::io(out, e)),
+    let when = if opts.wait {
+        WhenLocked::Wait
+    } else {
+        WhenLocked::Fail
     };
-    match existing {
+    let locked = OutputFile::lock(out, when).map_err(fmt_err(out))?;
+    // Only the magic decides: an empty file has nothing to lose, anything else that does not
+    // start with ferret's magic (however short) is someone else's and never overwritten. Only
+    // these bytes are read: an existing output can be gigabytes.
+    let head = locked.head(MAGIC.len()).map_err(fmt_err(out))?;
+    match (!head.is_empty()).then(|| head.starts_with(&MAGIC)) {
         Some(false) => Err(ConvertError::OutputNotFerret(out.clone())),
         Some(true) if opts.append => Ok((
-            SpanFileWriter::open_append(out).map_err(fmt_err(out))?,
+            SpanFileWriter::append_to(locked).map_err(fmt_err(out))?,
             false,
         )),
         Some(true) if !opts.force => Err(ConvertError::OutputExists(out.clone())),
-        _ => Ok((SpanFileWriter::create(out).map_err(fmt_err(out))?, true)),
+        _ => Ok((
+            SpanFileWriter::create_in(locked).map_err(fmt_err(out))?,
+            true,
+        )),
     }
 }
 
@@ -199,10 +200,19 @@ pub fn convert(
     let started = Instant::now();
     let kind = source::detect(&opts.input)?;
     let (mut writer, fresh) = open_output(opts)?;
+    let fell_back = writer.fallback().map(|f| {
+        format!(
+            "{}: the last commit ({} spans) failed its checks ({}); appended from the commit before it, adding those spans again",
+            opts.output.display(),
+            f.lost_records,
+            f.reason
+        )
+    });
     let result = run(opts, kind, &mut writer, progress);
     match result {
         Ok(mut summary) => {
             summary.elapsed = started.elapsed();
+            summary.warnings.splice(0..0, fell_back);
             Ok(summary)
         }
         Err(e) => {

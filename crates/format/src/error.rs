@@ -45,6 +45,11 @@ pub enum Region {
         /// Index of the segment in the file.
         segment: usize,
     },
+    /// The span-id filter of one segment.
+    IdFilter {
+        /// Index of the segment in the file.
+        segment: usize,
+    },
 }
 
 impl std::fmt::Display for Region {
@@ -65,6 +70,7 @@ impl std::fmt::Display for Region {
                 end,
             } => write!(f, "tag heap of segment {segment} (records {first}..{end})"),
             Region::Meta { segment } => write!(f, "metadata of segment {segment}"),
+            Region::IdFilter { segment } => write!(f, "span-id filter of segment {segment}"),
         }
     }
 }
@@ -173,9 +179,43 @@ pub enum FormatError {
     /// A limit of the format was reached.
     #[error("format limit reached: {0}")]
     Limit(String),
+    /// `verify` of a view that fell back to the previous commit: the newest is damaged.
+    #[error("the newest commit ({lost_records} records) failed its checks: {reason}; readers use the previous commit, which is intact, and ferret-convert --append adds the lost spans again")]
+    NewestCommitDamaged {
+        /// Why the newest commit was set aside.
+        reason: String,
+        /// Its records.
+        lost_records: u64,
+    },
+    /// A reader was asked for the previous commit of a file that holds none intact.
+    #[error("the file holds no intact previous commit to fall back to")]
+    NoPreviousCommit,
+    /// Another writer holds the file's lock.
+    #[error("another ferret-convert is writing this file; wait for it to finish, or pass --wait to wait for it and then add what it left to do")]
+    Locked {
+        /// The record file.
+        path: PathBuf,
+    },
+    /// The output is a symbolic link, which writers do not follow.
+    #[error("is a symbolic link, which ferret-convert does not write through (a link planted in a shared folder could redirect the write); give the file itself: {target}")]
+    SymlinkOutput {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, as far as it resolves.
+        target: String,
+    },
 }
 
 impl FormatError {
+    /// What failed, without the advice the full message adds (for a message that gives its
+    /// own, such as a fallback's warning).
+    pub fn brief(&self) -> String {
+        match self {
+            FormatError::Checksum { region } => format!("checksum mismatch in {region}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FormatError::Io {

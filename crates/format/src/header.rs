@@ -204,9 +204,22 @@ fn decode_slot(bytes: &[u8]) -> Option<RawHeader> {
     Some(raw)
 }
 
-/// Picks the newest valid slot of the first `2 * HEADER_SLOT_SIZE` bytes and checks the cheap
-/// invariants: version window, record size, flags, committed length.
-pub(crate) fn read_header(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+/// The two header slots of a file: the newest whose checksum holds, checked against the cheap
+/// invariants (version window, record size, flags, committed length), and the other, the
+/// previous commit, when it is older, holds spans and passes them too.
+pub(crate) struct HeaderSlots {
+    /// The newest commit's header.
+    pub newest: Header,
+    /// Why its cheap checks refused it, if they did.
+    pub refused: Option<FormatError>,
+    /// The previous commit's header, the state a reader falls back to.
+    pub previous: Option<Header>,
+}
+
+/// Reads both slots of the first `2 * HEADER_SLOT_SIZE` bytes of a file of `file_len` bytes.
+/// A newest slot of a version this ferret does not read is an error, not a reason to fall back:
+/// the previous commit would hide spans that are there.
+pub(crate) fn read_header_slots(bytes: &[u8], file_len: u64) -> Result<HeaderSlots, FormatError> {
     if bytes.is_empty() {
         return Err(FormatError::Empty);
     }
@@ -221,20 +234,29 @@ pub(crate) fn read_header(bytes: &[u8], file_len: u64) -> Result<Header, FormatE
     }
     let a = decode_slot(&bytes[..HEADER_SLOT_SIZE as usize]);
     let b = decode_slot(&bytes[HEADER_SLOT_SIZE as usize..DATA_START as usize]);
-    let raw = match (a, b) {
-        (Some(a), Some(b)) => {
-            if a.sequence >= b.sequence {
-                a
-            } else {
-                b
-            }
-        }
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
+    let (newest, other) = match (a, b) {
+        (Some(a), Some(b)) if a.sequence >= b.sequence => (a, Some(b)),
+        (Some(a), Some(b)) => (b, Some(a)),
+        (Some(a), None) => (a, None),
+        (None, Some(b)) => (b, None),
         (None, None) => return Err(FormatError::CorruptHeader),
     };
-    check_header(&raw, file_len)?;
-    Ok(Header { raw })
+    let checked = check_header(&newest, file_len);
+    if let Err(e @ (FormatError::NewerVersion { .. } | FormatError::OlderVersion { .. })) = checked
+    {
+        return Err(e);
+    }
+    // An empty previous commit (the state a new file starts from) is nothing to fall back to:
+    // the newest commit's error says more than an empty answer.
+    let previous = other
+        .filter(|o| o.sequence < newest.sequence && o.record_count > 0)
+        .filter(|o| check_header(o, file_len).is_ok())
+        .map(|raw| Header { raw });
+    Ok(HeaderSlots {
+        newest: Header { raw: newest },
+        refused: checked.err(),
+        previous,
+    })
 }
 
 fn check_header(raw: &RawHeader, file_len: u64) -> Result<(), FormatError> {

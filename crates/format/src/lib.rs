@@ -18,6 +18,7 @@ mod checksum;
 mod error;
 mod header;
 mod links;
+mod lock;
 mod meta;
 mod reader;
 mod record;
@@ -33,8 +34,9 @@ pub use header::{
     LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,
 };
 pub use links::{Adoption, Links, Orphan};
+pub use lock::{OutputFile, WhenLocked};
 pub use meta::MetaToc;
-pub use reader::{AlignedBytes, Segment, SpanFile};
+pub use reader::{AlignedBytes, Fallback, Segment, SpanFile};
 pub use record::{
     SpanId, SpanRecord, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID,
     FLAG_NULL_DURATION, NONE_INDEX, NONE_NAME, NO_EXTRAS,

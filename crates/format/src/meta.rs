@@ -1,9 +1,11 @@
 //! The metadata region of a version 2 segment, after its tag heap: a [`MetaToc`] (how many
 //! entries each table has), then the late links (`links.rs`: adoptions, orphans) and the scan
 //! index (`zones.rs`: block zones, their run-id list, the run directory) and a Bloom filter of
-//! the segment's span ids (`bloom.rs`). One length and one
-//! checksum in the segment header cover it all; it is small next to the records (about 24 bytes
-//! per 1024 records, plus the links), so it is checked whenever the file is opened.
+//! the segment's span ids (`bloom.rs`), last. The segment header gives its length and two
+//! checksums: one of everything before the filter, small next to the records (about 24 bytes per
+//! 1024 records, plus the links) and checked whenever the file is opened, and one of the filter
+//! (2 bytes a span, most of the region), checked only by a converter about to append and by
+//! `verify`, since only the linker reads it.
 
 use std::ops::Range;
 

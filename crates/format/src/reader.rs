@@ -11,7 +11,7 @@ use memmap2::{Mmap, MmapOptions};
 use crate::bloom::words_may_hold;
 use crate::checksum::{checksum, table_checksum};
 use crate::error::{FormatError, Region};
-use crate::header::{read_header, Header, Watermark, DATA_START};
+use crate::header::{read_header_slots, Header, HeaderSlots, Watermark, DATA_START};
 use crate::links::{Adoption, Links, Orphan};
 use crate::meta::{MetaLayout, MetaToc};
 use crate::record::{SpanId, SpanRecord, FLAG_CUSTOM_STATUS, KNOWN_FLAGS, NONE_NAME, NO_EXTRAS};
@@ -36,6 +36,7 @@ pub struct Segment {
     names_checksum: u64,
     strings_checksum: u64,
     tags_checksum: u64,
+    filter_checksum: u64,
     /// The metadata tables' absolute byte ranges.
     meta: MetaLayout,
 }
@@ -85,26 +86,82 @@ pub struct SpanFile<D> {
     names: StringTable,
     strings: StringTable,
     links: Links,
+    /// The previous commit's header (the other slot), when it is intact enough to read.
+    previous: Option<Header>,
+    /// Set when the newest commit failed its checks and this view is the previous commit.
+    fallback: Option<Fallback>,
+}
+
+/// What a view lost by reading the previous commit because the newest failed its checks
+/// (a torn or damaged last segment): that commit's records, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    /// Why the newest commit was not read.
+    pub reason: String,
+    /// Its records that this view does not hold (`--append` adds them again).
+    pub lost_records: u64,
+}
+
+/// Which commit a view reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// The newest whose checks pass (the previous one if the newest's fail).
+    Newest,
+    /// The previous one, as if the newest had failed.
+    Previous,
+}
+
+/// The segments, strings and links of one commit.
+#[derive(Default)]
+struct Loaded {
+    segments: Vec<Segment>,
+    names: StringTable,
+    strings: StringTable,
+    links: Links,
 }
 
 impl SpanFile<Mmap> {
     /// Opens and maps the committed prefix of the file at `path`, checking the header, every
-    /// segment header and the string tables. Record and tag checksums are checked by
-    /// [`SpanFile::verify`] and by scans as they read.
+    /// segment header, the string tables and the metadata before the span-id filters. Record
+    /// and tag checksums are checked by [`SpanFile::verify`] and by scans as they read. When
+    /// the newest commit fails these checks and the previous one (the other header slot) passes
+    /// them, the view is the previous commit and [`SpanFile::fallback`] says what was lost.
     pub fn open(path: &Path) -> Result<SpanFile<Mmap>, FormatError> {
+        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        SpanFile::map(&file, path, Commit::Newest)
+    }
+
+    /// Opens the previous commit of the file at `path`, as [`SpanFile::open`] does when the
+    /// newest fails its checks: for a scan that found the newest commit's records damaged.
+    pub fn open_previous(path: &Path) -> Result<SpanFile<Mmap>, FormatError> {
+        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        SpanFile::map(&file, path, Commit::Previous)
+    }
+
+    /// Maps the file open as `file` (named `path` in errors).
+    pub(crate) fn map(
+        file: &File,
+        path: &Path,
+        commit: Commit,
+    ) -> Result<SpanFile<Mmap>, FormatError> {
         let io = |e| FormatError::io(path, e);
-        let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut head = vec![0u8; len.min(DATA_START) as usize];
         file.read_exact_at(&mut head, 0).map_err(io)?;
-        let header = read_header(&head, len)?;
-        let committed = header.raw.committed_len as usize;
-        // SAFETY: the map is read-only and covers only the committed prefix, which writers never
-        // modify or truncate (they append past it and rewrite only the header slots, which we
-        // have already copied and never read through the map). Another program truncating the
-        // file would be outside the format's contract.
-        let map = unsafe { MmapOptions::new().len(committed).map(&file) }.map_err(io)?;
-        SpanFile::with_header(map, header)
+        let slots = read_header_slots(&head, len)?;
+        let newest = match slots.refused {
+            None => slots.newest.raw.committed_len,
+            Some(_) => DATA_START,
+        };
+        let mapped = newest.max(slots.previous.map_or(DATA_START, |h| h.raw.committed_len));
+        // SAFETY: the map is read-only and covers only committed bytes (of the newest commit, or
+        // of the previous one when the newest's length passes the file's end), which writers
+        // never modify or truncate while a commit that holds them is the newest or the one
+        // before it (they append past it and rewrite only the header slots, which we have
+        // already copied and never read through the map). Another program truncating the file
+        // would be outside the format's contract.
+        let map = unsafe { MmapOptions::new().len(mapped as usize).map(file) }.map_err(io)?;
+        SpanFile::with_slots(map, slots, commit)
     }
 
     /// Tells the kernel the records will be read sequentially (more read-ahead).
@@ -140,33 +197,69 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     pub fn from_bytes(data: D) -> Result<SpanFile<D>, FormatError> {
         let bytes = data.as_ref();
         let head = &bytes[..bytes.len().min(DATA_START as usize)];
-        let header = read_header(head, bytes.len() as u64)?;
-        SpanFile::with_header(data, header)
+        let slots = read_header_slots(head, bytes.len() as u64)?;
+        SpanFile::with_slots(data, slots, Commit::Newest)
     }
 
-    fn with_header(data: D, header: Header) -> Result<SpanFile<D>, FormatError> {
+    fn with_slots(data: D, slots: HeaderSlots, commit: Commit) -> Result<SpanFile<D>, FormatError> {
         if !(data.as_ref().as_ptr() as usize).is_multiple_of(8) {
             return Err(FormatError::Misaligned);
         }
-        let mut file = SpanFile {
+        let HeaderSlots {
+            newest,
+            refused,
+            previous,
+        } = slots;
+        let tried = match (commit, refused) {
+            (Commit::Previous, _) => Err(FormatError::NoPreviousCommit),
+            (Commit::Newest, Some(e)) => Err(e),
+            (Commit::Newest, None) => SpanFile::<D>::load(data.as_ref(), &newest),
+        };
+        let (header, loaded, fallback, previous) = match (tried, previous) {
+            (Ok(loaded), previous) => (newest, loaded, None, previous),
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(prev)) => {
+                // The previous commit's bytes are a prefix of the newest's: if they fail too,
+                // the newest's error is the one to report.
+                let Ok(loaded) = SpanFile::<D>::load(data.as_ref(), &prev) else {
+                    return Err(e);
+                };
+                let fallback = Fallback {
+                    reason: e.brief(),
+                    lost_records: newest
+                        .raw
+                        .record_count
+                        .saturating_sub(prev.raw.record_count),
+                };
+                (prev, loaded, Some(fallback), None)
+            }
+        };
+        Ok(SpanFile {
             data,
             committed: header.raw.committed_len as usize,
             header,
-            segments: Vec::new(),
-            names: StringTable::default(),
-            strings: StringTable::default(),
-            links: Links::default(),
-        };
-        file.load_segments()?;
-        Ok(file)
+            segments: loaded.segments,
+            names: loaded.names,
+            strings: loaded.strings,
+            links: loaded.links,
+            previous,
+            fallback,
+        })
     }
 
-    fn load_segments(&mut self) -> Result<(), FormatError> {
-        let bytes = &self.data.as_ref()[..self.committed];
+    fn load(bytes: &[u8], header: &Header) -> Result<Loaded, FormatError> {
+        let mut l = Loaded::default();
+        let committed = header.raw.committed_len;
+        let bytes = bytes
+            .get(..committed as usize)
+            .ok_or(FormatError::Truncated {
+                committed,
+                len: bytes.len() as u64,
+            })?;
         let mut offset = DATA_START;
         let mut records = 0u64;
-        while offset < self.committed as u64 {
-            let index = self.segments.len();
+        while offset < committed {
+            let index = l.segments.len();
             let (h, layout) = read_segment_header(bytes, index, offset)?;
             let invalid = |what: String| FormatError::InvalidSegment {
                 segment: index,
@@ -174,8 +267,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 what,
             };
             if h.first_record != records
-                || h.first_name as usize != self.names.len()
-                || h.first_string as usize != self.strings.len()
+                || h.first_name as usize != l.names.len()
+                || h.first_string as usize != l.strings.len()
             {
                 return Err(invalid(
                     "does not continue where the previous segment ended".into(),
@@ -193,10 +286,10 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     region: Region::Strings { segment: index },
                 });
             }
-            self.names
+            l.names
                 .extend_from(bytes, names.start, names.len(), h.name_count, "name")
                 .map_err(invalid)?;
-            self.strings
+            l.strings
                 .extend_from(
                     bytes,
                     strings.start,
@@ -224,8 +317,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     a.child, a.parent
                 )));
             }
-            self.links.extend(adoptions);
-            self.segments.push(Segment {
+            l.links.extend(adoptions);
+            l.segments.push(Segment {
                 index,
                 offset,
                 first_record: records,
@@ -235,23 +328,36 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 names_checksum: h.names_checksum,
                 strings_checksum: h.strings_checksum,
                 tags_checksum: h.tags_checksum,
+                filter_checksum: h.filter_checksum,
                 meta,
             });
             records += h.record_count;
             offset = layout.end;
         }
-        let raw = &self.header.raw;
-        if offset != self.committed as u64
+        let raw = &header.raw;
+        if offset != committed
             || records != raw.record_count
-            || self.segments.len() as u64 != raw.segment_count
-            || self.names.len() as u64 != raw.name_count
-            || self.strings.len() as u64 != raw.string_count
+            || l.segments.len() as u64 != raw.segment_count
+            || l.names.len() as u64 != raw.name_count
+            || l.strings.len() as u64 != raw.string_count
         {
             return Err(FormatError::InvalidHeader(
                 "the header's counts do not match its segments".into(),
             ));
         }
-        Ok(())
+        Ok(l)
+    }
+
+    /// Set when the newest commit failed its checks and this view reads the previous one.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.fallback.as_ref()
+    }
+
+    /// True when `segment` was added by the newest commit and the previous commit, which does
+    /// not hold it, is intact enough to read instead ([`SpanFile::open_previous`]).
+    pub fn previous_commit_lacks(&self, segment: usize) -> bool {
+        self.previous
+            .is_some_and(|p| segment as u64 >= p.raw.segment_count)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -291,7 +397,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     }
 
     /// False when `segment` certainly holds no span with id `id` (its span-id filter says so; a
-    /// version 1 segment has none, and may hold anything).
+    /// version 1 segment has none, and may hold anything). The filter is checked by
+    /// [`SpanFile::verify_id_filter`], not on open.
     pub fn may_hold(&self, segment: &Segment, id: &SpanId) -> bool {
         let words: &[u64] = bytemuck::cast_slice(&self.bytes()[segment.meta.id_filter.clone()]);
         words_may_hold(words, id)
@@ -485,39 +592,88 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     /// Checks every checksum in the file and every record's references (names, strings, parent,
     /// root, extras). Returns the number of records checked.
     pub fn verify(&self) -> Result<u64, FormatError> {
+        if let Some(f) = &self.fallback {
+            return Err(FormatError::NewestCommitDamaged {
+                reason: f.reason.clone(),
+                lost_records: f.lost_records,
+            });
+        }
         for seg in &self.segments {
-            let names = &self.bytes()[seg.layout.names as usize..seg.layout.strings as usize];
-            let strings = &self.bytes()[seg.layout.strings as usize..seg.layout.tags as usize];
-            if checksum(names) != seg.names_checksum {
-                return Err(FormatError::Checksum {
-                    region: Region::Names { segment: seg.index },
-                });
-            }
-            if checksum(strings) != seg.strings_checksum {
-                return Err(FormatError::Checksum {
-                    region: Region::Strings { segment: seg.index },
-                });
-            }
-            self.verify_tags(seg)?;
-            self.verify_blocks(seg, 0..seg.block_count())?;
-            for (i, r) in self.records(seg).iter().enumerate() {
-                self.check_record(seg, seg.first_record + i as u64, r)?;
-            }
-            for a in self.adoptions(seg) {
-                self.check_adoption(a)?;
-            }
-            if self.has_index() {
-                self.check_index(seg)?;
-            }
-            if !self.orphans(seg).is_sorted() {
-                return Err(FormatError::InvalidSegment {
-                    segment: seg.index,
-                    offset: seg.offset,
-                    what: "orphan table is not sorted by parent id".into(),
-                });
-            }
+            self.verify_segment(seg).map_err(|e| match self.previous {
+                // Damage in what the newest commit added, with the commit before it intact.
+                Some(p) if seg.index as u64 >= p.raw.segment_count => {
+                    FormatError::NewestCommitDamaged {
+                        reason: e.brief(),
+                        lost_records: self.record_count() - p.raw.record_count,
+                    }
+                }
+                _ => e,
+            })?;
         }
         Ok(self.record_count())
+    }
+
+    /// Checks every checksum and record of `seg` (see [`SpanFile::verify`]).
+    fn verify_segment(&self, seg: &Segment) -> Result<(), FormatError> {
+        let names = &self.bytes()[seg.layout.names as usize..seg.layout.strings as usize];
+        let strings = &self.bytes()[seg.layout.strings as usize..seg.layout.tags as usize];
+        if checksum(names) != seg.names_checksum {
+            return Err(FormatError::Checksum {
+                region: Region::Names { segment: seg.index },
+            });
+        }
+        if checksum(strings) != seg.strings_checksum {
+            return Err(FormatError::Checksum {
+                region: Region::Strings { segment: seg.index },
+            });
+        }
+        self.verify_segment_checksums(seg)?;
+        for (i, r) in self.records(seg).iter().enumerate() {
+            self.check_record(seg, seg.first_record + i as u64, r)?;
+        }
+        for a in self.adoptions(seg) {
+            self.check_adoption(a)?;
+        }
+        if self.has_index() {
+            self.check_index(seg)?;
+        }
+        if !self.orphans(seg).is_sorted() {
+            return Err(FormatError::InvalidSegment {
+                segment: seg.index,
+                offset: seg.offset,
+                what: "orphan table is not sorted by parent id".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the checksums that opening leaves to readers (record blocks, tag heap, span-id
+    /// filter) of the segments the newest commit added: what a torn or damaged last commit
+    /// shows in. Those are all the segments when the file has no intact previous commit.
+    pub fn verify_last_commit(&self) -> Result<(), FormatError> {
+        let first = self.previous.map_or(0, |p| p.raw.segment_count as usize);
+        for seg in self.segments.iter().skip(first) {
+            self.verify_segment_checksums(seg)?;
+        }
+        Ok(())
+    }
+
+    fn verify_segment_checksums(&self, seg: &Segment) -> Result<(), FormatError> {
+        self.verify_tags(seg)?;
+        self.verify_id_filter(seg)?;
+        self.verify_blocks(seg, 0..seg.block_count())
+    }
+
+    /// Checks the checksum of `segment`'s span-id filter. Opening a file leaves it unchecked
+    /// (only a converter appending reads it, see [`SpanFile::may_hold`]), so a writer checks
+    /// every segment's before it trusts a "not here".
+    pub fn verify_id_filter(&self, seg: &Segment) -> Result<(), FormatError> {
+        if table_checksum(&self.bytes()[seg.meta.id_filter.clone()]) != seg.filter_checksum {
+            return Err(FormatError::Checksum {
+                region: Region::IdFilter { segment: seg.index },
+            });
+        }
+        Ok(())
     }
 
     /// Checks the checksum of `segment`'s tag heap: anything printed from tags must be checked
@@ -645,8 +801,10 @@ enum MetaError {
     Invalid(String),
 }
 
-/// Checks the metadata region of the segment with header `h` (its checksum, that its tables
-/// fill it, a zone per block) and returns where its tables lie in the file.
+/// Checks the metadata region of the segment with header `h` (the checksum of everything but
+/// the span-id filter, that its tables fill it, a zone per block) and returns where its tables
+/// lie in the file. The filter, most of the region's bytes, is checked apart
+/// ([`SpanFile::verify_id_filters`]): only a converter appending reads it.
 fn read_meta(
     bytes: &[u8],
     h: &crate::segment::SegmentHeader,
@@ -654,9 +812,6 @@ fn read_meta(
 ) -> Result<MetaLayout, MetaError> {
     let start = layout.meta as usize;
     let region = &bytes[start..start + h.meta_len as usize];
-    if table_checksum(region) != h.meta_checksum {
-        return Err(MetaError::Checksum);
-    }
     let toc: MetaToc = match region.get(..std::mem::size_of::<MetaToc>()) {
         Some(b) => bytemuck::pod_read_unaligned(b),
         None if region.is_empty() => MetaToc::default(),
@@ -666,9 +821,11 @@ fn read_meta(
             ))
         }
     };
-    let tables = toc
-        .layout(region.len())
-        .ok_or_else(|| MetaError::Invalid("metadata tables do not fill its region".into()))?;
+    // A damaged table of contents shows as a checksum mismatch: the checksum covers it.
+    let tables = toc.layout(region.len()).ok_or(MetaError::Checksum)?;
+    if table_checksum(&region[..tables.id_filter.start]) != h.meta_checksum {
+        return Err(MetaError::Checksum);
+    }
     if !region.is_empty() && toc.zones != block_count(h.record_count) {
         return Err(MetaError::Invalid(format!(
             "{} block zones for {} blocks",
@@ -685,4 +842,89 @@ fn read_meta(
         runs: shift(tables.runs),
         id_filter: shift(tables.id_filter),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SpanId;
+    use crate::tags::SpanExtras;
+    use crate::writer::SpanFileWriter;
+    use bytemuck::Zeroable;
+
+    /// A file of spans of one run committed in `commits` commits of `n` each, as bytes.
+    fn file_of(n: u64, commits: u64) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ferret");
+        let mut w = SpanFileWriter::create(&path).unwrap();
+        for i in 0..n * commits {
+            let mut r = crate::SpanRecord::zeroed();
+            r.span_id = SpanId::encode(&format!("{:032x}", i + 1)).0 .0;
+            r.start_time = i as f64;
+            r.name = w.intern_name("f");
+            r.run = w.intern_string("run");
+            r.parent_name = crate::NONE_NAME;
+            r.root = i;
+            r.set_parent(None);
+            w.push(r, &SpanExtras::default()).unwrap();
+            if (i + 1) % n == 0 {
+                w.commit(true).unwrap();
+            }
+        }
+        std::fs::read(&path).unwrap()
+    }
+
+    /// Segment `i` of the file `bytes`.
+    fn segment(bytes: &[u8], i: usize) -> Segment {
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(bytes)).unwrap();
+        f.segments[i].clone()
+    }
+
+    #[test]
+    fn a_damaged_id_filter_is_left_to_verify_and_writers() {
+        let good = file_of(3000, 2);
+        let seg = segment(&good, 0);
+        assert!(seg.meta.id_filter.len() >= 3000 * 2);
+        let mut bad = good.clone();
+        bad[seg.meta.id_filter.start + 5] ^= 0x10;
+        // Opening and reading the records and their index never touch the filter.
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(&bad)).unwrap();
+        assert_eq!(f.runs(&f.segments()[0]).len(), 1);
+        assert!(f.verify_blocks(&f.segments()[0], 0..3).is_ok());
+        // Verify, and a writer about to trust it, say which filter is damaged.
+        let msg = f.verify().unwrap_err().to_string();
+        assert!(msg.contains("span-id filter of segment 0"), "{msg}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ferret");
+        std::fs::write(&path, &bad).unwrap();
+        let err = SpanFileWriter::open_append(&path)
+            .err()
+            .expect("a damaged filter before the last commit must stop --append");
+        assert!(
+            err.to_string().contains("span-id filter of segment 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_last_commit_is_set_aside_by_an_appending_writer() {
+        let good = file_of(3000, 2);
+        let last = segment(&good, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ferret");
+        // One flipped byte in the last commit's span-id filter, then in its records: neither is
+        // checked on open, both before appending.
+        let records = last.layout.records as usize;
+        for at in [last.meta.id_filter.start + 9, records + 64 * 2500 + 8] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x04;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(SpanFile::open(&path).unwrap().fallback().is_none());
+            let w = SpanFileWriter::open_append(&path).unwrap();
+            let fallback = w.fallback().expect("the last commit is set aside");
+            assert_eq!(fallback.lost_records, 3000);
+            assert!(fallback.reason.contains("segment 1"), "{}", fallback.reason);
+            assert_eq!(w.next_index(), 3000, "appends from the previous commit");
+        }
+    }
 }

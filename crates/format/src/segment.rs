@@ -36,9 +36,13 @@ pub struct SegmentHeader {
     pub tags_checksum: u64,
     /// Bytes of the metadata region (version 2; zero in version 1).
     pub meta_len: u64,
-    /// Its checksum (zero when it is empty).
+    /// The checksum of the region before the span-id filter (zero when the region is empty).
     pub meta_checksum: u64,
-    pub reserved: [u8; 16],
+    /// The checksum of the span-id filter (zero when there is none). Kept apart because only a
+    /// converter appending reads the filter, and it is most of the region: opening a file for a
+    /// scan checks the rest alone.
+    pub filter_checksum: u64,
+    pub reserved: [u8; 8],
     pub header_checksum: u64,
 }
 

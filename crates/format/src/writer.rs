@@ -9,7 +9,7 @@
 //! own, so that the caller goes on with the next segment while the disk works: the `fsync`s were
 //! a sixth of a conversion's time. Commits still land in order, as each waits for the one before.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -22,8 +22,9 @@ use crate::checksum::{checksum, table_checksum};
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, FORMAT_VERSION, HEADER_FLAG_COMPLETE};
 use crate::links::{Adoption, Orphan};
+use crate::lock::{OutputFile, WhenLocked};
 use crate::meta::MetaTables;
-use crate::reader::SpanFile;
+use crate::reader::{Commit, Fallback, SpanFile};
 use crate::record::{SpanId, SpanRecord, NO_EXTRAS};
 use crate::segment::{pad64, SegmentHeader, BLOCK_RECORDS, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 use crate::strings::Interner;
@@ -54,6 +55,8 @@ pub struct SpanFileWriter {
     committed: Option<SpanFile<Mmap>>,
     /// A commit whose `fsync`s and header are being written by another thread.
     in_flight: Option<InFlight>,
+    /// Set when appending resumed from the previous commit.
+    fallback: Option<Fallback>,
 }
 
 /// What a link fix-up before a commit works on: the uncommitted records, the global index of
@@ -67,67 +70,100 @@ struct InFlight {
 }
 
 impl SpanFileWriter {
-    /// Creates (or truncates) `path` as an empty record file and makes that durable.
+    /// Creates (or truncates) `path` as an empty record file, holding its writer's lock (see
+    /// [`SpanFileWriter::create_in`]); another writer makes it fail.
     pub fn create(path: &Path) -> Result<SpanFileWriter, FormatError> {
-        let io = |e| FormatError::io(path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(io)?;
+        SpanFileWriter::create_in(OutputFile::lock(path, WhenLocked::Fail)?)
+    }
+
+    /// Makes the locked `out` an empty record file, whatever it held, and makes that durable.
+    /// The lock is held until the writer is dropped.
+    pub fn create_in(out: OutputFile) -> Result<SpanFileWriter, FormatError> {
+        let path = out.path().to_path_buf();
+        let io = |e| FormatError::io(&path, e);
+        let file = out.into_file();
+        file.set_len(0).map_err(io)?;
         let header = Header::new();
         file.write_all_at(&vec![0u8; DATA_START as usize], 0)
             .map_err(io)?;
         file.write_all_at(&header.encode(), 0).map_err(io)?;
         file.sync_all().map_err(io)?;
-        sync_parent_dir(path);
-        Ok(SpanFileWriter {
-            path: path.to_path_buf(),
-            file,
-            header,
-            initial: header,
-            names: Interner::default(),
-            strings: Interner::default(),
-            committed_names: 0,
-            committed_strings: 0,
-            pending: Vec::new(),
-            tag_heap: Vec::new(),
-            adoptions: Vec::new(),
-            orphans: Vec::new(),
-            committed: None,
-            in_flight: None,
-        })
+        sync_parent_dir(&path);
+        Ok(SpanFileWriter::over(path, file, header, None))
     }
 
-    /// Opens an existing record file to append to it. Bytes past the committed length (left by
-    /// an interrupted writer) are discarded. Files of an older format version are refused.
+    /// Opens an existing record file to append to it, holding its writer's lock (see
+    /// [`SpanFileWriter::append_to`]); another writer makes it fail.
     pub fn open_append(path: &Path) -> Result<SpanFileWriter, FormatError> {
-        let io = |e| FormatError::io(path, e);
-        let view = SpanFile::open(path)?;
+        SpanFileWriter::append_to(OutputFile::lock(path, WhenLocked::Fail)?)
+    }
+
+    /// Opens the locked record file `out` to append to it. Bytes past the committed length (left
+    /// by an interrupted writer) are discarded. When the newest commit fails its checks (all of
+    /// them: its record blocks, tags and span-id filters too) and the previous commit is intact,
+    /// the writer resumes from the previous one, whose watermark makes the conversion redo what
+    /// was lost; [`SpanFileWriter::fallback`] says so. Files of an older format version are
+    /// refused.
+    pub fn append_to(out: OutputFile) -> Result<SpanFileWriter, FormatError> {
+        let path = out.path().to_path_buf();
+        let io = |e| FormatError::io(&path, e);
+        let mut view = SpanFile::map(out.file(), &path, Commit::Newest)?;
         if view.version() < FORMAT_VERSION {
             return Err(FormatError::AppendToOlder {
                 found: view.version(),
             });
         }
-        let mut names = Interner::default();
-        for id in 0..view.name_count() as u32 {
-            names.intern(view.name(id).unwrap_or_default());
+        let mut fallback = view.fallback().cloned();
+        // Opening checked the structure; a torn or damaged record block, tag heap or filter of
+        // the newest commit shows only in its checksums, checked here (the newest commit is one
+        // segment of at most a commit's records, not the file).
+        if let (None, Err(e)) = (&fallback, view.verify_last_commit()) {
+            let Ok(previous) = SpanFile::map(out.file(), &path, Commit::Previous) else {
+                return Err(e);
+            };
+            fallback = Some(Fallback {
+                reason: e.brief(),
+                lost_records: view.record_count() - previous.record_count(),
+            });
+            view = previous;
         }
-        let mut strings = Interner::default();
-        for id in 0..view.string_count() as u32 {
-            strings.intern(view.string(id).unwrap_or_default());
+        // The linker trusts the span-id filters' "not here" to skip segments: checked first.
+        for seg in view.segments() {
+            view.verify_id_filter(seg)?;
         }
         let header = *view.header();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
+        let file = out.into_file();
         file.set_len(header.raw.committed_len).map_err(io)?;
-        Ok(SpanFileWriter {
-            path: path.to_path_buf(),
+        let mut writer = SpanFileWriter::over(path, file, header, Some(view));
+        writer.fallback = fallback;
+        Ok(writer)
+    }
+
+    /// Set when the newest commit of the file appended to failed its checks and this writer
+    /// resumed from the previous commit.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.fallback.as_ref()
+    }
+
+    /// A writer over `file` (locked) whose committed state is `header`, viewed as `view`.
+    fn over(
+        path: PathBuf,
+        file: File,
+        header: Header,
+        view: Option<SpanFile<Mmap>>,
+    ) -> SpanFileWriter {
+        let mut names = Interner::default();
+        let mut strings = Interner::default();
+        if let Some(view) = &view {
+            for id in 0..view.name_count() as u32 {
+                names.intern(view.name(id).unwrap_or_default());
+            }
+            for id in 0..view.string_count() as u32 {
+                strings.intern(view.string(id).unwrap_or_default());
+            }
+        }
+        SpanFileWriter {
+            path,
             file,
             header,
             initial: header,
@@ -139,9 +175,10 @@ impl SpanFileWriter {
             tag_heap: Vec::new(),
             adoptions: Vec::new(),
             orphans: Vec::new(),
-            committed: (view.record_count() > 0).then_some(view),
+            committed: view.filter(|v| v.record_count() > 0),
             in_flight: None,
-        })
+            fallback: None,
+        }
     }
 
     /// The path written to.
@@ -399,8 +436,12 @@ impl SpanFileWriter {
             id_filter: ids.words(),
         }
         .encode();
+        // The filter is the region's last table: the rest is checked on every open, the filter
+        // only by a converter appending (see `SegmentHeader::filter_checksum`).
+        let (tables, filter) = meta.split_at(meta.len() - std::mem::size_of_val(ids.words()));
         h.meta_len = meta.len() as u64;
-        h.meta_checksum = table_checksum(&meta);
+        h.meta_checksum = table_checksum(tables);
+        h.filter_checksum = table_checksum(filter);
         let h = h.seal();
         let start = self.header.raw.committed_len;
         let layout = h

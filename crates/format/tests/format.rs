@@ -306,7 +306,8 @@ fn bad_files_give_clear_errors() {
             "not a ferret span file",
         ),
         (good[..5000].to_vec(), "truncated header"),
-        (good[..good.len() - 64].to_vec(), "truncated file"),
+        // Cut inside the first commit: neither slot's state is there.
+        (good[..9000].to_vec(), "truncated file"),
         (
             {
                 let mut b = good.clone();
@@ -321,6 +322,11 @@ fn bad_files_give_clear_errors() {
         let err = open_bytes(&bytes).err().expect(want).to_string();
         assert!(err.contains(want), "{err:?} lacks {want:?}");
     }
+    // Cut inside the last commit: the previous commit is whole, and read, saying what was lost.
+    let f = open_bytes(&good[..good.len() - 64]).unwrap();
+    let fallback = f.fallback().expect("the previous commit is read");
+    assert!(fallback.reason.contains("truncated file"), "{fallback:?}");
+    assert_eq!((fallback.lost_records, f.record_count()), (1100, 1500));
 }
 
 #[test]
@@ -560,4 +566,41 @@ fn damage_never_panics(path: &Path) {
         rejected > 2700,
         "only {rejected} of 3000 damaged files were rejected"
     );
+}
+
+/// Damage anywhere inside the last commit's segment, after its header was written, costs only
+/// that commit: whatever a reader or `verify` notices, an appending writer resumes from the
+/// previous commit, and a reader reads either the whole newest commit or the previous one.
+#[test]
+fn damage_inside_the_last_commit_costs_only_that_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ferret");
+    let (_, good) = write_two_commits(&path);
+    let old = snapshot(&open_bytes(&good[..]).unwrap())[..1500].to_vec();
+    let last = open_bytes(&good).unwrap().segments()[1].clone();
+    let mut noticed = 0;
+    for at in (last.offset as usize..good.len()).step_by(331) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x20;
+        let view = open_bytes(&bad).expect("the previous commit is always there to read");
+        let records = view.record_count();
+        assert!(
+            records == 1500 || records == 2600,
+            "flip at {at}: {records}"
+        );
+        if records == 1500 {
+            assert_eq!(snapshot(&view), old, "flip at {at}");
+        }
+        let damaged = view.verify().is_err();
+        drop(view);
+        std::fs::write(&path, &bad).unwrap();
+        let w = SpanFileWriter::open_append(&path).unwrap();
+        // A flip the checksums cannot see (padding, reserved bytes) leaves the commit whole.
+        if damaged {
+            noticed += 1;
+            assert!(w.fallback().is_some(), "flip at {at}");
+            assert_eq!(w.next_index(), 1500, "flip at {at}");
+        }
+    }
+    assert!(noticed > 20, "only {noticed} flips were noticed");
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
 use ferret_format::{FormatError, SpanFile, SpanRecord, BLOCK_RECORDS};
+use ferret_scan::chunk::BlockSelect;
 use memmap2::MmapMut;
 
 use crate::release::Behind;
@@ -51,6 +52,7 @@ impl DerivedTable {
     pub fn build<D: AsRef<[u8]>>(
         file: &SpanFile<D>,
         range: Range<u64>,
+        select: &BlockSelect,
         wanted: impl Fn(u32) -> bool,
         dir: &Path,
         behind: &mut Behind<D>,
@@ -69,7 +71,7 @@ impl DerivedTable {
             map,
             _file: scratch,
         };
-        table.fill(file, range, wanted, behind)?;
+        table.fill(file, range, select, wanted, behind)?;
         Ok(table)
     }
 
@@ -77,41 +79,50 @@ impl DerivedTable {
         &mut self,
         file: &SpanFile<D>,
         range: Range<u64>,
+        select: &BlockSelect,
         wanted: impl Fn(u32) -> bool,
         behind: &mut Behind<D>,
     ) -> Result<(), ExportError> {
         let count = file.record_count();
+        let mut next_release = range.start;
         // Each checksum block is checked as the pass enters it: checking whole segments up
         // front would map them all at once.
         let mut checked: Option<(usize, usize)> = None;
-        for_each_record(file, range, |seg, index, r| -> Result<(), ExportError> {
-            let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
-            if checked != Some((seg.index, block)) {
-                file.verify_blocks(seg, block..block + 1)?;
-                checked = Some((seg.index, block));
-            }
-            // Every record moves the release point, whichever run it belongs to.
-            if index % RELEASE_EVERY == 0 {
-                self.release_before(index.saturating_sub(RESIDENT_WINDOW));
-                behind.advance(index);
-            }
-            if !wanted(r.run) {
-                return Ok(());
-            }
-            let parent = file.parent_of(index, r);
-            if parent.is_some_and(|p| p >= count) {
-                return Err(FormatError::BadRecord {
-                    index,
-                    what: "parent index past the last record".into(),
+        for_each_record(
+            file,
+            range,
+            select,
+            |seg, index, r| -> Result<(), ExportError> {
+                let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
+                if checked != Some((seg.index, block)) {
+                    file.verify_blocks(seg, block..block + 1)?;
+                    checked = Some((seg.index, block));
                 }
-                .into());
-            }
-            self.settle_depth(file, index)?;
-            if let Some(p) = parent {
-                self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
-            }
-            Ok(())
-        })?;
+                // Every record read moves the release point, whichever run it belongs to (skipped
+                // blocks may jump past a multiple of RELEASE_EVERY).
+                if index >= next_release {
+                    self.release_before(index.saturating_sub(RESIDENT_WINDOW));
+                    behind.advance(index);
+                    next_release = (index / RELEASE_EVERY + 1) * RELEASE_EVERY;
+                }
+                if !wanted(r.run) {
+                    return Ok(());
+                }
+                let parent = file.parent_of(index, r);
+                if parent.is_some_and(|p| p >= count) {
+                    return Err(FormatError::BadRecord {
+                        index,
+                        what: "parent index past the last record".into(),
+                    }
+                    .into());
+                }
+                self.settle_depth(file, index)?;
+                if let Some(p) = parent {
+                    self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
+                }
+                Ok(())
+            },
+        )?;
         // The row pass starts again from the first record: the window this pass kept resident
         // would otherwise stay in our RSS until that pass reached it, on top of its own.
         self.release_before(count);

@@ -16,7 +16,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferret_format::{FormatError, Segment, SpanFile, SpanRecord};
+use ferret_format::{FormatError, Segment, SpanFile, SpanRecord, BLOCK_RECORDS};
+use ferret_scan::chunk::BlockSelect;
 use ferret_scan::engine::AfterChunk;
 use ferret_scan::{Filter, RunSummary};
 use parquet::errors::ParquetError;
@@ -126,9 +127,16 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
     }
     let range = runs.iter().map(|r| r.first_index).min().unwrap_or(0)
         ..runs.iter().map(|r| r.last_index + 1).max().unwrap_or(0);
+    // Depths and child times need every record of the chosen runs, whatever the time filter:
+    // the first pass skips only blocks without them (one run; several may share every block).
+    let of_runs = BlockSelect {
+        run: (runs.len() == 1).then(|| runs[0].run),
+        ..BlockSelect::default()
+    };
     let derived = DerivedTable::build(
         file,
         range,
+        &of_runs,
         |run| wanted.get(run as usize).copied().unwrap_or(false),
         dir,
         &mut Behind::new(file, release),
@@ -157,15 +165,23 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
     // order: memory holds at most this many groups (about 25 MB each).
     let in_flight = rayon::current_num_threads();
     for run in &runs {
+        // Rows: only blocks holding the run with a start inside the time filter.
+        let select = BlockSelect {
+            run: Some(run.run),
+            since: options.filter.since,
+            until: options.filter.until,
+        };
         let ranges = group_ranges(run, options.rows_per_group);
         for batch in ranges.chunks(in_flight) {
             let encoded: Vec<Option<EncodedGroup>> = batch
                 .par_iter()
                 .map(|range| {
                     let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
-                    for (seg, index, r) in group_in_start_order(file, range.clone(), |seg, r| {
+                    let keep = |seg: &Segment, r: &SpanRecord| {
                         r.run == run.run && filter.keep(file, seg, r)
-                    }) {
+                    };
+                    for (seg, index, r) in group_in_start_order(file, range.clone(), &select, keep)
+                    {
                         builder.push(seg, index, r, derived.get(index));
                     }
                     // A range the filters emptied is not encoded at all.
@@ -204,13 +220,14 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
 /// Records sit in arrival order, which is start order for a database converted in one go; a
 /// file that grew by `--append`, or JSON lines in write order, needs the sort (one row group's
 /// keys, about 2 MB).
-fn group_in_start_order<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
+fn group_in_start_order<'f, D: AsRef<[u8]>>(
+    file: &'f SpanFile<D>,
     range: Range<u64>,
+    select: &BlockSelect,
     keep: impl Fn(&Segment, &SpanRecord) -> bool,
-) -> impl Iterator<Item = (&Segment, u64, &SpanRecord)> {
+) -> impl Iterator<Item = (&'f Segment, u64, &'f SpanRecord)> {
     let mut chosen: Vec<(f64, u64)> = Vec::new();
-    for_each_record(file, range, |seg, index, r| {
+    for_each_record(file, range, select, |seg, index, r| {
         if keep(seg, r) {
             chosen.push((r.start_time, index));
         }
@@ -237,26 +254,29 @@ fn group_ranges(run: &RunSummary, rows_per_group: usize) -> Vec<Range<u64>> {
         .collect()
 }
 
-/// Calls `f` with the segment, global index and record of every record in `range`, in order,
-/// stopping at its first error.
+/// Calls `f` with the segment, global index and record of every record in `range` that lies in
+/// a block `select` may match, in order, stopping at its first error. The other blocks are not
+/// read (version 2 block zones; a version 1 file is read whole).
 pub(crate) fn for_each_record<D: AsRef<[u8]>, E>(
     file: &SpanFile<D>,
     range: Range<u64>,
+    select: &BlockSelect,
     mut f: impl FnMut(&Segment, u64, &SpanRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     for seg in file.segments() {
-        let seg_range = seg.record_range();
-        let (from, to) = (
-            range.start.max(seg_range.start),
-            range.end.min(seg_range.end),
-        );
-        if from >= to {
-            continue;
-        }
-        let records =
-            &file.records(seg)[(from - seg_range.start) as usize..(to - seg_range.start) as usize];
-        for (i, r) in records.iter().enumerate() {
-            f(seg, from + i as u64, r)?;
+        let first = seg.first_record;
+        let local = |i: u64| (i.clamp(first, first + seg.record_count) - first) as usize;
+        let (from, to) = (local(range.start), local(range.end));
+        let records = file.records(seg);
+        for block in from / BLOCK_RECORDS..to.div_ceil(BLOCK_RECORDS) {
+            if !select.may_match(file, seg, block) {
+                continue;
+            }
+            let start = (block * BLOCK_RECORDS).max(from);
+            let end = ((block + 1) * BLOCK_RECORDS).min(to);
+            for (i, r) in records[start..end].iter().enumerate() {
+                f(seg, first + (start + i) as u64, r)?;
+            }
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! Splitting a file's records into chunks for the workers: whole checksum blocks, never across
 //! a segment, about 4 MB each so that two workers stay busy and a chunk's pages can be released
-//! as soon as it is folded.
+//! as soon as it is folded. A pass that selects (a run, a time range) plans only the chunks
+//! whose block zones may match: the others cost it nothing, not even a task.
 
 use std::ops::Range;
 
-use ferret_format::{SpanFile, BLOCK_RECORDS};
+use ferret_format::{Segment, SpanFile, BLOCK_RECORDS};
 
 /// Checksum blocks per chunk: 64 blocks of 64 KiB = 4 MiB.
 pub const BLOCKS_PER_CHUNK: usize = 64;
@@ -20,8 +21,14 @@ pub struct Chunk {
     pub records: Range<usize>,
 }
 
-/// Plans the chunks of `file`, in file order.
-pub fn plan<D: AsRef<[u8]>>(file: &SpanFile<D>, blocks_per_chunk: usize) -> Vec<Chunk> {
+/// Plans the chunks of `file` that `select` may need, in file order: each window of
+/// `blocks_per_chunk` blocks, trimmed to its first and last block that may match, and left out
+/// when none may. Blocks between those two are still tested one by one as they are read.
+pub fn plan<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    blocks_per_chunk: usize,
+    select: &BlockSelect,
+) -> Vec<Chunk> {
     let mut out = Vec::new();
     for seg in file.segments() {
         let blocks = seg.block_count();
@@ -29,13 +36,56 @@ pub fn plan<D: AsRef<[u8]>>(file: &SpanFile<D>, blocks_per_chunk: usize) -> Vec<
         let mut b = 0;
         while b < blocks {
             let e = (b + blocks_per_chunk.max(1)).min(blocks);
-            out.push(Chunk {
-                segment: seg.index,
-                blocks: b..e,
-                records: b * BLOCK_RECORDS..(e * BLOCK_RECORDS).min(n),
-            });
+            let may = |block: &usize| select.may_match(file, seg, *block);
+            if let (Some(first), Some(last)) = ((b..e).find(may), (b..e).rev().find(may)) {
+                out.push(Chunk {
+                    segment: seg.index,
+                    blocks: first..last + 1,
+                    records: first * BLOCK_RECORDS..((last + 1) * BLOCK_RECORDS).min(n),
+                });
+            }
             b = e;
         }
     }
     out
+}
+
+/// Which blocks a pass reads: a version 2 file's block zones tell which blocks hold no record
+/// of the run, or no start inside the time range, and those are skipped unread (and so
+/// unchecked: a scan checks the blocks it reads). A version 1 file has no zones: every block.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockSelect {
+    /// Only blocks holding this run.
+    pub run: Option<u32>,
+    /// Only blocks with a start at or after this.
+    pub since: Option<f64>,
+    /// Only blocks with a start before this.
+    pub until: Option<f64>,
+}
+
+impl BlockSelect {
+    /// Blocks holding `run`.
+    pub fn run(run: u32) -> BlockSelect {
+        BlockSelect {
+            run: Some(run),
+            ..BlockSelect::default()
+        }
+    }
+
+    /// False when block `block` of `seg` certainly holds no record this pass wants.
+    #[inline]
+    pub fn may_match<D: AsRef<[u8]>>(
+        &self,
+        file: &SpanFile<D>,
+        seg: &Segment,
+        block: usize,
+    ) -> bool {
+        let Some(zone) = file.zones(seg).get(block) else {
+            return true;
+        };
+        self.run
+            .is_none_or(|run| file.zone_runs(seg, zone).binary_search(&run).is_ok())
+            && self.since.is_none_or(|t| zone.max_start >= t)
+            && self.until.is_none_or(|t| zone.min_start < t)
+    }
 }

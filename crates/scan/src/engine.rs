@@ -9,7 +9,7 @@ use ferret_format::{
 use rayon::prelude::*;
 use regex::Regex;
 
-use crate::chunk::{plan, Chunk, BLOCKS_PER_CHUNK};
+use crate::chunk::{plan, BlockSelect, Chunk, BLOCKS_PER_CHUNK};
 use crate::stats::ChunkStats;
 
 /// Errors of a scan.
@@ -137,6 +137,10 @@ impl Default for ScanOptions {
     }
 }
 
+/// A selection of at most this many blocks (8 MiB) is folded on the calling thread: a second
+/// worker's fresh statistics and their merge cost more than it saves.
+const SERIAL_BLOCKS: usize = 128;
+
 /// Called after each chunk with its segment and global record range (to release its pages).
 pub type AfterChunk<'a> = &'a (dyn Fn(&Segment, Range<u64>) + Sync);
 
@@ -163,36 +167,40 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     let per_thread: Vec<Mutex<Option<ChunkStats>>> = (0..rayon::current_num_threads())
         .map(|_| Mutex::new(None))
         .collect();
-    plan(file, opts.blocks_per_chunk)
-        .par_iter()
-        .try_for_each(|chunk| {
-            // `par_iter` runs this on the pool's workers, so the index is always there.
-            let slot = rayon::current_thread_index().unwrap_or(0) % per_thread.len();
-            let mut guard = per_thread[slot]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let stats = guard.get_or_insert_with(|| ChunkStats::new(names));
-            let seg = &file.segments()[chunk.segment];
-            for_each_block(file, chunk, opts.verify, &select, |first, records| {
-                // A child filtered out adds nothing to its parent's child time, so the filter
-                // is applied before a record touches any statistics. Without filters the loop
-                // is compiled with the run test alone: the filter's checks were a tenth of the
-                // instructions per record.
-                if unfiltered {
-                    fold_records(stats, first, records, |r| r.run == run)
-                } else {
-                    fold_records(stats, first, records, |r| {
-                        r.run == run && filter.keep(file, seg, r)
-                    })
-                }
-            })?;
-            // Unlocked first: a callback that used rayon could have this thread take another
-            // chunk of this scan while it waits, which would then wait on this very lock
-            // (rayon-rs/rayon#592). Nothing else under the lock calls into rayon.
-            drop(guard);
-            release(file, chunk, after_chunk);
-            Ok::<_, ScanError>(())
+    let fold_chunk = |chunk: &Chunk| {
+        // On the pool's workers the index is always there; a serial scan uses slot 0.
+        let slot = rayon::current_thread_index().unwrap_or(0) % per_thread.len();
+        let mut guard = per_thread[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stats = guard.get_or_insert_with(|| ChunkStats::new(names));
+        let seg = &file.segments()[chunk.segment];
+        for_each_block(file, chunk, opts.verify, &select, |first, records| {
+            // A child filtered out adds nothing to its parent's child time, so the filter
+            // is applied before a record touches any statistics. Without filters the loop
+            // is compiled with the run test alone: the filter's checks were a tenth of the
+            // instructions per record.
+            if unfiltered {
+                fold_records(stats, first, records, |r| r.run == run)
+            } else {
+                fold_records(stats, first, records, |r| {
+                    r.run == run && filter.keep(file, seg, r)
+                })
+            }
         })?;
+        // Unlocked first: a callback that used rayon could have this thread take another
+        // chunk of this scan while it waits, which would then wait on this very lock
+        // (rayon-rs/rayon#592). Nothing else under the lock calls into rayon.
+        drop(guard);
+        release(file, chunk, after_chunk);
+        Ok::<_, ScanError>(())
+    };
+    let chunks = plan(file, opts.blocks_per_chunk, &select);
+    if chunks.iter().map(|c| c.blocks.len()).sum::<usize>() <= SERIAL_BLOCKS {
+        chunks.iter().try_for_each(fold_chunk)?;
+    } else {
+        chunks.par_iter().try_for_each(fold_chunk)?;
+    }
     let mut stats = per_thread
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
@@ -322,46 +330,6 @@ pub(crate) fn for_each_chunk_block<D: AsRef<[u8]>>(
     })
 }
 
-/// Which blocks a pass reads: a version 2 file's block zones tell which blocks hold no record
-/// of the run, or no start inside the time range, and those are skipped unread (and so
-/// unchecked: a scan checks the blocks it reads). A version 1 file has no zones: every block.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct BlockSelect {
-    /// Only blocks holding this run.
-    pub run: Option<u32>,
-    /// Only blocks with a start at or after this.
-    pub since: Option<f64>,
-    /// Only blocks with a start before this.
-    pub until: Option<f64>,
-}
-
-impl BlockSelect {
-    /// Blocks holding `run`.
-    pub fn run(run: u32) -> BlockSelect {
-        BlockSelect {
-            run: Some(run),
-            ..BlockSelect::default()
-        }
-    }
-
-    /// False when block `block` of `seg` certainly holds no record this pass wants.
-    #[inline]
-    pub fn may_match<D: AsRef<[u8]>>(
-        &self,
-        file: &SpanFile<D>,
-        seg: &Segment,
-        block: usize,
-    ) -> bool {
-        let Some(zone) = file.zones(seg).get(block) else {
-            return true;
-        };
-        self.run
-            .is_none_or(|run| file.zone_runs(seg, zone).binary_search(&run).is_ok())
-            && self.since.is_none_or(|t| zone.max_start >= t)
-            && self.until.is_none_or(|t| zone.min_start < t)
-    }
-}
-
 /// Calls `f` with each block of `chunk` (its first global index and its records), then checks
 /// the block's checksum when `verify`. Hashing first made the pass serial: the hash waited on
 /// memory, then the fold ran from cache with no reads in flight, and the checked pass ran at
@@ -445,25 +413,30 @@ fn runs_from_records<D: AsRef<[u8]> + Sync>(
     let strings = file.string_count();
     let per_chunk = |chunk: &Chunk| -> Result<Vec<Option<RunSummary>>, FormatError> {
         let mut runs: Vec<Option<RunSummary>> = vec![None; strings];
-        let every = BlockSelect::default();
-        for_each_block(file, chunk, opts.verify, &every, |first, records| {
-            for (i, r) in records.iter().enumerate() {
-                let index = first + i as u64;
-                let slot = runs
-                    .get_mut(r.run as usize)
-                    .ok_or_else(|| FormatError::BadRecord {
-                        index,
-                        what: format!("run id {} out of range", r.run),
-                    })?;
-                slot.get_or_insert_with(|| RunEntry::new(r.run))
-                    .add(index, r);
-            }
-            Ok(())
-        })?;
+        for_each_block(
+            file,
+            chunk,
+            opts.verify,
+            &BlockSelect::default(),
+            |first, records| {
+                for (i, r) in records.iter().enumerate() {
+                    let index = first + i as u64;
+                    let slot =
+                        runs.get_mut(r.run as usize)
+                            .ok_or_else(|| FormatError::BadRecord {
+                                index,
+                                what: format!("run id {} out of range", r.run),
+                            })?;
+                    slot.get_or_insert_with(|| RunEntry::new(r.run))
+                        .add(index, r);
+                }
+                Ok(())
+            },
+        )?;
         release(file, chunk, after_chunk);
         Ok(runs)
     };
-    let merged = plan(file, opts.blocks_per_chunk)
+    let merged = plan(file, opts.blocks_per_chunk, &BlockSelect::default())
         .par_iter()
         .map(per_chunk)
         .try_reduce(
@@ -597,8 +570,16 @@ mod tests {
         let select = BlockSelect::run(run);
         let read: Vec<bool> = (0..5).map(|b| select.may_match(&file, seg, b)).collect();
         assert_eq!(read, [false, false, true, true, false]);
-        let got = scan_stats(&file, run, &ScanOptions::default(), &|_, _| {}).unwrap();
+        // Planned as one chunk of the two blocks: the others cost no task and no release.
+        let planned = plan(&file, BLOCKS_PER_CHUNK, &select);
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].blocks, 2..4);
+        let released = Mutex::new(Vec::new());
+        let after = |_: &Segment, r: Range<u64>| released.lock().unwrap().push(r);
+        let got = scan_stats(&file, run, &ScanOptions::default(), &after).unwrap();
         assert_same(&got, &one_by_one(&spans)).unwrap();
+        let (from, to) = (2 * BLOCK_RECORDS as u64, 4 * BLOCK_RECORDS as u64);
+        assert_eq!(released.into_inner().unwrap(), vec![from..to]);
         // A time range inside block 3 (start time = position): blocks 2 and 4 are not read.
         let (since, until) = (3200.0, 3500.0);
         let mut opts = ScanOptions::default();
@@ -610,6 +591,7 @@ mod tests {
             ..select
         };
         assert!(!windowed.may_match(&file, seg, 2) && windowed.may_match(&file, seg, 3));
+        assert_eq!(plan(&file, BLOCKS_PER_CHUNK, &windowed)[0].blocks, 3..4);
         let got = scan_stats(&file, run, &opts, &|_, _| {}).unwrap();
         let inside: Vec<Span> = spans
             .iter()

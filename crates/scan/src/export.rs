@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use ferret_format::{FormatError, SpanFile, SpanRecord};
 
-use crate::chunk::{plan, BLOCKS_PER_CHUNK};
-use crate::engine::{for_each_chunk_block, release, AfterChunk, BlockSelect};
+use crate::chunk::{plan, BlockSelect, BLOCKS_PER_CHUNK};
+use crate::engine::{for_each_chunk_block, release, AfterChunk};
 use crate::tree::{CallTree, TreeNode};
 
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
@@ -107,7 +107,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     let mut cache = foldhash::HashMap::default();
     // Blocks without the run are skipped unread (its spans' ancestors are the run's too).
     let select = BlockSelect::run(run);
-    for chunk in plan(file, BLOCKS_PER_CHUNK) {
+    for chunk in plan(file, BLOCKS_PER_CHUNK, &select) {
         for_each_chunk_block(file, &chunk, verify, &select, |_, first, records| {
             for (i, r) in records.iter().enumerate() {
                 if r.run != run {

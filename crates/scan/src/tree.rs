@@ -8,10 +8,8 @@ use std::collections::{BinaryHeap, HashMap};
 use ferret_format::{Segment, SpanFile, SpanRecord};
 use rayon::prelude::*;
 
-use crate::chunk::plan;
-use crate::engine::{
-    for_each_chunk_block, release, AfterChunk, BlockSelect, ScanError, ScanOptions,
-};
+use crate::chunk::{plan, BlockSelect};
+use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError, ScanOptions};
 
 /// How many trees and how much of each.
 #[derive(Clone, Debug)]
@@ -164,10 +162,10 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     keep_root: &(dyn Fn(&Segment, &SpanRecord) -> bool + Sync),
     after_chunk: AfterChunk,
 ) -> Result<Vec<CallTree>, ScanError> {
-    let chunks = plan(file, scan.blocks_per_chunk);
-    let links = file.links();
     // Both passes read only blocks holding the run (roots and their trees are the run's).
     let select = BlockSelect::run(run);
+    let chunks = plan(file, scan.blocks_per_chunk, &select);
+    let links = file.links();
     let top = chunks
         .par_iter()
         .try_fold(

@@ -30,6 +30,10 @@ struct Args {
     /// Replace an existing ferret file.
     #[arg(long)]
     force: bool,
+    /// When another ferret-convert is writing OUTPUT, wait for it instead of stopping (then add
+    /// what it left to do).
+    #[arg(long)]
+    wait: bool,
     /// No progress bar and no summary line.
     #[arg(short, long)]
     quiet: bool,
@@ -52,6 +56,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     opts.namespace = args.namespace.clone();
     opts.append = args.append;
     opts.force = args.force;
+    opts.wait = args.wait;
     opts.strict = args.strict;
     opts.commit_every = args.commit_every.max(1);
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(progress_bar);

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use ferret_format::SpanFile;
+use ferret_format::{FormatError, Region, SpanFile};
 use ferret_parquet::{export_parquet, ExportError, ExportOptions};
 use ferret_scan::export::{
     folded_stacks, write_chrome_trace, write_flamegraph, write_folded, DEEPER_FRAMES,
@@ -17,7 +17,8 @@ use ferret_scan::report::SORT_KEYS;
 use ferret_scan::tree::{slowest_trees, TreeOptions};
 use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
 use ferret_scan::{
-    default_run, resolve_run, scan_runs, scan_stats, Filter, RunSummary, ScanOptions, StatsReport,
+    default_run, resolve_run, scan_runs, scan_stats, Filter, RunSummary, ScanError, ScanOptions,
+    StatsReport,
 };
 use memmap2::Mmap;
 use std::io::IsTerminal;
@@ -117,10 +118,67 @@ fn main() -> ExitCode {
     ferret_cli::finish("ferret-scan", result, args.print_peak_rss)
 }
 
+/// Opens the file and answers. When the newest commit fails its checks (on open, or in a record
+/// block or tag heap a scan reads) and the commit before it is intact, the answer is the previous
+/// commit's, with one warning naming what was left out.
 fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = &args.file;
     let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
+    // --verify reports the damage as its error instead.
+    if let (Some(f), false) = (file.fallback(), args.verify) {
+        warn_fallback(path, f.lost_records, &f.reason);
+    }
+    let answered = answer(args, &file, started);
+    // A record block or tag heap that the newest commit added failed its checksum during the
+    // scan: answered again from the commit before it (--verify reports the damage instead).
+    let damage = match &answered {
+        Err(e) if !args.verify => checksum_damage(e)
+            .filter(|(segment, _)| file.previous_commit_lacks(*segment))
+            .map(|(_, damage)| damage.brief()),
+        _ => None,
+    };
+    let Some(reason) = damage else {
+        return answered;
+    };
+    let previous = SpanFile::open_previous(path).with_context(|| path.display().to_string())?;
+    warn_fallback(path, file.record_count() - previous.record_count(), &reason);
+    answer(args, &previous, started)
+}
+
+/// Says once that the answer comes from the commit before a damaged newest one.
+fn warn_fallback(path: &std::path::Path, lost: u64, reason: &str) {
+    eprintln!(
+        "ferret-scan: warning: {}: the newest commit ({lost} spans) failed its checks ({reason}); answering from the commit before it (ferret-convert --append adds the lost spans again)",
+        path.display()
+    );
+}
+
+/// The segment whose record block or tag heap failed its checksum, and that failure, if that
+/// is what `e` is.
+fn checksum_damage(e: &anyhow::Error) -> Option<(usize, &FormatError)> {
+    let format = e.chain().find_map(|c| {
+        c.downcast_ref::<FormatError>()
+            .or_else(|| match c.downcast_ref::<ScanError>() {
+                Some(ScanError::Format(f)) => Some(f),
+                _ => None,
+            })
+            .or_else(|| match c.downcast_ref::<ExportError>() {
+                Some(ExportError::Format(f)) => Some(f),
+                _ => None,
+            })
+    })?;
+    match format {
+        FormatError::Checksum {
+            region: Region::Records { segment, .. } | Region::Tags { segment, .. },
+        } => Some((*segment, format)),
+        _ => None,
+    }
+}
+
+/// The answer `args` ask for, from `file`.
+fn answer(args: &Args, file: &SpanFile<Mmap>, started: Instant) -> anyhow::Result<()> {
+    let path = &args.file;
     if args.verify {
         let n = file.verify().with_context(|| path.display().to_string())?;
         println!(
@@ -155,7 +213,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if file.record_count() == 0 {
         bail!("{}: the file holds no spans", path.display());
     }
-    let default = default_run(&file).with_context(ctx)?;
+    let default = default_run(file).with_context(ctx)?;
     // The per-run pass is a second read of the file: done only when something needs it.
     let relative = |t: &Option<String>| t.as_deref().is_some_and(|t| t.starts_with('-'));
     let runs = if args.runs
@@ -164,16 +222,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         || relative(&args.since)
         || relative(&args.until)
     {
-        scan_runs(&file, &opts, &release).with_context(ctx)?
+        scan_runs(file, &opts, &release).with_context(ctx)?
     } else {
         Vec::new()
     };
     let mut out = io::stdout().lock();
     if args.runs {
-        return write_runs(&file, &runs, default, args.format, &mut out);
+        return write_runs(file, &runs, default, args.format, &mut out);
     }
     let run = match &args.run {
-        Some(given) => resolve_run(&file, &runs, given).with_context(ctx)?,
+        Some(given) => resolve_run(file, &runs, given).with_context(ctx)?,
         None => default,
     };
     // Relative times count back from the run's end (the latest run's end with --all-runs).
@@ -207,11 +265,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
             output: parquet,
             started,
         };
-        return write_parquet(&file, &chosen, opts.filter, &export, &release);
+        return write_parquet(file, &chosen, opts.filter, &export, &release);
     }
     let run_id = file.string(run).unwrap_or_default().to_string();
     if args.folded || args.flamegraph.is_some() {
-        let folded = folded_stacks(&file, run, opts.verify, &release).with_context(ctx)?;
+        let folded = folded_stacks(file, run, opts.verify, &release).with_context(ctx)?;
         warn_broken(&args.file, folded.broken_links);
         if folded.deeper_spans > 0 {
             eprintln!(
@@ -235,9 +293,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if args.tree || args.chrome_trace.is_some() {
-        return write_trees(&file, run, &run_id, args, &opts, &release, &mut out);
+        return write_trees(file, run, &run_id, args, &opts, &release, &mut out);
     }
-    let stats = scan_stats(&file, run, &opts, &release).with_context(ctx)?;
+    let stats = scan_stats(file, run, &opts, &release).with_context(ctx)?;
     let run_id = file.string(run).unwrap_or_default().to_string();
     let name_of = |id| file.name(id).unwrap_or_default().to_string();
     let report = StatsReport::build(run_id, &stats, name_of, &args.sort, args.limit);
