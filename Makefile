@@ -4,7 +4,7 @@ CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 EXAMPLE_OUT ?= target/example.ferret
 
-.PHONY: build test test-live lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: build test test-live test-wheel wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -17,6 +17,14 @@ test:
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status
+
+# The Python wheel of both tools (pyproject.toml, maturin), in target/wheels.
+wheel:
+	tools/wheel.sh build
+
+# Installs the wheel into a fresh virtualenv and runs both tools from its PATH on a fixture.
+test-wheel:
+	tools/wheel.sh test
 
 # A real ferret-io service converted with --append while it runs, checked against ferret-io's
 # own answers (needs Python 3.13 and PyPI; tools/live-test.sh).

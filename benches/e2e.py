@@ -2,7 +2,9 @@
 """End-to-end comparison for `make bench`: ferret against the tools users would otherwise use,
 on the same generated spans, side by side in one run. Writes benches/RESULTS.md.
 
-Also the selective-scan issue's questions on a RUNS_SPANS-span trace of 40 runs (default
+Also `ferret-scan trace.db` straight on a FERRET_SPANS-span database: the first call (it
+converts into the sidecar), a later one after nothing changed, and the scan of the sidecar alone.
+And the selective-scan issue's questions on a RUNS_SPANS-span trace of 40 runs (default
 3,000,000): `--runs`, one run's table, `--since -5m` and the default run's table, against a plain
 mmap read of the whole file (`mmap-ceiling`), all as whole processes, in the same run.
 
@@ -17,6 +19,7 @@ warm runs read their input through first, ours and the peers' alike.
 import datetime
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -107,6 +110,7 @@ def main():
         t, m = measured([ferret.parent / "ferret", "analyze", small], 1, lambda: warm(small))
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
+    rows += sidecar_calls()
     write_results(rows, scan_vs_ceiling(), selective_questions())
 
 
@@ -185,6 +189,31 @@ def scan_vs_ceiling():
         records, unverified, verified, ceiling = out.stdout.split()
         results.append((label, int(records), float(unverified), float(verified), float(ceiling)))
     return results
+
+
+def sidecar_calls():
+    """`ferret-scan trace.db` straight on a FERRET_SPANS-span database: the first call (the
+    conversion into its sidecar, then the scan), a later call after nothing changed (the
+    refresh finds no new row), and the scan of the sidecar itself."""
+    src = WORK / "trace-ferret-io.db"
+    generate(src, "beaver1", FERRET_SPANS)
+    folder = WORK / "sidecar"
+    folder.mkdir(exist_ok=True)
+    db = folder / "trace.db"
+    sidecar = folder / "trace.db.ferret"
+    shutil.copyfile(src, db)
+
+    def fresh():
+        sidecar.unlink(missing_ok=True)
+        warm(db)
+    first, m1 = measured([REL / "ferret-scan", db], LONG_RUNS, fresh)
+    again, m2 = measured([REL / "ferret-scan", db], RUNS, lambda: warm(db, sidecar))
+    alone, m3 = measured([REL / "ferret-scan", sidecar], RUNS, lambda: warm(sidecar))
+    return [
+        (f"ferret-scan trace.db, first call ({FERRET_SPANS:,} spans: convert into the sidecar, scan)", first, m1, ""),
+        ("ferret-scan trace.db, next call, nothing new", again, m2, f"{again / alone:.2f}× the scan alone"),
+        ("ferret-scan trace.db.ferret (the scan alone)", alone, m3, ""),
+    ]
 
 
 def selective_questions():

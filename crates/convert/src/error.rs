@@ -95,6 +95,12 @@ pub enum ConvertError {
         /// Why.
         reason: String,
     },
+    /// Neither the trace's folder nor a cache folder can hold its sidecar.
+    #[error("{0}: its folder is not writable and there is no cache folder (XDG_CACHE_HOME or HOME) to keep its record file in; convert it with ferret-convert TRACE -o FILE and scan FILE, or pass --no-sidecar")]
+    NoSidecarRoom(PathBuf),
+    /// A sidecar was asked for standard input.
+    #[error("standard input cannot be scanned directly: convert it with ferret-convert - -o FILE, then scan FILE")]
+    SidecarOfStdin,
     /// The reader thread died.
     #[error("the input reader stopped unexpectedly")]
     ReaderGone,

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod link;
 pub mod pipeline;
+pub mod sidecar;
 pub mod source;
 pub mod span;
 

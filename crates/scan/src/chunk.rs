@@ -72,6 +72,15 @@ impl BlockSelect {
         }
     }
 
+    /// True when every start in block `block` of `seg` lies inside the time range (so a pass
+    /// need not test each record's); false for a block without a zone.
+    pub fn covers<D: AsRef<[u8]>>(&self, file: &SpanFile<D>, seg: &Segment, block: usize) -> bool {
+        file.zones(seg).get(block).is_some_and(|zone| {
+            self.since.is_none_or(|t| zone.min_start >= t)
+                && self.until.is_none_or(|t| zone.max_start < t)
+        })
+    }
+
     /// False when block `block` of `seg` certainly holds no record this pass wants.
     #[inline]
     pub fn may_match<D: AsRef<[u8]>>(

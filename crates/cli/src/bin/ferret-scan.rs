@@ -26,11 +26,20 @@ use std::io::IsTerminal;
 /// Per-function statistics, call trees, flame graphs and Parquet exports of a ferret trace
 /// converted by ferret-convert, computed over the mapped file in memory bounded by the number of
 /// distinct names.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "ferret-scan", version)]
 struct Args {
-    /// The record file written by ferret-convert.
+    /// The record file written by ferret-convert, or a trace itself (a BeaverDB file or JSON
+    /// lines): its record file (a sidecar beside it, or in the cache folder when its folder is
+    /// read-only) is made the first time and brought up to date with only the new rows after.
     file: PathBuf,
+    /// BeaverDB namespace (log name) of a trace given directly.
+    #[arg(long, default_value = ferret_convert::sidecar::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// For a trace given directly: convert into a temporary file, removed at exit, instead of
+    /// keeping a sidecar.
+    #[arg(long)]
+    no_sidecar: bool,
     /// Run id or unique prefix (default: the run of the latest span, as ferret picks).
     #[arg(short, long)]
     run: Option<String>,
@@ -114,8 +123,55 @@ enum StatusArg {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = run(&args);
+    let result = with_record_file(&args);
     ferret_cli::finish("ferret-scan", result, args.print_peak_rss)
+}
+
+/// Runs on the record file: the one given, or the sidecar of the trace given.
+fn with_record_file(args: &Args) -> anyhow::Result<()> {
+    if !is_trace(&args.file)? {
+        return run(args);
+    }
+    let sidecar = match ferret_convert::sidecar::refresh(&args.file, &args.namespace, !args.no_sidecar) {
+        Err(ferret_convert::ConvertError::UnknownInput(path)) => bail!(
+            "{}: not a ferret span file, a SQLite database or a JSON lines file (.jsonl, .ndjson): give a trace ferret-io wrote, or its conversion",
+            path.display()
+        ),
+        refreshed => refreshed?,
+    };
+    if let Some(why) = &sidecar.rebuilt {
+        eprintln!(
+            "ferret-scan: note: {}: made anew: {why}",
+            sidecar.path.display()
+        );
+    }
+    let s = &sidecar.summary;
+    for w in &s.warnings {
+        eprintln!("ferret-scan: warning: {w}");
+    }
+    if s.rows_skipped > 0 {
+        eprintln!(
+            "ferret-scan: warning: {}: {} rows skipped as bad (ferret-convert names them)",
+            args.file.display(),
+            s.rows_skipped
+        );
+    }
+    let mut on_sidecar = args.clone();
+    on_sidecar.file = sidecar.path.clone();
+    run(&on_sidecar)
+}
+
+/// True when `path` is a trace rather than a record file: it exists, is not empty, and does
+/// not start with ferret's magic (a missing or empty file is left to the record file's errors).
+fn is_trace(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(f) => f.take(8).read_to_end(&mut head).map(|_| ())?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(anyhow::Error::new(e).context(path.display().to_string())),
+    }
+    Ok(!head.is_empty() && !head.starts_with(&ferret_format::MAGIC[..6]))
 }
 
 /// Opens the file and answers. When the newest commit fails its checks (on open, or in a record

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make wheel`: builds the wheel of ferret-scan and ferret-convert with maturin (from PyPI, in a
+# virtualenv under target/). `make test-wheel`: installs it into a fresh virtualenv and runs
+# both tools from that virtualenv's PATH on a bundled fixture, checking what `pip show` says.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=target/wheel-tools
+if [ ! -x "$tools/bin/maturin" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q "maturin>=1.5,<2"
+fi
+build() {
+  rm -rf target/wheels
+  # cargo metadata's download lines and maturin's progress go to a log; errors show it.
+  "$tools/bin/maturin" build --quiet --out target/wheels >target/wheel-build.log 2>&1 ||
+    { cat target/wheel-build.log >&2; return 1; }
+  ls target/wheels/*.whl
+}
+case "${1:-build}" in
+  build) build ;;
+  test)
+    wheel=$(build)
+    venv=$(mktemp -d)
+    trap 'rm -rf "$venv"' EXIT
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$wheel"
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+    shown=$("$venv/bin/pip" show ferret-scan)
+    grep -qx "Version: $version" <<<"$shown"
+    grep -q "^Summary: Fast, memory-mapped analysis of ferret-io traces" <<<"$shown"
+    work=$(mktemp -d)
+    trap 'rm -rf "$venv" "$work"' EXIT
+    cp testdata/fixtures/beaver1.db "$work/trace.db"
+    # Both tools as the virtualenv's PATH has them (pip put them in its bin folder).
+    "$venv/bin/ferret-convert" "$work/trace.db" -o "$work/trace.ferret" --quiet
+    table=$("$venv/bin/ferret-scan" "$work/trace.ferret" --format json --limit 0)
+    direct=$("$venv/bin/ferret-scan" "$work/trace.db" --format json --limit 0)
+    [ "$table" = "$direct" ] || { echo "the .db and its conversion answer differently" >&2; exit 1; }
+    [ -n "$table" ]
+    echo "wheel ok: $(basename "$wheel"), ferret-scan and ferret-convert from a fresh virtualenv"
+    ;;
+  *) echo "usage: tools/wheel.sh build|test" >&2; exit 2 ;;
+esac
