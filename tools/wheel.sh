@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make wheel`: builds the wheel of ferret-scan and ferret-convert with maturin (from PyPI, in a
-# virtualenv under target/). `make test-wheel`: installs it into a fresh virtualenv and runs
-# both tools from that virtualenv's PATH on a bundled fixture, checking what `pip show` says.
+# virtualenv under target/). `make test-wheel`: installs it into a fresh virtualenv, checks what
+# `pip show` says, runs both tools from that virtualenv on the bundled fixtures (every run equal
+# to ferret-io's reference, each database unchanged: tools/wheel_check.py), and checks that
+# `pip install .` from the repository root works in another fresh virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools=target/wheel-tools
@@ -37,6 +39,12 @@ case "${1:-build}" in
     direct=$("$venv/bin/ferret-scan" "$work/trace.db" --format json --limit 0)
     [ "$table" = "$direct" ] || { echo "the .db and its conversion answer differently" >&2; exit 1; }
     [ -n "$table" ]
+    python3 tools/wheel_check.py "$venv/bin" "$work" testdata/fixtures/*.db
+    # `pip install .`, as a user with a clone would (maturin builds it in pip's isolated env).
+    python3 -m venv "$work/from-source"
+    "$work/from-source/bin/pip" install -q .
+    "$work/from-source/bin/ferret-scan" --version
+    "$work/from-source/bin/ferret-convert" --version
     echo "wheel ok: $(basename "$wheel"), ferret-scan and ferret-convert from a fresh virtualenv"
     ;;
   *) echo "usage: tools/wheel.sh build|test" >&2; exit 2 ;;

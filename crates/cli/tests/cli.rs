@@ -2187,6 +2187,23 @@ fn a_trace_is_scanned_directly_through_a_sidecar_kept_up_to_date() {
     assert_eq!(err.lines().count(), 1, "{err}");
     ok!(replaced);
     check_stats_against_ferret("beaver2.db", &sidecar);
+    // A database cut short, and a sidecar of format version 1: each made anew, saying why.
+    let remade = |why: &str| {
+        let out = run!("ferret-scan", &db, "--runs");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(&format!("made anew: {why}")), "{err}");
+        ok!(out);
+    };
+    rowid_cut(&fixture("beaver2.db"), &db, 0.5);
+    remade("its source was replaced, vacuumed or shrank");
+    std::fs::copy(golden("v1.ferret"), &sidecar).unwrap();
+    remade("it is of format version 1");
+    // The rest of the rows again: the half's sidecar grows to the whole.
+    std::fs::copy(fixture("beaver2.db"), &db).unwrap();
+    let grew = run!("ferret-scan", &db, "--runs");
+    assert!(String::from_utf8_lossy(&grew.stderr).is_empty(), "{grew:?}");
+    ok!(grew);
+    check_stats_against_ferret("beaver2.db", &sidecar);
 }
 
 /// JSON lines are scanned directly the same way; --no-sidecar leaves nothing behind; two scans
