@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: build test test-live test-wheel wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: build test test-live test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -21,9 +21,14 @@ test:
 wheel:
 	tools/wheel.sh build
 
-# Installs the wheel into a fresh virtualenv and runs both tools from its PATH on a fixture.
+# Installs the wheel into a fresh virtualenv and runs both tools from it on the fixtures.
 test-wheel:
 	tools/wheel.sh test
+
+# `pip install .` from the repository root into a fresh virtualenv (a full rebuild in pip's
+# isolated environment, so not in CI).
+test-pip:
+	tools/wheel.sh source
 
 # A real ferret-io service converted with --append while it runs, checked against ferret-io's
 # own answers (needs Python 3.13 and PyPI; tools/live-test.sh).

@@ -4,6 +4,7 @@
 //! result into ferret's table, JSON or CSV. Memory is bounded by the number of distinct names.
 
 pub mod chunk;
+pub mod compare;
 pub mod engine;
 pub mod export;
 pub mod report;

@@ -409,6 +409,27 @@ impl SketchTable {
         2f64.powi(octave as i32 - 1023) * self.buckets.value[bucket]
     }
 
+    /// The counts of `name`'s durations per bucket, as `(key, count)` in ascending order of
+    /// duration, leaving out empty buckets: key 0 holds the durations of zero or less, and keys
+    /// are the same in every table, so two tables' histograms compare bucket by bucket.
+    pub fn histogram(&self, name: usize) -> Vec<(u32, u64)> {
+        let nonpositive = self.nonpositive.get(name).copied().unwrap_or(0);
+        let mut out: Vec<(u32, u64)> = Vec::new();
+        if nonpositive > 0 {
+            out.push((0, nonpositive));
+        }
+        if name < self.names() {
+            for (octave, counts) in self.octave_counts(name) {
+                for (sub, n) in counts.into_iter().enumerate() {
+                    if n > 0 {
+                        out.push((octave * BUCKETS as u32 + sub as u32 + 1, n));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The duration of nearest rank `ceil(q * n)` (q in 0..=1) of name `name`, to within [`BOUND`];
     /// `floor` stands for the non-positive bucket. `None` when the name has no durations.
     pub fn quantile(&self, name: usize, q: f64, floor: f64) -> Option<f64> {
