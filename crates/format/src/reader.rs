@@ -156,10 +156,12 @@ impl SpanFile<Mmap> {
         let mapped = newest.max(slots.previous.map_or(DATA_START, |h| h.raw.committed_len));
         // SAFETY: the map is read-only and covers only committed bytes (of the newest commit, or
         // of the previous one when the newest's length passes the file's end), which writers
-        // never modify or truncate while a commit that holds them is the newest or the one
-        // before it (they append past it and rewrite only the header slots, which we have
-        // already copied and never read through the map). Another program truncating the file
-        // would be outside the format's contract.
+        // never modify (they append past them and rewrite only the header slots, which we have
+        // already copied and never read through the map). They truncate committed bytes only
+        // when `--force` replaces the file, or when an append sets aside a newest commit that
+        // failed its checks; a reader still mapping those bytes then faults (SIGBUS) if it
+        // touches them, as it would had another program truncated the file. Both are documented
+        // in docs/FORMAT.md.
         let map = unsafe { MmapOptions::new().len(mapped as usize).map(file) }.map_err(io)?;
         SpanFile::with_slots(map, slots, commit)
     }
