@@ -673,7 +673,8 @@ fn bad_inputs_and_outputs_give_one_line_errors() {
     fails!(
         run!("ferret-scan", &text),
         "notes.txt",
-        "not a ferret span file"
+        "not a ferret span file",
+        "a SQLite database or a JSON lines file"
     );
     fails!(
         run!("ferret-scan", &out, "--run", "zzz"),
@@ -2242,18 +2243,7 @@ fn json_lines_no_sidecar_concurrent_scans_and_messages() {
         "--verify"
     ));
     // What a user gets wrong.
-    fails!(
-        run!("ferret-scan", dir.path().join("nope.db")),
-        "nope.db",
-        "No such file"
-    );
-    let text = dir.path().join("notes.txt");
-    std::fs::write(&text, "not a trace").unwrap();
-    fails!(
-        run!("ferret-scan", &text),
-        "notes.txt",
-        "a SQLite database or a JSON lines file"
-    );
+    // (A missing file and one that is no trace: `bad_inputs_and_outputs_give_one_line_errors`.)
     fails!(
         run!("ferret-scan", &db, "--namespace", "nope"),
         "namespace \"nope\" not found; the file has: \"_ferret_trace\""

@@ -30,7 +30,6 @@ pub enum WhenLocked {
 pub struct OutputFile {
     file: File,
     path: PathBuf,
-    created: bool,
 }
 
 impl OutputFile {
@@ -38,23 +37,15 @@ impl OutputFile {
     /// missing, never truncating it, and takes its exclusive lock as `when_locked` says.
     pub fn lock(path: &Path, when_locked: WhenLocked) -> Result<OutputFile, FormatError> {
         let io = |e| FormatError::io(path, e);
-        let open = |create_new: bool| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(create_new)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
-        };
-        // Created by this call only if it did not exist: an error later removes only that.
-        let (file, created) = match open(true) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => match open(false) {
-                Ok(f) => (f, false),
-                Err(e) => return Err(symlink_or(path, e)),
-            },
-            Err(e) => return Err(symlink_or(path, e)),
-        };
+        // O_NOFOLLOW refuses a symbolic link as the last component, dangling or not, even
+        // when the file is to be created.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| symlink_or(path, e))?;
         match when_locked {
             WhenLocked::Wait => file.lock().map_err(io)?,
             WhenLocked::Fail => file.try_lock().map_err(|e| match e {
@@ -73,18 +64,12 @@ impl OutputFile {
         Ok(OutputFile {
             file,
             path: path.to_path_buf(),
-            created,
         })
     }
 
     /// The path it was opened at.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// True when this writer created the file (so a failed first conversion removes it).
-    pub fn created(&self) -> bool {
-        self.created
     }
 
     /// Up to `n` bytes from the start of the file, read under the lock.

@@ -358,8 +358,13 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     /// True when `segment` was added by the newest commit and the previous commit, which does
     /// not hold it, is intact enough to read instead ([`SpanFile::open_previous`]).
     pub fn previous_commit_lacks(&self, segment: usize) -> bool {
-        self.previous
-            .is_some_and(|p| segment as u64 >= p.raw.segment_count)
+        self.previous.is_some() && segment >= self.last_commit_start()
+    }
+
+    /// The first segment the newest commit added: 0 when there is no intact previous commit
+    /// to tell (then every segment counts as the newest commit's).
+    pub(crate) fn last_commit_start(&self) -> usize {
+        self.previous.map_or(0, |p| p.raw.segment_count as usize)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -603,7 +608,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         for seg in &self.segments {
             self.verify_segment(seg).map_err(|e| match self.previous {
                 // Damage in what the newest commit added, with the commit before it intact.
-                Some(p) if seg.index as u64 >= p.raw.segment_count => {
+                Some(p) if self.previous_commit_lacks(seg.index) => {
                     FormatError::NewestCommitDamaged {
                         reason: e.brief(),
                         lost_records: self.record_count() - p.raw.record_count,
@@ -653,8 +658,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     /// filter) of the segments the newest commit added: what a torn or damaged last commit
     /// shows in. Those are all the segments when the file has no intact previous commit.
     pub fn verify_last_commit(&self) -> Result<(), FormatError> {
-        let first = self.previous.map_or(0, |p| p.raw.segment_count as usize);
-        for seg in self.segments.iter().skip(first) {
+        for seg in &self.segments[self.last_commit_start()..] {
             self.verify_segment_checksums(seg)?;
         }
         Ok(())

@@ -127,8 +127,13 @@ impl SpanFileWriter {
             });
             view = previous;
         }
-        // The linker trusts the span-id filters' "not here" to skip segments: checked first.
-        for seg in view.segments() {
+        // The linker trusts the span-id filters' "not here" to skip segments: checked first,
+        // those the newest commit's check above did not cover (all, after a fallback).
+        let unchecked = match fallback {
+            None => view.last_commit_start(),
+            Some(_) => view.segments().len(),
+        };
+        for seg in &view.segments()[..unchecked] {
             view.verify_id_filter(seg)?;
         }
         let header = *view.header();
