@@ -13,12 +13,35 @@ pub fn finish(program: &str, result: anyhow::Result<()>, print_peak_rss: bool) -
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ExitWith>().is_some() => {
+            let exit = e.downcast_ref::<ExitWith>().expect("checked above");
+            eprintln!("{program}: {}", exit.message);
+            ExitCode::from(exit.code)
+        }
         Err(e) => {
             eprintln!("{program}: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
 }
+
+/// An answer that ends with its own exit code and message rather than 1 (ferret-scan's
+/// `--fail-on-regression`: 3).
+#[derive(Debug)]
+pub struct ExitWith {
+    /// The exit code.
+    pub code: u8,
+    /// What is printed after `program: `.
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 /// The error and its causes on one line, each said once. Our errors name their cause (and
 /// often the file) in their own message, so they read whole where they are shown alone; the

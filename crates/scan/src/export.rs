@@ -75,11 +75,14 @@ impl Stacks {
     }
 }
 
+/// A folded stack: `(a;b;c, microseconds of self time)`.
+pub type FoldedLine = (String, u64);
+
 /// Folded stacks of a run, the spans folded past the depth cap, and the number of spans whose
 /// parent links loop.
 pub struct Folded {
     /// `(a;b;c, microseconds of self time)`, one per distinct stack path, sorted.
-    pub lines: Vec<(String, u64)>,
+    pub lines: Vec<FoldedLine>,
     /// Spans deeper than [`MAX_STACK_FRAMES`], folded into the [`DEEPER_FRAMES`] frame.
     pub deeper_spans: u64,
     /// Spans whose ancestor walk looped (damaged or hand-made files); their stack stops there.
@@ -200,7 +203,7 @@ fn stack_of<D: AsRef<[u8]>>(
 }
 
 /// Writes folded lines.
-pub fn write_folded(lines: &[(String, u64)], out: &mut dyn Write) -> io::Result<()> {
+pub fn write_folded(lines: &[FoldedLine], out: &mut dyn Write) -> io::Result<()> {
     for (path, weight) in lines {
         writeln!(out, "{path} {weight}")?;
     }
@@ -208,16 +211,40 @@ pub fn write_folded(lines: &[(String, u64)], out: &mut dyn Write) -> io::Result<
 }
 
 /// Draws the folded lines as an interactive flame graph SVG with inferno.
-pub fn write_flamegraph(
-    lines: &[(String, u64)],
+pub fn write_flamegraph(lines: &[FoldedLine], title: &str, out: &mut dyn Write) -> io::Result<()> {
+    let text: Vec<String> = lines.iter().map(|(p, w)| format!("{p} {w}")).collect();
+    draw(text.iter().map(String::as_str), title, out)
+}
+
+/// Draws a differential flame graph (Brendan Gregg's, with inferno's `diff-folded`): the
+/// target's stacks and widths, each frame coloured by how its self time changed from the base
+/// (red grew, blue shrank, by the size of the change); stacks only the base has are not drawn.
+pub fn write_differential_flamegraph(
+    base: &[FoldedLine],
+    target: &[FoldedLine],
     title: &str,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let text: Vec<String> = lines.iter().map(|(p, w)| format!("{p} {w}")).collect();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    write_folded(base, &mut before)?;
+    write_folded(target, &mut after)?;
+    let mut both = Vec::new();
+    let opts = inferno::differential::Options::default();
+    inferno::differential::from_readers(opts, &before[..], &after[..], &mut both)?;
+    let text = String::from_utf8(both).map_err(io::Error::other)?;
+    draw(text.lines(), title, out)
+}
+
+/// Renders folded lines (one count, or two for a differential graph) with inferno.
+fn draw<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    title: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = title.to_string();
     opts.count_name = "µs self time".to_string();
-    inferno::flamegraph::from_lines(&mut opts, text.iter().map(String::as_str), out)
+    inferno::flamegraph::from_lines(&mut opts, lines, out)
         .map_err(|e| io::Error::other(e.to_string()))
 }
 

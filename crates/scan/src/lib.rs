@@ -5,6 +5,7 @@
 
 pub mod chunk;
 pub mod compare;
+pub mod comparison;
 pub mod engine;
 pub mod export;
 pub mod report;

@@ -53,7 +53,50 @@ pub const SORT_KEYS: &[&str] = &[
     "name",
 ];
 
+/// The JSON and CSV names of a row's values, in the order of [`FunctionRow::values`]
+/// (ferret's `AggregatedStats` names, then ours).
+pub const VALUE_FIELDS: [&str; 11] = [
+    "count",
+    "total_duration",
+    "avg_duration",
+    "min_duration",
+    "max_duration",
+    "error_count",
+    "error_rate",
+    "p50",
+    "p90",
+    "p99",
+    "self_time",
+];
+
 impl FunctionRow {
+    /// The row's values in [`VALUE_FIELDS`] order (counts as exact floats).
+    pub fn values(&self) -> [f64; 11] {
+        [
+            self.count as f64,
+            self.total_duration,
+            self.avg_duration,
+            self.min_duration,
+            self.max_duration,
+            self.error_count as f64,
+            self.error_rate,
+            self.p50,
+            self.p90,
+            self.p99,
+            self.self_time,
+        ]
+    }
+
+    /// `{"name", "count", ...}`: a `functions` entry of the JSON output.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), json!(self.name));
+        for (field, value) in VALUE_FIELDS.iter().zip(self.values()) {
+            entry.insert(field.to_string(), number(field, value));
+        }
+        serde_json::Value::Object(entry)
+    }
+
     /// The row of a name, or `None` when it has no non-null duration (ferret leaves it out).
     /// `child_time` is the time its spans' children took.
     pub fn from_stats(
@@ -83,7 +126,23 @@ impl FunctionRow {
         })
     }
 
-    fn sort_value(&self, key: &str) -> f64 {
+    /// The rows of every name with a duration, with their name ids, in name-id order.
+    pub fn all(stats: &ChunkStats, name_of: impl Fn(u32) -> String) -> Vec<(usize, FunctionRow)> {
+        stats
+            .names
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| {
+                let quantile = |q| stats.sketches.quantile(id, q, s.min);
+                let child_time = stats.child_time[id].value();
+                FunctionRow::from_stats(&name_of(id as u32), s, child_time, quantile)
+                    .map(|row| (id, row))
+            })
+            .collect()
+    }
+
+    /// The value `--sort` orders by (any key of [`SORT_KEYS`] but `name`).
+    pub fn sort_value(&self, key: &str) -> f64 {
         match key {
             "count" => self.count as f64,
             "avg" => self.avg_duration,
@@ -122,15 +181,9 @@ impl StatsReport {
         sort: &str,
         limit: usize,
     ) -> StatsReport {
-        let mut functions: Vec<FunctionRow> = stats
-            .names
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| {
-                let quantile = |q| stats.sketches.quantile(id, q, s.min);
-                let child_time = stats.child_time[id].value();
-                FunctionRow::from_stats(&name_of(id as u32), s, child_time, quantile)
-            })
+        let mut functions: Vec<FunctionRow> = FunctionRow::all(stats, name_of)
+            .into_iter()
+            .map(|(_, row)| row)
             .collect();
         if sort == "name" {
             functions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -220,19 +273,8 @@ impl StatsReport {
 
     /// `{"run_id", "spans", "functions": [...]}` with ferret's `AggregatedStats` field names.
     pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        let functions: Vec<serde_json::Value> = self
-            .functions
-            .iter()
-            .map(|f| {
-                json!({
-                    "name": f.name, "count": f.count, "total_duration": f.total_duration,
-                    "avg_duration": f.avg_duration, "min_duration": f.min_duration,
-                    "max_duration": f.max_duration, "error_count": f.error_count,
-                    "error_rate": f.error_rate, "p50": f.p50, "p90": f.p90, "p99": f.p99,
-                    "self_time": f.self_time,
-                })
-            })
-            .collect();
+        let functions: Vec<serde_json::Value> =
+            self.functions.iter().map(FunctionRow::to_json).collect();
         let doc = json!({"run_id": self.run_id, "spans": self.spans, "functions": functions});
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)
@@ -241,36 +283,20 @@ impl StatsReport {
     /// The JSON fields as CSV columns, one row per function.
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut w = csv::Writer::from_writer(out);
-        w.write_record([
-            "name",
-            "count",
-            "total_duration",
-            "avg_duration",
-            "min_duration",
-            "max_duration",
-            "error_count",
-            "error_rate",
-            "p50",
-            "p90",
-            "p99",
-            "self_time",
-        ])?;
+        w.write_record(std::iter::once("name").chain(VALUE_FIELDS))?;
         for f in &self.functions {
-            w.write_record([
-                f.name.clone(),
-                f.count.to_string(),
-                f.total_duration.to_string(),
-                f.avg_duration.to_string(),
-                f.min_duration.to_string(),
-                f.max_duration.to_string(),
-                f.error_count.to_string(),
-                f.error_rate.to_string(),
-                f.p50.to_string(),
-                f.p90.to_string(),
-                f.p99.to_string(),
-                f.self_time.to_string(),
-            ])?;
+            let values = f.values().map(|v| v.to_string());
+            w.write_record(std::iter::once(f.name.clone()).chain(values))?;
         }
         w.flush()
+    }
+}
+
+/// A value as JSON: the counts (`count`, `error_count` and their differences) as integers.
+pub fn number(field: &str, value: f64) -> serde_json::Value {
+    if field.ends_with("count") {
+        json!(value as i64)
+    } else {
+        json!(value)
     }
 }

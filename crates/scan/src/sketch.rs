@@ -33,6 +33,13 @@ const END_OCTAVE: u32 = FIRST_OCTAVE + OCTAVES;
 /// The largest relative error of a reported value against any value of its bucket.
 pub const BOUND: f64 = 0.0091;
 
+/// The ratio of two durations whose buckets' keys (as [`SketchTable::histogram`] gives them)
+/// are `distance` apart: keys are equal-ratio buckets, 40 to an octave, so to within a bucket
+/// this is 2^(distance / 40).
+pub fn key_distance_ratio(distance: f64) -> f64 {
+    (distance / BUCKETS as f64).exp2()
+}
+
 /// The buckets of an octave: each cell's bucket, and each bucket's reported value (for the
 /// octave [1, 2)).
 #[derive(Debug)]

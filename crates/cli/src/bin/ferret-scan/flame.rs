@@ -1,0 +1,76 @@
+//! `--folded` and `--flamegraph`: the chosen run's stacks of self time, as folded lines or an
+//! interactive SVG; with `--baseline`, a differential flame graph.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use ferret_format::SpanFile;
+use ferret_scan::engine::AfterChunk;
+use ferret_scan::export::{
+    folded_stacks, write_differential_flamegraph, write_flamegraph, write_folded, FoldedLine,
+    DEEPER_FRAMES, MAX_STACK_FRAMES,
+};
+use memmap2::Mmap;
+
+use crate::{create, warn_broken};
+
+/// The folded stacks of `run`, with warnings about loops and frames beyond the depth kept.
+pub fn stacks(
+    path: &Path,
+    file: &SpanFile<Mmap>,
+    run: u32,
+    verify: bool,
+    release: AfterChunk,
+) -> anyhow::Result<Vec<FoldedLine>> {
+    let folded =
+        folded_stacks(file, run, verify, release).with_context(|| path.display().to_string())?;
+    warn_broken(path, folded.broken_links);
+    if folded.deeper_spans > 0 {
+        eprintln!(
+            "ferret-scan: note: {}: {} spans lie deeper than {MAX_STACK_FRAMES} frames; each stack keeps its {MAX_STACK_FRAMES} outermost frames and folds the rest into '{DEEPER_FRAMES}'",
+            path.display(),
+            folded.deeper_spans
+        );
+    }
+    Ok(folded.lines)
+}
+
+/// Prints the folded lines of `run` (`folded`) and writes its flame graph to `svg`.
+pub fn write(
+    path: &Path,
+    file: &SpanFile<Mmap>,
+    run: u32,
+    (folded, svg): (bool, Option<&Path>),
+    verify: bool,
+    release: AfterChunk,
+) -> anyhow::Result<()> {
+    let lines = stacks(path, file, run, verify, release)?;
+    if let Some(svg) = svg {
+        let run_id = file.string(run).unwrap_or_default();
+        let mut w = create(svg)?;
+        write_flamegraph(&lines, &format!("ferret · run {run_id}"), &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| svg.display().to_string())?;
+    }
+    if folded {
+        let mut out = std::io::stdout().lock();
+        write_folded(&lines, &mut out)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Writes the differential flame graph of two runs' stacks to `svg`: the target's shape,
+/// coloured by the change of self time (red grew, blue shrank).
+pub fn write_differential(
+    base: &[FoldedLine],
+    target: &[FoldedLine],
+    title: &str,
+    svg: &Path,
+) -> anyhow::Result<()> {
+    let mut w = create(svg)?;
+    write_differential_flamegraph(base, target, title, &mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| svg.display().to_string())
+}

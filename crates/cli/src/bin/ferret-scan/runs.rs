@@ -1,0 +1,107 @@
+//! `--runs`: the runs of a file, the default one marked, as a table, JSON or CSV.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use ferret_format::SpanFile;
+use ferret_scan::engine::AfterChunk;
+use ferret_scan::{default_run, scan_runs, RunSummary, ScanOptions};
+use memmap2::Mmap;
+
+use crate::Format;
+
+/// Reads the runs of `file` and lists them.
+pub fn list_runs(
+    path: &Path,
+    file: &SpanFile<Mmap>,
+    format: Format,
+    verify: bool,
+    release: AfterChunk,
+) -> anyhow::Result<()> {
+    let ctx = || path.display().to_string();
+    let opts = ScanOptions {
+        verify,
+        ..ScanOptions::default()
+    };
+    let runs = scan_runs(file, &opts, release).with_context(ctx)?;
+    let default = default_run(file).with_context(ctx)?;
+    let mut out = std::io::stdout().lock();
+    write_runs(file, &runs, default, format, &mut out)?;
+    Ok(out.flush()?)
+}
+
+fn write_runs(
+    file: &SpanFile<Mmap>,
+    runs: &[RunSummary],
+    default: u32,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id = |r: &RunSummary| file.string(r.run).unwrap_or_default().to_string();
+    let local = |t: f64| {
+        chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
+            .map(|utc| {
+                utc.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S%.6f %:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "run_id": id(r), "spans": r.spans, "errors": r.errors,
+                        "first_start": r.first_start, "last_start": r.last_start,
+                        "wall_seconds": r.last_end - r.first_start, "default": r.run == default,
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "run_id",
+                "spans",
+                "errors",
+                "first_start",
+                "last_start",
+                "wall_seconds",
+                "default",
+            ])?;
+            for r in runs {
+                w.write_record([
+                    id(r),
+                    r.spans.to_string(),
+                    r.errors.to_string(),
+                    r.first_start.to_string(),
+                    r.last_start.to_string(),
+                    (r.last_end - r.first_start).to_string(),
+                    (r.run == default).to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            for r in runs {
+                writeln!(
+                    out,
+                    "{} {}  {} spans  {} errors  {} .. {}  {:.3} s",
+                    if r.run == default { "*" } else { " " },
+                    id(r),
+                    r.spans,
+                    r.errors,
+                    local(r.first_start),
+                    local(r.last_start),
+                    r.last_end - r.first_start
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `--tree` and `--chrome-trace`: the slowest call trees of the chosen run, as ferret prints
+//! them, as JSON, or as Chrome trace events.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use ferret_format::{Segment, SpanFile, SpanRecord};
+use ferret_scan::engine::AfterChunk;
+use ferret_scan::export::write_chrome_trace;
+use ferret_scan::tree::{slowest_trees, TreeOptions};
+use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
+use ferret_scan::ScanOptions;
+use memmap2::Mmap;
+
+use crate::select::Selection;
+use crate::{create, warn_broken, Args, Format};
+
+/// Finds the `--limit` slowest trees among the roots the filters choose and writes them.
+pub fn write_trees(
+    args: &Args,
+    path: &Path,
+    file: &SpanFile<Mmap>,
+    chosen: Selection,
+    release: AfterChunk,
+) -> anyhow::Result<()> {
+    let tree_opts = TreeOptions {
+        limit: if args.limit == 0 {
+            usize::MAX
+        } else {
+            args.limit
+        },
+        max_nodes: args.max_nodes,
+        min_duration: args.min_ms / 1000.0,
+    };
+    let filter = chosen.filter.compile(file);
+    let keep = |seg: &Segment, r: &SpanRecord| filter.keep(file, seg, r);
+    let opts = ScanOptions {
+        verify: !args.no_verify,
+        filter: chosen.filter.clone(),
+        ..ScanOptions::default()
+    };
+    let trees = slowest_trees(file, chosen.run, &opts, &tree_opts, &keep, release)
+        .with_context(|| path.display().to_string())?;
+    warn_broken(path, trees.iter().map(|t| t.broken_links).sum());
+    if let Some(json) = &args.chrome_trace {
+        let mut w = create(json)?;
+        write_chrome_trace(file, &trees, &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| json.display().to_string())?;
+        if !args.tree {
+            return Ok(());
+        }
+    }
+    let run_id = file.string(chosen.run).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => write_trees_json(file, run_id, &trees, &mut out)?,
+        _ => {
+            writeln!(
+                out,
+                "Analyzing Run ID: {run_id}\n\nTop {} Slowest Traces",
+                args.limit
+            )?;
+            let style = TextStyle {
+                color: std::io::stdout().is_terminal(),
+            };
+            write_trees_text(file, &trees, style, &mut out)?;
+        }
+    }
+    Ok(out.flush()?)
+}
