@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde_json::json;
-use unicode_width::UnicodeWidthStr;
 
 use crate::compare::{benjamini_hochberg, hodges_lehmann, mann_whitney, Shift};
 use crate::report::{number, FunctionRow, VALUE_FIELDS};
 use crate::stats::ChunkStats;
+use crate::table::write_table;
 
 /// How changes are decided.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -239,48 +239,14 @@ impl ComparisonReport {
             "Δp90", "Δp99", "Errors", "ΔErrors", "Self", "ΔSelf", "Change", "q",
         ];
         let rows: Vec<Vec<String>> = self.shown().iter().map(table_cells).collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].width())
-                    .chain([header[i].width()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let paint = |text: String, code: &str| match color {
-            true => format!("\x1b[{code}m{text}\x1b[0m"),
-            false => text,
-        };
-        let line = |cells: &[String], code: Option<&str>| -> String {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                let pad = " ".repeat(widths[i] - c.width());
-                // The sign, the name and the verdict read left to right; numbers align right.
-                let cell = match i {
-                    0 | 1 | 16 => format!("{c}{pad}"),
-                    _ => format!("{pad}{c}"),
-                };
-                let cell = match (i, code) {
-                    (0 | 16, Some(code)) => paint(cell, code),
-                    _ => cell,
-                };
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                s.push_str(&cell);
-            }
-            s.trim_end().to_string()
+        let shown = self.shown();
+        // The sign and the verdict in the change's colour.
+        let paint = |row: usize, column: usize, cell: String| match (color, column) {
+            (true, 0 | 16) => format!("\x1b[{}m{cell}\x1b[0m", shown[row].change.sign().1),
+            _ => cell,
         };
         writeln!(out, "{}", self.summary_line())?;
-        let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-        writeln!(out, "{}", line(&head, None))?;
-        let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-        writeln!(out, "{}", "-".repeat(rule))?;
-        for (f, cells) in self.shown().iter().zip(&rows) {
-            writeln!(out, "{}", line(cells, Some(f.change.sign().1)))?;
-        }
-        Ok(())
+        write_table(out, &header, &[0, 1, 16], &rows, paint)
     }
 
     /// `{"base": {"run_id", "spans"}, "target": {...}, "min_effect", "fdr", "summary",

@@ -165,12 +165,50 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         since: opts.filter.since,
         until: opts.filter.until,
     };
-    // One accumulator per thread, not per rayon split: each is ~1 MB of fresh pages for a few
-    // hundred names and each merge reads another core's, so splits had been held to two per
-    // thread, which left a core idle whenever the other was slowed. With an accumulator per
-    // thread, rayon splits as it likes and one merge per thread remains: 10-15% faster in
-    // interleaved pairs.
-    let chunks = plan(file, opts.blocks_per_chunk, &select);
+    let mut stats = fold_chunks(
+        file,
+        opts,
+        &select,
+        names,
+        after_chunk,
+        |stats, seg, first, records| {
+            // A child filtered out adds nothing to its parent's child time, so the filter is
+            // applied before a record touches any statistics. Without filters the loop is compiled
+            // with the run test alone: the filter's checks were a tenth of the instructions per
+            // record. So is a block whose zone lies inside the time range when only times are
+            // filtered: every record of it passes them.
+            let block = ((first - seg.first_record) as usize) / BLOCK_RECORDS;
+            if unfiltered || (only_time && select.covers(file, seg, block)) {
+                fold_records(stats, first, records, |r| r.run == run)
+            } else {
+                fold_records(stats, first, records, |r| {
+                    r.run == run && filter.keep(file, seg, r)
+                })
+            }
+        },
+    )?;
+    add_adopted_child_time(file, run, &filter, &mut stats)?;
+    Ok(stats)
+}
+
+/// Folds every block of `file` that `select` may match into statistics of `keys` keys (name
+/// ids, or whatever `fold` counts by), one accumulator per thread, and merges them; each chunk
+/// is handed to `after_chunk` once folded.
+///
+/// One accumulator per thread, not per rayon split: each is ~1 MB of fresh pages for a few
+/// hundred names and each merge reads another core's, so splits had been held to two per
+/// thread, which left a core idle whenever the other was slowed. With an accumulator per
+/// thread, rayon splits as it likes and one merge per thread remains: 10-15% faster in
+/// interleaved pairs.
+pub(crate) fn fold_chunks<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    opts: &ScanOptions,
+    select: &BlockSelect,
+    keys: usize,
+    after_chunk: AfterChunk,
+    fold: impl Fn(&mut ChunkStats, &Segment, u64, &[SpanRecord]) -> Result<(), FormatError> + Sync,
+) -> Result<ChunkStats, ScanError> {
+    let chunks = plan(file, opts.blocks_per_chunk, select);
     let serial = chunks.iter().map(|c| c.blocks.len()).sum::<usize>() <= SERIAL_BLOCKS;
     // A serial scan never asks rayon for its thread count, which would start its pool.
     let slots = if serial {
@@ -185,22 +223,10 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         let mut guard = per_thread[slot]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let stats = guard.get_or_insert_with(|| ChunkStats::new(names));
+        let stats = guard.get_or_insert_with(|| ChunkStats::new(keys));
         let seg = &file.segments()[chunk.segment];
-        for_each_block(file, chunk, opts.verify, &select, |first, records| {
-            // A child filtered out adds nothing to its parent's child time, so the filter
-            // is applied before a record touches any statistics. Without filters the loop
-            // is compiled with the run test alone: the filter's checks were a tenth of the
-            // instructions per record. So is a block whose zone lies inside the time range when
-            // only times are filtered: every record of it passes them.
-            let block = ((first - seg.first_record) as usize) / BLOCK_RECORDS;
-            if unfiltered || (only_time && select.covers(file, seg, block)) {
-                fold_records(stats, first, records, |r| r.run == run)
-            } else {
-                fold_records(stats, first, records, |r| {
-                    r.run == run && filter.keep(file, seg, r)
-                })
-            }
+        for_each_block(file, chunk, opts.verify, select, |first, records| {
+            fold(stats, seg, first, records)
         })?;
         // Unlocked first: a callback that used rayon could have this thread take another
         // chunk of this scan while it waits, which would then wait on this very lock
@@ -214,12 +240,10 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     } else {
         chunks.par_iter().try_for_each(fold_chunk)?;
     }
-    let mut stats = per_thread
+    Ok(per_thread
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .fold(ChunkStats::new(names), ChunkStats::merge);
-    add_adopted_child_time(file, run, &filter, &mut stats)?;
-    Ok(stats)
+        .fold(ChunkStats::new(keys), ChunkStats::merge))
 }
 
 /// Adds the durations of adopted roots to their parents' child time. Their records carry no

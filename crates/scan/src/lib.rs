@@ -12,6 +12,8 @@ pub mod report;
 pub mod sketch;
 pub mod stats;
 pub mod sum;
+pub mod table;
+pub mod timeline;
 pub mod tree;
 pub mod tree_report;
 

@@ -4,9 +4,9 @@
 use std::io::{self, Write};
 
 use serde_json::json;
-use unicode_width::UnicodeWidthStr;
 
 use crate::stats::{ChunkStats, NameStats};
+use crate::table::write_table;
 
 /// One row of ferret's table, plus percentiles and self time. Durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,11 +216,11 @@ impl StatsReport {
             "Self",
         ];
         let ms = |s: f64| format!("{:.2}ms", s * 1000.0);
-        let rows: Vec<[String; 11]> = self
+        let rows: Vec<Vec<String>> = self
             .functions
             .iter()
             .map(|f| {
-                [
+                vec![
                     f.name.clone(),
                     f.count.to_string(),
                     format!("{:.3}s", f.total_duration),
@@ -235,40 +235,7 @@ impl StatsReport {
                 ]
             })
             .collect();
-        let width = |i: usize| {
-            rows.iter()
-                .map(|r| r[i].width())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        };
-        let widths: Vec<usize> = (0..header.len()).map(width).collect();
-        let line = |cells: &[String]| -> String {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                let pad = widths[i] - c.width();
-                if i == 0 {
-                    s.push_str(c);
-                    s.push_str(&" ".repeat(pad));
-                } else {
-                    s.push_str("  ");
-                    s.push_str(&" ".repeat(pad));
-                    s.push_str(c);
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-        writeln!(out, "{}", line(&head))?;
-        writeln!(
-            out,
-            "{}",
-            "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-        )?;
-        for r in &rows {
-            writeln!(out, "{}", line(r))?;
-        }
-        Ok(())
+        write_table(out, &header, &[0], &rows, |_, _, cell| cell)
     }
 
     /// `{"run_id", "spans", "functions": [...]}` with ferret's `AggregatedStats` field names.

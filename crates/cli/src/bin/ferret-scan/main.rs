@@ -8,6 +8,7 @@ mod runs;
 mod select;
 mod source;
 mod stats;
+mod timeline;
 mod trees;
 
 use std::io;
@@ -116,6 +117,15 @@ struct Args {
     /// duration moved up by more than PCT percent (a CI gate).
     #[arg(long, requires = "baseline", value_name = "PCT")]
     fail_on_regression: Option<f64>,
+    /// Print the run (or the --since/--until window) cut into time buckets by span start: per
+    /// bucket spans, errors, total time, p50, p90, p99 (the filters apply: --name gives one
+    /// function's timeline).
+    #[arg(long, conflicts_with_all = ["runs", "tree", "folded", "flamegraph", "chrome_trace", "to_parquet", "verify", "baseline"])]
+    timeline: bool,
+    /// With --timeline: the bucket width (e.g. 1s, 5m, 250ms; default: a round width giving at
+    /// most 200 buckets).
+    #[arg(long, requires = "timeline", value_parser = humantime::parse_duration)]
+    bucket: Option<std::time::Duration>,
     /// Check every checksum and record in the file, then exit.
     #[arg(long)]
     verify: bool,
@@ -180,8 +190,11 @@ fn answer(args: &Args, path: &Path, file: &SpanFile<Mmap>, started: Instant) -> 
     if args.runs {
         return runs::list_runs(path, file, args.format, verify, &release);
     }
-    let need_runs = args.to_parquet.is_some();
+    let need_runs = args.to_parquet.is_some() || args.timeline;
     let chosen = select::select(path, file, args, args.run.as_deref(), need_runs, &release)?;
+    if args.timeline {
+        return timeline::write_timeline(args, path, file, chosen, started, &release);
+    }
     if let Some(output) = &args.to_parquet {
         let chosen = (chosen, args.all_runs);
         return parquet::write_parquet(path, output, file, chosen, started, &release);
@@ -207,6 +220,17 @@ fn warn_broken(file: &Path, broken: u64) {
             file.display()
         );
     }
+}
+
+/// Unix seconds as local time with microseconds and the offset.
+fn local_time(t: f64) -> String {
+    chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
+        .map(|utc| {
+            utc.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S%.6f %:z")
+                .to_string()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// Creates an output file, naming it in the error.

@@ -9,7 +9,7 @@ use ferret_scan::engine::AfterChunk;
 use ferret_scan::{default_run, scan_runs, RunSummary, ScanOptions};
 use memmap2::Mmap;
 
-use crate::Format;
+use crate::{local_time, Format};
 
 /// Reads the runs of `file` and lists them.
 pub fn list_runs(
@@ -39,15 +39,6 @@ fn write_runs(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let id = |r: &RunSummary| file.string(r.run).unwrap_or_default().to_string();
-    let local = |t: f64| {
-        chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
-            .map(|utc| {
-                utc.with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S%.6f %:z")
-                    .to_string()
-            })
-            .unwrap_or_else(|| t.to_string())
-    };
     match format {
         Format::Json => {
             let rows: Vec<serde_json::Value> = runs
@@ -96,8 +87,8 @@ fn write_runs(
                     id(r),
                     r.spans,
                     r.errors,
-                    local(r.first_start),
-                    local(r.last_start),
+                    local_time(r.first_start),
+                    local_time(r.last_start),
                     r.last_end - r.first_start
                 )?;
             }

@@ -1,0 +1,378 @@
+//! `--timeline`: a run cut into time buckets by span start, each bucket's spans, errors, total
+//! time and percentiles, in one selective pass. The scan's own statistics do the counting: a
+//! [`ChunkStats`] keyed by bucket instead of by name, so the merge, the sketches and their bound
+//! are the ones of every other answer, and memory is proportional to the buckets.
+
+use std::io::{self, Write};
+
+use ferret_format::{FormatError, SpanFile, SpanRecord};
+use serde_json::json;
+
+use crate::chunk::BlockSelect;
+use crate::engine::{fold_chunks, AfterChunk, ScanError, ScanOptions};
+use crate::stats::ChunkStats;
+use crate::table::write_table;
+
+/// Bucket widths a timeline picks from, in seconds: round values from a millisecond to a week.
+pub const ROUND_WIDTHS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
+    172800.0, 604800.0,
+];
+
+/// At most this many buckets a default width gives over a range.
+pub const DEFAULT_MAX_BUCKETS: f64 = 200.0;
+
+/// A timeline with more buckets than this is refused (its memory is a few hundred bytes a
+/// bucket, and no chart shows more).
+pub const MAX_BUCKETS: usize = 100_000;
+
+/// Time cut into equal buckets aligned to multiples of their width in Unix time (a bucket of a
+/// minute starts on a minute), as Grafana aligns its panels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Buckets {
+    /// The first bucket's index: its start is `first * width`.
+    pub first: i64,
+    /// Buckets.
+    pub count: usize,
+    /// Width in seconds.
+    pub width: f64,
+}
+
+/// Errors of a timeline's buckets.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// The width is zero, negative or not finite.
+    #[error("a bucket must be longer than zero (got {0} s)")]
+    BadWidth(f64),
+    /// The range would need too many buckets.
+    #[error("{count} buckets of {width} s over the range; at most {MAX_BUCKETS}: give a longer --bucket")]
+    TooMany {
+        /// Buckets needed.
+        count: u64,
+        /// Their width.
+        width: f64,
+    },
+}
+
+impl Buckets {
+    /// Buckets over the starts `from..=to`: of `width` seconds, or of the smallest round width
+    /// that needs at most [`DEFAULT_MAX_BUCKETS`] buckets.
+    pub fn over(from: f64, to: f64, width: Option<f64>) -> Result<Buckets, BucketError> {
+        let range = (to - from).max(0.0);
+        let width = match width {
+            Some(w) if !(w.is_finite() && w > 0.0) => return Err(BucketError::BadWidth(w)),
+            Some(w) => w,
+            None => ROUND_WIDTHS
+                .iter()
+                .copied()
+                .find(|w| range / w < DEFAULT_MAX_BUCKETS)
+                .unwrap_or(ROUND_WIDTHS[ROUND_WIDTHS.len() - 1]),
+        };
+        let first = (from / width).floor() as i64;
+        let last = (to / width).floor() as i64;
+        let count = (last - first + 1).max(1) as u64;
+        if count > MAX_BUCKETS as u64 {
+            return Err(BucketError::TooMany { count, width });
+        }
+        Ok(Buckets {
+            first,
+            count: count as usize,
+            width,
+        })
+    }
+
+    /// The start of bucket `i` (Unix seconds).
+    pub fn start(&self, i: usize) -> f64 {
+        (self.first + i as i64) as f64 * self.width
+    }
+
+    /// The bucket holding start time `t`: the last one whose start is at or before `t`, so
+    /// `start <= t < start + width` (to the rounding of a start), or `None` outside the
+    /// buckets. The division can round across a boundary; comparisons with the starts decide.
+    #[inline]
+    pub fn index(&self, t: f64) -> Option<usize> {
+        let mut k = (t / self.width).floor() as i64;
+        if t < k as f64 * self.width {
+            k -= 1;
+        } else if t >= (k + 1) as f64 * self.width {
+            k += 1;
+        }
+        let i = k.checked_sub(self.first)?;
+        (i >= 0 && (i as usize) < self.count).then_some(i as usize)
+    }
+}
+
+/// Folds the spans of run `run` that pass the filter into one [`ChunkStats`] entry per bucket
+/// of `buckets` (entry `i` is bucket `i`); spans starting outside the buckets are left out.
+/// Reads only the blocks that may hold the run inside the buckets' time range.
+pub fn scan_timeline<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    run: u32,
+    opts: &ScanOptions,
+    buckets: &Buckets,
+    after_chunk: AfterChunk,
+) -> Result<ChunkStats, ScanError> {
+    let filter = opts.filter.compile(file);
+    let end = buckets.start(buckets.count);
+    let select = BlockSelect {
+        run: Some(run),
+        since: Some(
+            opts.filter
+                .since
+                .map_or(buckets.start(0), |t| t.max(buckets.start(0))),
+        ),
+        until: Some(opts.filter.until.map_or(end, |t| t.min(end))),
+    };
+    fold_chunks(
+        file,
+        opts,
+        &select,
+        buckets.count,
+        after_chunk,
+        |stats, seg, _, records| {
+            fold_into_buckets(stats, records, buckets, |r| {
+                r.run == run && filter.keep(file, seg, r)
+            })
+        },
+    )
+}
+
+fn fold_into_buckets(
+    stats: &mut ChunkStats,
+    records: &[SpanRecord],
+    buckets: &Buckets,
+    keep: impl Fn(&SpanRecord) -> bool,
+) -> Result<(), FormatError> {
+    for r in records {
+        if !keep(r) {
+            continue;
+        }
+        if let Some(i) = buckets.index(r.start_time) {
+            stats.add_span(i, r.duration(), r.is_error());
+        }
+    }
+    Ok(())
+}
+
+/// One bucket of a timeline. Durations in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketRow {
+    /// Start (Unix seconds).
+    pub start: f64,
+    /// Spans starting in it.
+    pub spans: u64,
+    /// Of those, spans whose status is not "ok".
+    pub errors: u64,
+    /// Sum of their non-null durations.
+    pub total_duration: f64,
+    /// Median duration (within the sketch's bound), `None` without a duration.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+impl BucketRow {
+    /// errors / spans (0 for an empty bucket).
+    pub fn error_rate(&self) -> f64 {
+        if self.spans == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.spans as f64
+        }
+    }
+}
+
+/// A run's timeline, ready to print.
+#[derive(Clone, Debug)]
+pub struct TimelineReport {
+    /// The run.
+    pub run_id: String,
+    /// Bucket width in seconds.
+    pub bucket_seconds: f64,
+    /// Every bucket over the range, empty ones too.
+    pub buckets: Vec<BucketRow>,
+}
+
+impl TimelineReport {
+    /// The rows of `stats` from [`scan_timeline`] over `buckets`.
+    pub fn build(run_id: String, stats: &ChunkStats, buckets: &Buckets) -> TimelineReport {
+        let rows = stats.names.iter().enumerate().map(|(i, s)| {
+            let q = |p: f64| {
+                let value = stats.sketches.quantile(i, p, s.min)?;
+                (s.timed() > 0).then(|| value.clamp(s.min, s.max))
+            };
+            BucketRow {
+                start: buckets.start(i),
+                spans: s.count,
+                errors: s.errors,
+                total_duration: s.total.value(),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+            }
+        });
+        TimelineReport {
+            run_id,
+            bucket_seconds: buckets.width,
+            buckets: rows.collect(),
+        }
+    }
+
+    /// A table, a bucket a row, times in `local` form; with `sparklines`, two lines first that
+    /// draw p99 and errors over the whole range.
+    pub fn write_table(
+        &self,
+        out: &mut dyn Write,
+        local: impl Fn(f64) -> String,
+        sparklines: bool,
+    ) -> io::Result<()> {
+        if sparklines {
+            let p99: Vec<f64> = self.buckets.iter().map(|b| b.p99.unwrap_or(0.0)).collect();
+            let errors: Vec<f64> = self.buckets.iter().map(|b| b.errors as f64).collect();
+            writeln!(out, "p99     {}", sparkline(&p99, 100))?;
+            writeln!(out, "errors  {}", sparkline(&errors, 100))?;
+        }
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}ms", s * 1000.0));
+        let rows: Vec<Vec<String>> = self
+            .buckets
+            .iter()
+            .map(|b| {
+                vec![
+                    local(b.start),
+                    b.spans.to_string(),
+                    b.errors.to_string(),
+                    format!("{:.1}%", b.error_rate() * 100.0),
+                    format!("{:.3}s", b.total_duration),
+                    ms(b.p50),
+                    ms(b.p90),
+                    ms(b.p99),
+                ]
+            })
+            .collect();
+        let header = [
+            "Start", "Spans", "Errors", "Error %", "Total", "p50", "p90", "p99",
+        ];
+        write_table(out, &header, &[0], &rows, |_, _, cell| cell)
+    }
+
+    /// `{"run_id", "bucket_seconds", "buckets": [{"start", "spans", "errors", "error_rate",
+    /// "total_duration", "p50", "p90", "p99"}]}`, percentiles null in a bucket without a
+    /// duration.
+    pub fn to_json(&self) -> serde_json::Value {
+        let buckets: Vec<serde_json::Value> = self
+            .buckets
+            .iter()
+            .map(|b| {
+                json!({
+                    "start": b.start, "spans": b.spans, "errors": b.errors,
+                    "error_rate": b.error_rate(), "total_duration": b.total_duration,
+                    "p50": b.p50, "p90": b.p90, "p99": b.p99,
+                })
+            })
+            .collect();
+        json!({"run_id": self.run_id, "bucket_seconds": self.bucket_seconds, "buckets": buckets})
+    }
+
+    /// The JSON, pretty-printed.
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, &self.to_json())?;
+        writeln!(out)
+    }
+
+    /// The JSON's bucket fields as CSV columns, one row per bucket (empty percentiles where
+    /// JSON has null).
+    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record([
+            "start",
+            "spans",
+            "errors",
+            "error_rate",
+            "total_duration",
+            "p50",
+            "p90",
+            "p99",
+        ])?;
+        let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        for b in &self.buckets {
+            w.write_record([
+                b.start.to_string(),
+                b.spans.to_string(),
+                b.errors.to_string(),
+                b.error_rate().to_string(),
+                b.total_duration.to_string(),
+                cell(b.p50),
+                cell(b.p90),
+                cell(b.p99),
+            ])?;
+        }
+        w.flush()
+    }
+}
+
+/// `values` as a line of at most `width` block characters (▁ to █, scaled to the largest; a
+/// group of values shares a character, showing its largest).
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let group = values.len().div_ceil(width.max(1)).max(1);
+    let peaks: Vec<f64> = values
+        .chunks(group)
+        .map(|g| g.iter().copied().fold(0.0, f64::max))
+        .collect();
+    let top = peaks.iter().copied().fold(0.0, f64::max);
+    peaks
+        .iter()
+        .map(|&v| match top > 0.0 && v > 0.0 {
+            true => BARS[((v / top * 8.0).ceil() as usize).clamp(1, 8) - 1],
+            false => ' ',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_widths_are_round_and_give_at_most_200_buckets() {
+        // Five minutes: 2 s buckets (150), aligned to even seconds.
+        let b = Buckets::over(1000.5, 1300.5, None).unwrap();
+        assert_eq!((b.width, b.count, b.start(0)), (2.0, 151, 1000.0));
+        // A day: 10-minute buckets.
+        let day = Buckets::over(0.0, 86_399.0, None).unwrap();
+        assert_eq!((day.width, day.count), (600.0, 144));
+        // One instant: one bucket.
+        assert_eq!(Buckets::over(5.0, 5.0, None).unwrap().count, 1);
+        assert!(matches!(
+            Buckets::over(0.0, 1e9, Some(1.0)),
+            Err(BucketError::TooMany { .. })
+        ));
+        assert!(matches!(
+            Buckets::over(0.0, 1.0, Some(0.0)),
+            Err(BucketError::BadWidth(_))
+        ));
+    }
+
+    #[test]
+    fn a_start_belongs_to_the_bucket_that_holds_it() {
+        let b = Buckets::over(1.7e9, 1.7e9 + 1.0, Some(0.1)).unwrap();
+        for i in 0..b.count {
+            let start = b.start(i);
+            assert_eq!(b.index(start), Some(i), "{start}");
+            let next = b.start(i + 1);
+            let just_before = f64::from_bits(next.to_bits() - 1);
+            assert_eq!(b.index(just_before), Some(i), "{just_before}");
+        }
+        assert_eq!(b.index(b.start(0) - 1e-3), None);
+        assert_eq!(b.index(b.start(b.count)), None);
+    }
+
+    #[test]
+    fn sparklines_scale_to_the_peak_and_fold_groups() {
+        assert_eq!(sparkline(&[0.0, 1.0, 2.0, 4.0, 8.0], 10), " ▁▂▄█");
+        assert_eq!(sparkline(&[1.0, 8.0, 0.0, 0.0], 2), "█ ");
+    }
+}
