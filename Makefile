@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: build test test-live test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -16,6 +16,12 @@ test:
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status
+
+# The --html page in a real browser: Debian's headless chromium (installed when missing, as
+# root) renders it from disk; the screenshot is kept in target/tmp/browser/report.png.
+test-browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	$(CARGO) test -p ferret-cli --test cli -- --ignored the_html_page_renders_in_a_real_browser
 
 # The Python wheel of both tools (pyproject.toml, maturin), in target/wheels.
 wheel:

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod comparison;
 pub mod engine;
 pub mod export;
+pub mod html;
 pub mod report;
 pub mod sketch;
 pub mod stats;

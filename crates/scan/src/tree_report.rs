@@ -108,6 +108,78 @@ pub fn write_trees_text<D: AsRef<[u8]>>(
     Ok(())
 }
 
+/// What is left to write of a tree as HTML, on an explicit stack.
+enum HtmlFrame<'t> {
+    /// A node to open, and its depth.
+    Open(&'t TreeNode, usize),
+    /// The root's summary of elided spans.
+    Elided,
+    /// The end of a node with children.
+    Close,
+}
+
+/// Writes the trees as collapsible HTML: a `<details>` per span with children (open to the
+/// second level), a `<div>` per leaf, each labelled as the text prints it (errors marked), and
+/// the root's summary of elided spans under its children.
+pub fn write_trees_html<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    trees: &[CallTree],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let style = TextStyle { color: false };
+    for tree in trees {
+        writeln!(out, "<div class=\"tree\">")?;
+        let mut stack = vec![HtmlFrame::Open(&tree.root, 0)];
+        while let Some(frame) = stack.pop() {
+            let (node, depth) = match frame {
+                HtmlFrame::Open(node, depth) => (node, depth),
+                HtmlFrame::Elided => {
+                    let spans = group_thousands(tree.elided_spans);
+                    let secs = tree.elided_seconds;
+                    writeln!(
+                        out,
+                        "<div class=\"leaf elided\">… {spans} more spans, {secs:.2} s</div>"
+                    )?;
+                    continue;
+                }
+                HtmlFrame::Close => {
+                    writeln!(out, "</details>")?;
+                    continue;
+                }
+            };
+            let Some(s) = span(file, node.index) else {
+                continue;
+            };
+            let text = label(&s, self_time(file, node), style);
+            let text = html_escape::encode_text(&text);
+            let error = if s.status != "ok" {
+                " class=\"error\""
+            } else {
+                ""
+            };
+            let elided = depth == 0 && tree.elided_spans > 0;
+            if node.children.is_empty() && !elided {
+                writeln!(out, "<div class=\"leaf\"><span{error}>{text}</span></div>")?;
+                continue;
+            }
+            let open = if depth < 2 { " open" } else { "" };
+            writeln!(
+                out,
+                "<details{open}><summary><span{error}>{text}</span></summary>"
+            )?;
+            stack.push(HtmlFrame::Close);
+            if elided {
+                stack.push(HtmlFrame::Elided);
+            }
+            for child in node.children.iter().rev() {
+                stack.push(HtmlFrame::Open(child, depth + 1));
+            }
+        }
+        writeln!(out, "</div>")?;
+    }
+    Ok(())
+}
+
 fn group_thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();

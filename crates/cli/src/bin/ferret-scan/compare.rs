@@ -7,14 +7,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use ferret_format::SpanFile;
 use ferret_scan::comparison::{CompareOptions, ComparisonReport, Side};
 use ferret_scan::export::FoldedLine;
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanOptions};
-use memmap2::Mmap;
 
-use crate::{flame, select, source, Args, Format};
+use crate::{asking, flame, html, select, source, Args, Format};
 
 /// One side's run, scanned: what the comparison needs once the file is closed.
 struct ScannedRun {
@@ -58,15 +56,20 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
     let target_file = source::record_file(&args.file, &args.namespace, !args.no_sidecar)?;
     let base = match baseline {
         Baseline::RunOfTarget(run) => {
-            scan_side(args, (&args.file, &target_file.path), Some(run))
+            scan_side(args, (&args.file, &target_file.path), Some(run), started)
                 .with_context(|| format!("--baseline {run} is neither a file nor a run"))?
         }
         Baseline::OtherFile(path, run) => {
             let base_file = source::record_file(path, &args.namespace, !args.no_sidecar)?;
-            scan_side(args, (path, &base_file.path), run)?
+            scan_side(args, (path, &base_file.path), run, started)?
         }
     };
-    let target = scan_side(args, (&args.file, &target_file.path), args.run.as_deref())?;
+    let target = scan_side(
+        args,
+        (&args.file, &target_file.path),
+        args.run.as_deref(),
+        started,
+    )?;
     let options = CompareOptions {
         min_effect: args.min_effect / 100.0,
         fdr: args.fdr / 100.0,
@@ -76,6 +79,15 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
         let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
         let (b, t) = (base.stacks.as_deref(), target.stacks.as_deref());
         flame::write_differential(b.unwrap_or_default(), t.unwrap_or_default(), &title, svg)?;
+    }
+    if let Some(page) = &args.html {
+        let path = &target_file.path;
+        source::with_span_file(path, false, |file| {
+            asking(args, (path, file), started, |q| {
+                let chosen = select::select(q, args.run.as_deref(), true)?;
+                html::write_html(q, page, chosen, Some(&report))
+            })
+        })?;
     }
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -131,41 +143,33 @@ fn scan_side(
     args: &Args,
     (given, path): (&Path, &Path),
     run: Option<&str>,
+    started: Instant,
 ) -> anyhow::Result<ScannedRun> {
-    source::with_span_file(path, false, |file: &SpanFile<Mmap>| {
-        source::note_state(path, file);
-        if file.record_count() == 0 {
-            anyhow::bail!("{}: the file holds no spans", path.display());
-        }
-        file.advise_sequential();
-        let release = |seg: &ferret_format::Segment, range| file.release_records(seg, range);
-        let chosen = select::select(path, file, args, run, false, &release)?;
-        let opts = ScanOptions {
-            verify: !args.no_verify,
-            filter: chosen.filter,
-            ..ScanOptions::default()
-        };
-        let stats = scan_stats(file, chosen.run, &opts, &release)
-            .with_context(|| path.display().to_string())?;
-        let stacks = match &args.flamegraph {
-            Some(_) => Some(flame::stacks(
-                path,
-                file,
-                chosen.run,
-                opts.verify,
-                &release,
-            )?),
-            None => None,
-        };
-        let names = (0..file.name_count() as u32)
-            .map(|id| file.name(id).unwrap_or_default().to_string())
-            .collect();
-        Ok(ScannedRun {
-            path: given.to_path_buf(),
-            run_id: file.string(chosen.run).unwrap_or_default().to_string(),
-            stats,
-            names,
-            stacks,
+    source::with_span_file(path, false, |file| {
+        asking(args, (path, file), started, |q| {
+            let chosen = select::select(q, run, false)?;
+            let run = chosen.run;
+            let opts = ScanOptions {
+                verify: !args.no_verify,
+                filter: chosen.filter,
+                ..ScanOptions::default()
+            };
+            let stats = scan_stats(file, run, &opts, q.release)
+                .with_context(|| path.display().to_string())?;
+            let stacks = match &args.flamegraph {
+                Some(_) => Some(flame::stacks(q, run)?),
+                None => None,
+            };
+            let names = (0..file.name_count() as u32)
+                .map(|id| file.name(id).unwrap_or_default().to_string())
+                .collect();
+            Ok(ScannedRun {
+                path: given.to_path_buf(),
+                run_id: file.string(run).unwrap_or_default().to_string(),
+                stats,
+                names,
+                stacks,
+            })
         })
     })
 }

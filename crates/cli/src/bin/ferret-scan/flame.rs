@@ -5,26 +5,18 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use ferret_format::SpanFile;
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::export::{
     folded_stacks, write_differential_flamegraph, write_flamegraph, write_folded, FoldedLine,
     DEEPER_FRAMES, MAX_STACK_FRAMES,
 };
-use memmap2::Mmap;
 
-use crate::{create, warn_broken};
+use crate::{create, warn_broken, Asked};
 
 /// The folded stacks of `run`, with warnings about loops and frames beyond the depth kept.
-pub fn stacks(
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    run: u32,
-    verify: bool,
-    release: AfterChunk,
-) -> anyhow::Result<Vec<FoldedLine>> {
-    let folded =
-        folded_stacks(file, run, verify, release).with_context(|| path.display().to_string())?;
+pub fn stacks(q: &Asked, run: u32) -> anyhow::Result<Vec<FoldedLine>> {
+    let path = q.path;
+    let folded = folded_stacks(q.file, run, !q.args.no_verify, q.release)
+        .with_context(|| path.display().to_string())?;
     warn_broken(path, folded.broken_links);
     if folded.deeper_spans > 0 {
         eprintln!(
@@ -36,24 +28,17 @@ pub fn stacks(
     Ok(folded.lines)
 }
 
-/// Prints the folded lines of `run` (`folded`) and writes its flame graph to `svg`.
-pub fn write(
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    run: u32,
-    (folded, svg): (bool, Option<&Path>),
-    verify: bool,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
-    let lines = stacks(path, file, run, verify, release)?;
-    if let Some(svg) = svg {
-        let run_id = file.string(run).unwrap_or_default();
+/// Prints the folded lines of `run` (`--folded`) and writes its flame graph (`--flamegraph`).
+pub fn write(q: &Asked, run: u32) -> anyhow::Result<()> {
+    let lines = stacks(q, run)?;
+    if let Some(svg) = &q.args.flamegraph {
+        let run_id = q.file.string(run).unwrap_or_default();
         let mut w = create(svg)?;
         write_flamegraph(&lines, &format!("ferret · run {run_id}"), &mut w)
             .and_then(|()| w.flush())
             .with_context(|| svg.display().to_string())?;
     }
-    if folded {
+    if q.args.folded {
         let mut out = std::io::stdout().lock();
         write_folded(&lines, &mut out)?;
         out.flush()?;

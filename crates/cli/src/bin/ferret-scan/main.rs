@@ -3,6 +3,7 @@
 
 mod compare;
 mod flame;
+mod html;
 mod parquet;
 mod runs;
 mod select;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
+use ferret_scan::engine::AfterChunk;
 use ferret_scan::report::SORT_KEYS;
 use memmap2::Mmap;
 
@@ -74,9 +76,10 @@ struct Args {
     /// Print the --limit slowest call trees (roots chosen by the filters) instead of statistics.
     #[arg(short, long)]
     tree: bool,
-    /// Spans kept per tree; the fastest of the rest are folded into a summary line.
-    #[arg(long, default_value_t = 10_000)]
-    max_nodes: usize,
+    /// Spans kept per tree; the fastest of the rest are folded into a summary line (default
+    /// 10,000; 300 in --html, to keep the page small).
+    #[arg(long)]
+    max_nodes: Option<usize>,
     /// Fold spans (other than roots) faster than this many milliseconds into the summary.
     #[arg(long, default_value_t = 0.0)]
     min_ms: f64,
@@ -122,10 +125,15 @@ struct Args {
     /// function's timeline).
     #[arg(long, conflicts_with_all = ["runs", "tree", "folded", "flamegraph", "chrome_trace", "to_parquet", "verify", "baseline"])]
     timeline: bool,
-    /// With --timeline: the bucket width (e.g. 1s, 5m, 250ms; default: a round width giving at
-    /// most 200 buckets).
-    #[arg(long, requires = "timeline", value_parser = humantime::parse_duration)]
+    /// With --timeline or --html: the bucket width (e.g. 1s, 5m, 250ms; default: a round width
+    /// giving at most 200 buckets).
+    #[arg(long, value_parser = humantime::parse_duration)]
     bucket: Option<std::time::Duration>,
+    /// Write one self-contained HTML page of the run: its header, the function table
+    /// (sortable), the timeline chart, the flame graph and the --limit slowest trees (with
+    /// --baseline, the comparison too). It opens from disk and fetches nothing.
+    #[arg(long, value_name = "OUT.html", conflicts_with_all = ["runs", "tree", "folded", "chrome_trace", "to_parquet", "verify", "timeline"])]
+    html: Option<PathBuf>,
     /// Check every checksum and record in the file, then exit.
     #[arg(long)]
     verify: bool,
@@ -167,6 +175,16 @@ fn scan(args: &Args) -> anyhow::Result<()> {
     source::with_span_file(path, args.verify, |file| answer(args, path, file, started))
 }
 
+/// What every mode answers from: the arguments, the record file (its path and its mapping),
+/// when the question started, and how a pass hands back its pages.
+struct Asked<'a> {
+    args: &'a Args,
+    path: &'a Path,
+    file: &'a SpanFile<Mmap>,
+    started: Instant,
+    release: AfterChunk<'a>,
+}
+
 /// The answer of the mode `args` ask for, from `file`.
 fn answer(args: &Args, path: &Path, file: &SpanFile<Mmap>, started: Instant) -> anyhow::Result<()> {
     if args.verify {
@@ -178,38 +196,61 @@ fn answer(args: &Args, path: &Path, file: &SpanFile<Mmap>, started: Instant) -> 
         );
         return Ok(());
     }
+    asking(args, (path, file), started, dispatch)
+}
+
+/// Prepares `file` for a question's scans (its notes said, sequential reading advised, an
+/// empty file refused) and answers with `answer`.
+fn asking<T>(
+    args: &Args,
+    (path, file): (&Path, &SpanFile<Mmap>),
+    started: Instant,
+    answer: impl FnOnce(&Asked) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     source::note_state(path, file);
+    if file.record_count() == 0 {
+        bail!("{}: the file holds no spans", path.display());
+    }
     file.advise_sequential();
     // Each pass hands a chunk's pages back to the page cache once folded: resident memory stays
     // at a few chunks per worker, whatever the file's size.
     let release = |seg: &ferret_format::Segment, range| file.release_records(seg, range);
-    if file.record_count() == 0 {
-        bail!("{}: the file holds no spans", path.display());
-    }
-    let verify = !args.no_verify;
+    answer(&Asked {
+        args,
+        path,
+        file,
+        started,
+        release: &release,
+    })
+}
+
+/// The mode the arguments ask for.
+fn dispatch(q: &Asked) -> anyhow::Result<()> {
+    let args = q.args;
     if args.runs {
-        return runs::list_runs(path, file, args.format, verify, &release);
+        return runs::list_runs(q);
     }
-    let need_runs = args.to_parquet.is_some() || args.timeline;
-    let chosen = select::select(path, file, args, args.run.as_deref(), need_runs, &release)?;
+    let need_runs = args.to_parquet.is_some() || args.timeline || args.html.is_some();
+    let chosen = select::select(q, args.run.as_deref(), need_runs)?;
+    if let Some(page) = &args.html {
+        return html::write_html(q, page, chosen, None);
+    }
     if args.timeline {
-        return timeline::write_timeline(args, path, file, chosen, started, &release);
+        return timeline::write_timeline(q, chosen);
     }
     if let Some(output) = &args.to_parquet {
-        let chosen = (chosen, args.all_runs);
-        return parquet::write_parquet(path, output, file, chosen, started, &release);
+        return parquet::write_parquet(q, output, chosen);
     }
     if args.folded || args.flamegraph.is_some() {
-        let wanted = (args.folded, args.flamegraph.as_deref());
-        flame::write(path, file, chosen.run, wanted, verify, &release)?;
+        flame::write(q, chosen.run)?;
         if !args.tree && args.chrome_trace.is_none() {
             return Ok(());
         }
     }
     if args.tree || args.chrome_trace.is_some() {
-        return trees::write_trees(args, path, file, chosen, &release);
+        return trees::write_trees(q, chosen);
     }
-    stats::write_stats(args, path, file, chosen, started, &release)
+    stats::write_stats(q, chosen)
 }
 
 /// Warns once about spans whose parent links loop.

@@ -1,42 +1,32 @@
 //! `--to-parquet`: the chosen runs' spans as a Parquet file, with a summary line on stderr.
 
 use std::path::Path;
-use std::time::Instant;
 
-use ferret_format::SpanFile;
 use ferret_parquet::{export_parquet, ExportError, ExportOptions};
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::RunSummary;
-use memmap2::Mmap;
 
 use crate::select::Selection;
+use crate::Asked;
 
-/// Exports the chosen run (every run with `all_runs`) from `input` to `output`.
-pub fn write_parquet(
-    input: &Path,
-    output: &Path,
-    file: &SpanFile<Mmap>,
-    (chosen, all_runs): (Selection, bool),
-    started: Instant,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
+/// Exports the chosen run (every run with `--all-runs`) to `output`.
+pub fn write_parquet(q: &Asked, output: &Path, chosen: Selection) -> anyhow::Result<()> {
     let runs: Vec<RunSummary> = chosen
         .runs
         .into_iter()
-        .filter(|r| all_runs || r.run == chosen.run)
+        .filter(|r| q.args.all_runs || r.run == chosen.run)
         .collect();
     let options = ExportOptions {
         filter: chosen.filter,
         ..ExportOptions::default()
     };
-    let done = export_parquet(file, &runs, &options, output, release).map_err(|e| match e {
+    let done = export_parquet(q.file, &runs, &options, output, q.release).map_err(|e| match e {
         // Damage is the input's: name it (output errors name the output already).
         ExportError::Format(_) | ExportError::ParentLoop { .. } => {
-            anyhow::Error::new(e).context(input.display().to_string())
+            anyhow::Error::new(e).context(q.path.display().to_string())
         }
         other => other.into(),
     })?;
-    let secs = started.elapsed().as_secs_f64();
+    let secs = q.started.elapsed().as_secs_f64();
     eprintln!(
         "ferret-scan: wrote {} spans of {} run(s) to {} ({} row groups, {:.1} MB) in {secs:.2} s ({:.2}M spans/s)",
         done.rows,

@@ -1,33 +1,25 @@
 //! `--runs`: the runs of a file, the default one marked, as a table, JSON or CSV.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context;
 use ferret_format::SpanFile;
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::{default_run, scan_runs, RunSummary, ScanOptions};
 use memmap2::Mmap;
 
-use crate::{local_time, Format};
+use crate::{local_time, Asked, Format};
 
-/// Reads the runs of `file` and lists them.
-pub fn list_runs(
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    format: Format,
-    verify: bool,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
-    let ctx = || path.display().to_string();
+/// Reads the runs of the file and lists them.
+pub fn list_runs(q: &Asked) -> anyhow::Result<()> {
+    let ctx = || q.path.display().to_string();
     let opts = ScanOptions {
-        verify,
+        verify: !q.args.no_verify,
         ..ScanOptions::default()
     };
-    let runs = scan_runs(file, &opts, release).with_context(ctx)?;
-    let default = default_run(file).with_context(ctx)?;
+    let runs = scan_runs(q.file, &opts, q.release).with_context(ctx)?;
+    let default = default_run(q.file).with_context(ctx)?;
     let mut out = std::io::stdout().lock();
-    write_runs(file, &runs, default, format, &mut out)?;
+    write_runs(q.file, &runs, default, q.args.format, &mut out)?;
     Ok(out.flush()?)
 }
 

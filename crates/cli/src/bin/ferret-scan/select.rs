@@ -1,17 +1,13 @@
 //! Which spans a question is about: its run (given, or the one ferret picks) and the filters of
 //! the command line, with relative times counted back from the run's end.
 
-use std::path::Path;
-
 use anyhow::Context;
-use ferret_format::SpanFile;
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::{default_run, resolve_run, scan_runs, Filter, RunSummary, ScanOptions};
-use memmap2::Mmap;
 
-use crate::{Args, StatusArg};
+use crate::{Asked, StatusArg};
 
 /// A run and the filters, as they apply to one file.
+#[derive(Clone)]
 pub struct Selection {
     /// The run's string id in the file.
     pub run: u32,
@@ -21,25 +17,19 @@ pub struct Selection {
     pub filter: Filter,
 }
 
-/// The run of `file` that `run` names (an id or a unique prefix; `None`: the run of the latest
-/// span, as ferret picks) and the filters of `args`. The file's runs are read (a second pass)
+/// The run of the file that `run` names (an id or a unique prefix; `None`: the run of the latest
+/// span, as ferret picks) and the filters of the arguments. The file's runs are read (a second pass)
 /// only when a run is named, a time is relative to the run's end, or `need_runs`.
-pub fn select(
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    args: &Args,
-    run: Option<&str>,
-    need_runs: bool,
-    release: AfterChunk,
-) -> anyhow::Result<Selection> {
-    let ctx = || path.display().to_string();
+pub fn select(q: &Asked, run: Option<&str>, need_runs: bool) -> anyhow::Result<Selection> {
+    let (args, file) = (q.args, q.file);
+    let ctx = || q.path.display().to_string();
     let relative = |t: &Option<String>| t.as_deref().is_some_and(|t| t.starts_with('-'));
     let opts = ScanOptions {
         verify: !args.no_verify,
         ..ScanOptions::default()
     };
     let runs = if need_runs || run.is_some() || relative(&args.since) || relative(&args.until) {
-        scan_runs(file, &opts, release).with_context(ctx)?
+        scan_runs(file, &opts, q.release).with_context(ctx)?
     } else {
         Vec::new()
     };

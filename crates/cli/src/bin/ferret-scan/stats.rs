@@ -2,48 +2,47 @@
 //! CSV.
 
 use std::io::Write;
-use std::path::Path;
-use std::time::Instant;
 
 use anyhow::Context;
-use ferret_format::SpanFile;
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::{scan_stats, ScanOptions, StatsReport};
-use memmap2::Mmap;
 
 use crate::select::Selection;
-use crate::{Args, Format};
+use crate::{Asked, Format};
 
-/// Scans the chosen run and prints its functions.
-pub fn write_stats(
-    args: &Args,
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    chosen: Selection,
-    started: Instant,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
+/// The chosen run's functions, sorted by `--sort`, at most `limit` (0: all).
+pub fn report(q: &Asked, chosen: Selection, limit: usize) -> anyhow::Result<StatsReport> {
     let opts = ScanOptions {
-        verify: !args.no_verify,
+        verify: !q.args.no_verify,
         filter: chosen.filter,
         ..ScanOptions::default()
     };
-    let stats =
-        scan_stats(file, chosen.run, &opts, release).with_context(|| path.display().to_string())?;
-    let run_id = file.string(chosen.run).unwrap_or_default().to_string();
-    let name_of = |id| file.name(id).unwrap_or_default().to_string();
-    let report = StatsReport::build(run_id, &stats, name_of, &args.sort, args.limit);
+    let stats = scan_stats(q.file, chosen.run, &opts, q.release)
+        .with_context(|| q.path.display().to_string())?;
+    let run_id = q.file.string(chosen.run).unwrap_or_default().to_string();
+    let name_of = |id| q.file.name(id).unwrap_or_default().to_string();
+    Ok(StatsReport::build(
+        run_id,
+        &stats,
+        name_of,
+        &q.args.sort,
+        limit,
+    ))
+}
+
+/// Scans the chosen run and prints its functions.
+pub fn write_stats(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
+    let report = report(q, chosen, q.args.limit)?;
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match q.args.format {
         Format::Table => {
             writeln!(
                 out,
                 "{} · run {} · {} spans of {} · {:.3} s",
-                path.display(),
+                q.path.display(),
                 report.run_id,
                 report.spans,
-                file.record_count(),
-                started.elapsed().as_secs_f64()
+                q.file.record_count(),
+                q.started.elapsed().as_secs_f64()
             )?;
             report.write_table(&mut out)?;
         }

@@ -2,42 +2,29 @@
 //! (with sparklines on a terminal), JSON or CSV.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::time::Instant;
 
 use anyhow::Context;
-use ferret_format::SpanFile;
-use ferret_scan::engine::AfterChunk;
 use ferret_scan::timeline::{scan_timeline, Buckets, TimelineReport};
 use ferret_scan::ScanOptions;
-use memmap2::Mmap;
 
 use crate::select::Selection;
-use crate::{local_time, Args, Format};
+use crate::{local_time, Asked, Format};
 
 /// Scans the chosen run into buckets and prints them.
-pub fn write_timeline(
-    args: &Args,
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    chosen: Selection,
-    started: Instant,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
-    let ctx = || path.display().to_string();
-    let report = timeline(args, file, chosen, release).with_context(ctx)?;
+pub fn write_timeline(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
+    let report = timeline(q, chosen)?;
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match q.args.format {
         Format::Table => {
             let spans: u64 = report.buckets.iter().map(|b| b.spans).sum();
             writeln!(
                 out,
                 "{} · run {} · {spans} spans in {} buckets of {} s · {:.3} s",
-                path.display(),
+                q.path.display(),
                 report.run_id,
                 report.buckets.len(),
                 report.bucket_seconds,
-                started.elapsed().as_secs_f64()
+                q.started.elapsed().as_secs_f64()
             )?;
             report.write_table(&mut out, local_time, std::io::stdout().is_terminal())?;
         }
@@ -48,23 +35,20 @@ pub fn write_timeline(
 }
 
 /// The timeline of the chosen run over its starts (within --since/--until).
-pub fn timeline(
-    args: &Args,
-    file: &SpanFile<Mmap>,
-    chosen: Selection,
-    release: AfterChunk,
-) -> anyhow::Result<TimelineReport> {
+pub fn timeline(q: &Asked, chosen: Selection) -> anyhow::Result<TimelineReport> {
+    let ctx = || q.path.display().to_string();
     let run = chosen.runs.iter().find(|r| r.run == chosen.run);
     let (first, last) = run.map_or((0.0, 0.0), |r| (r.first_start, r.last_start));
     let from = chosen.filter.since.map_or(first, |t| t.max(first));
     let to = chosen.filter.until.map_or(last, |t| t.min(last)).max(from);
-    let buckets = Buckets::over(from, to, args.bucket.map(|d| d.as_secs_f64()))?;
+    let width = q.args.bucket.map(|d| d.as_secs_f64());
+    let buckets = Buckets::over(from, to, width).with_context(ctx)?;
     let opts = ScanOptions {
-        verify: !args.no_verify,
+        verify: !q.args.no_verify,
         filter: chosen.filter,
         ..ScanOptions::default()
     };
-    let stats = scan_timeline(file, chosen.run, &opts, &buckets, release)?;
-    let run_id = file.string(chosen.run).unwrap_or_default().to_string();
+    let stats = scan_timeline(q.file, chosen.run, &opts, &buckets, q.release).with_context(ctx)?;
+    let run_id = q.file.string(chosen.run).unwrap_or_default().to_string();
     Ok(TimelineReport::build(run_id, &stats, &buckets))
 }

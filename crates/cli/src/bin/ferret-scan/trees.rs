@@ -2,35 +2,28 @@
 //! them, as JSON, or as Chrome trace events.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 
 use anyhow::Context;
-use ferret_format::{Segment, SpanFile, SpanRecord};
-use ferret_scan::engine::AfterChunk;
+use ferret_format::{Segment, SpanRecord};
 use ferret_scan::export::write_chrome_trace;
-use ferret_scan::tree::{slowest_trees, TreeOptions};
+use ferret_scan::tree::{slowest_trees, CallTree, TreeOptions};
 use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
 use ferret_scan::ScanOptions;
-use memmap2::Mmap;
 
 use crate::select::Selection;
-use crate::{create, warn_broken, Args, Format};
+use crate::{create, warn_broken, Asked, Format};
 
-/// Finds the `--limit` slowest trees among the roots the filters choose and writes them.
-pub fn write_trees(
-    args: &Args,
-    path: &Path,
-    file: &SpanFile<Mmap>,
-    chosen: Selection,
-    release: AfterChunk,
-) -> anyhow::Result<()> {
+/// The `--limit` slowest trees among the roots the filters choose, each of at most
+/// `max_nodes` spans.
+pub fn slowest(q: &Asked, chosen: &Selection, max_nodes: usize) -> anyhow::Result<Vec<CallTree>> {
+    let (args, file) = (q.args, q.file);
     let tree_opts = TreeOptions {
         limit: if args.limit == 0 {
             usize::MAX
         } else {
             args.limit
         },
-        max_nodes: args.max_nodes,
+        max_nodes,
         min_duration: args.min_ms / 1000.0,
     };
     let filter = chosen.filter.compile(file);
@@ -40,9 +33,16 @@ pub fn write_trees(
         filter: chosen.filter.clone(),
         ..ScanOptions::default()
     };
-    let trees = slowest_trees(file, chosen.run, &opts, &tree_opts, &keep, release)
-        .with_context(|| path.display().to_string())?;
-    warn_broken(path, trees.iter().map(|t| t.broken_links).sum());
+    let trees = slowest_trees(file, chosen.run, &opts, &tree_opts, &keep, q.release)
+        .with_context(|| q.path.display().to_string())?;
+    warn_broken(q.path, trees.iter().map(|t| t.broken_links).sum());
+    Ok(trees)
+}
+
+/// Finds the `--limit` slowest trees among the roots the filters choose and writes them.
+pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
+    let (args, file) = (q.args, q.file);
+    let trees = slowest(q, &chosen, args.max_nodes.unwrap_or(10_000))?;
     if let Some(json) = &args.chrome_trace {
         let mut w = create(json)?;
         write_chrome_trace(file, &trees, &mut w)
