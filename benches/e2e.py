@@ -6,7 +6,8 @@ Also `ferret-scan trace.db` straight on a FERRET_SPANS-span database: the first 
 converts into the sidecar), a later one after nothing changed, and the scan of the sidecar alone.
 And the selective-scan issue's questions on a RUNS_SPANS-span trace of 40 runs (default
 3,000,000): `--runs`, one run's table, `--since -5m` and the default run's table, against a plain
-mmap read of the whole file (`mmap-ceiling`), all as whole processes, in the same run.
+mmap read of the whole file (`mmap-ceiling`), all as whole processes, in the same run. And the
+reports: `--timeline`, the `--html` page against the scans it is made of, and `--baseline`.
 
 Environment: BENCH_SPANS (default 6,000,000), FERRET_SPANS (ferret-io's size, default 1,000,000),
 BENCH_DIR (scratch, default target/bench), BENCH_RUNS (runs of each short command, default 5;
@@ -111,7 +112,7 @@ def main():
         rows.append((f"ferret-io `ferret analyze` at {FERRET_SPANS:,} spans", t, m, ""))
 
     rows += sidecar_calls()
-    write_results(rows, scan_vs_ceiling(), selective_questions())
+    write_results(rows, scan_vs_ceiling(), selective_questions(), reports(rec))
 
 
 def documented_sql(heading):
@@ -234,7 +235,32 @@ def selective_questions():
     return rows
 
 
-def write_results(rows, pairs, selective):
+def reports(rec):
+    """The timeline, the HTML page and the run comparison on the bench trace (warm, whole
+    processes): the page against the scans it is made of, run alone (table of every function,
+    timeline, folded stacks, the 20 slowest trees), and the comparison against the two runs'
+    tables."""
+    def best(extra):
+        return measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
+    page = WORK / "report.html"
+    base = "0000000000000000000000005eed0000"
+    html, html_mib = best(["--html", page])
+    parts = [["--format", "json", "--limit", "0"], ["--timeline", "--format", "json"], ["--folded"],
+             ["--tree", "--format", "json"]]
+    alone = sum(best(extra)[0] for extra in parts)
+    timeline, timeline_mib = best(["--timeline", "--format", "json"])
+    compared, compared_mib = best(["--baseline", base, "--format", "json"])
+    tables = best(["--run", base, "--format", "json"])[0] + best(["--run", RUN, "--format", "json"])[0]
+    return [
+        ("ferret-scan --timeline (default buckets)", timeline, timeline_mib, ""),
+        ("ferret-scan --html (the page of the default run)", html, html_mib,
+         f"page {page.stat().st_size / 1e6:.2f} MB; {html - alone:+.2f} s beyond its scans run alone ({alone:.2f} s)"),
+        ("ferret-scan --baseline R0 (default run against the first)", compared, compared_mib,
+         f"{compared / tables:.2f}× the two runs' tables ({tables:.2f} s)"),
+    ]
+
+
+def write_results(rows, pairs, selective, report_rows):
     by = {r[0]: r for r in rows}
     def ratio(a, b):
         return f"{by[b][1] / by[a][1]:.1f}×" if a in by and b in by else "n/a"
@@ -304,7 +330,14 @@ def write_results(rows, pairs, selective):
     ] + [
         f"| {what} | {t:.3f} | {m:.0f} | {note}{'' if not note or t / selective[0][1] <= 0.5 else ' (**short**)'} |"
         for what, t, m, note in selective
-    ] + [""]
+    ] + [
+        "",
+        f"Reports on the {SPANS:,}-span trace (whole processes, warm; target: the page written in under a second "
+        "beyond the scans it is made of):",
+        "",
+        "| what | seconds | peak RSS MiB | note |",
+        "|---|---:|---:|---|",
+    ] + [f"| {what} | {t:.3f} | {m:.0f} | {note} |" for what, t, m, note in report_rows] + [""]
     (ROOT / "benches" / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -2852,7 +2852,9 @@ fn the_html_page_renders_in_a_real_browser() {
     .unwrap();
     let embedded: Value = serde_json::from_str(&data.captures(&dom).unwrap()[1]).unwrap();
     assert_eq!(embedded["buckets"], timeline["buckets"]);
-    let frames = regex::Regex::new(r#"id="flamegraph" data-frames="(\d+)""#).unwrap();
+    let frames =
+        regex::Regex::new(r#"id="flamegraph" data-frames="(\d+)" data-interactive="true""#)
+            .unwrap();
     let drawn: usize = frames.captures(&dom).expect("the flame graph was counted")[1]
         .parse()
         .unwrap();

@@ -110,12 +110,12 @@ const SCRIPT: &str = r##"
   window.addEventListener("mouseup", function () { from = null; });
 
   // The flame graph lives in a frame of its own (its script expects a document to itself);
-  // the page records how many frames it drew.
+  // the page records how many frames it drew and whether its script (search, zoom) started.
   var frame = document.getElementById("flamegraph-frame");
   function counted() {
-    var doc = frame.contentDocument;
-    var frames = doc ? doc.querySelectorAll("#frames > g").length : 0;
-    document.getElementById("flamegraph").dataset.frames = frames;
+    var doc = frame.contentDocument, section = document.getElementById("flamegraph");
+    section.dataset.frames = doc ? doc.querySelectorAll("#frames > g").length : 0;
+    section.dataset.interactive = frame.contentWindow.searching === 0;
   }
   if (frame.contentDocument && frame.contentDocument.readyState === "complete") counted();
   else frame.addEventListener("load", counted);
