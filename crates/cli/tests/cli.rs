@@ -2906,3 +2906,37 @@ fn the_html_page_renders_in_a_real_browser() {
     assert!(out.status.success());
     assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
 }
+
+/// The page without a browser: one file holding every part, every function of the run, no
+/// reference to anything outside it; `--flamegraph` beside `--html` writes its SVG too.
+#[test]
+fn the_html_page_is_one_file_with_every_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let (page, svg) = (dir.path().join("p.html"), dir.path().join("f.svg"));
+    ok!(run!(
+        "ferret-scan",
+        &file,
+        "--html",
+        &page,
+        "--flamegraph",
+        &svg
+    ));
+    let html = std::fs::read_to_string(&page).unwrap();
+    for part in ["functions", "timeline", "flamegraph", "trees"] {
+        assert!(html.contains(&format!("<section id=\"{part}\">")), "{part}");
+    }
+    let functions = json_of(run!(
+        "ferret-scan",
+        &file,
+        "--format",
+        "json",
+        "--limit",
+        "0"
+    ));
+    let rows = html.matches("<tr class=\"function\">").count();
+    assert_eq!(rows, functions["functions"].as_array().unwrap().len());
+    let outside = regex::Regex::new(r#"(src|href|url)\s*[=(]\s*["']?(https?:)?//"#).unwrap();
+    assert!(!outside.is_match(&html), "{:?}", outside.find(&html));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}

@@ -10,7 +10,7 @@ use anyhow::Context;
 use ferret_scan::comparison::{CompareOptions, ComparisonReport, Side};
 use ferret_scan::export::FoldedLine;
 use ferret_scan::stats::ChunkStats;
-use ferret_scan::{scan_stats, ScanOptions};
+use ferret_scan::{scan_stats, ScanError, ScanOptions};
 
 use crate::{asking, flame, html, select, source, Args, Format};
 
@@ -34,46 +34,23 @@ enum Baseline<'a> {
     OtherFile(&'a Path, Option<&'a str>),
 }
 
-/// Scans both runs, prints the comparison, draws the differential flame graph, and fails with
-/// exit code 3 when `--fail-on-regression` finds a regression.
+/// Scans both runs, prints the comparison, draws the differential flame graph, writes the
+/// page, and fails with exit code 3 when `--fail-on-regression` finds a regression.
 pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> {
-    let fdr_ok = args.fdr > 0.0 && args.fdr <= 100.0;
-    if !fdr_ok || args.min_effect.is_nan() || args.min_effect < 0.0 {
-        anyhow::bail!(
-            "--fdr must lie in (0, 100] and --min-effect be 0 or more (both in percent); got {} and {}",
-            args.fdr,
-            args.min_effect
-        );
-    }
-    let baseline = match Path::new(base) {
-        path if path.exists() => Baseline::OtherFile(path, args.baseline_run.as_deref()),
-        _ if args.baseline_run.is_some() => anyhow::bail!(
-            "--baseline {base}: no such file (--baseline-run picks a run in another file; to compare two runs of {}, give --baseline RUN)",
-            args.file.display()
-        ),
-        _ => Baseline::RunOfTarget(base),
-    };
+    let options = options(args)?;
+    let baseline = baseline(args, base)?;
     let target_file = source::record_file(&args.file, &args.namespace, !args.no_sidecar)?;
+    let target_path = (args.file.as_path(), target_file.path.as_path());
     let base = match baseline {
         Baseline::RunOfTarget(run) => {
-            scan_side(args, (&args.file, &target_file.path), Some(run), started)
-                .with_context(|| format!("--baseline {run} is neither a file nor a run"))?
+            scan_side(args, target_path, Some(run), started).map_err(|e| unknown_run(e, run))?
         }
         Baseline::OtherFile(path, run) => {
             let base_file = source::record_file(path, &args.namespace, !args.no_sidecar)?;
             scan_side(args, (path, &base_file.path), run, started)?
         }
     };
-    let target = scan_side(
-        args,
-        (&args.file, &target_file.path),
-        args.run.as_deref(),
-        started,
-    )?;
-    let options = CompareOptions {
-        min_effect: args.min_effect / 100.0,
-        fdr: args.fdr / 100.0,
-    };
+    let target = scan_side(args, target_path, args.run.as_deref(), started)?;
     let report = build_report(&base, &target, options, args);
     if let Some(svg) = &args.flamegraph {
         let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
@@ -89,6 +66,63 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
             })
         })?;
     }
+    print(&report, (&base, &target), args, started)?;
+    match args.fail_on_regression {
+        Some(pct) => gate(&report, pct),
+        None => Ok(()),
+    }
+}
+
+/// `--min-effect` and `--fdr` as fractions, checked.
+fn options(args: &Args) -> anyhow::Result<CompareOptions> {
+    let fdr_ok = args.fdr > 0.0 && args.fdr <= 100.0;
+    if !fdr_ok || args.min_effect.is_nan() || args.min_effect < 0.0 {
+        anyhow::bail!(
+            "--fdr must lie in (0, 100] and --min-effect be 0 or more (both in percent); got {} and {}",
+            args.fdr,
+            args.min_effect
+        );
+    }
+    Ok(CompareOptions {
+        min_effect: args.min_effect / 100.0,
+        fdr: args.fdr / 100.0,
+    })
+}
+
+/// What `--baseline BASE` names: a file when one is there, else a run of the target's file.
+fn baseline<'a>(args: &'a Args, base: &'a str) -> anyhow::Result<Baseline<'a>> {
+    match Path::new(base) {
+        path if path.exists() => Ok(Baseline::OtherFile(path, args.baseline_run.as_deref())),
+        _ if args.baseline_run.is_some() => anyhow::bail!(
+            "--baseline {base}: no such file (--baseline-run picks a run in another file; to compare two runs of {}, give --baseline RUN)",
+            args.file.display()
+        ),
+        _ => Ok(Baseline::RunOfTarget(base)),
+    }
+}
+
+/// A baseline run the target's file does not have is a baseline that is neither a file nor a
+/// run: said so, with the runs it comes closest to. Other errors pass unchanged.
+fn unknown_run(e: anyhow::Error, run: &str) -> anyhow::Error {
+    let unknown = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ScanError>(),
+            Some(ScanError::UnknownRun { .. } | ScanError::AmbiguousRun { .. })
+        )
+    });
+    match unknown {
+        true => e.context(format!("--baseline {run} is neither a file nor a run")),
+        false => e,
+    }
+}
+
+/// The comparison as a table (with both sides named), JSON or CSV.
+fn print(
+    report: &ComparisonReport,
+    (base, target): (&ScannedRun, &ScannedRun),
+    args: &Args,
+    started: Instant,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Table => {
@@ -108,11 +142,7 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
         Format::Json => report.write_json(&mut out)?,
         Format::Csv => report.write_csv(&mut out)?,
     }
-    out.flush()?;
-    match args.fail_on_regression {
-        Some(pct) => gate(&report, pct),
-        None => Ok(()),
-    }
+    Ok(out.flush()?)
 }
 
 /// The comparison of the two scanned runs.

@@ -233,6 +233,9 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
     let need_runs = args.to_parquet.is_some() || args.timeline || args.html.is_some();
     let chosen = select::select(q, args.run.as_deref(), need_runs)?;
     if let Some(page) = &args.html {
+        if args.flamegraph.is_some() {
+            flame::write(q, chosen.run)?;
+        }
         return html::write_html(q, page, chosen, None);
     }
     if args.timeline {
