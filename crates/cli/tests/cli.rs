@@ -2802,15 +2802,14 @@ fn the_html_page_renders_in_a_real_browser() {
     ok!(run!("ferret-scan", &file, "--html", &page));
     let (dom, fetched) = render(&page, dir.path());
     assert!(fetched.is_empty(), "the page fetched {fetched:?}");
-    let json: Value = serde_json::from_str(&ok!(run!(
+    let json = json_of(run!(
         "ferret-scan",
         &file,
         "--format",
         "json",
         "--limit",
         "0"
-    )))
-    .unwrap();
+    ));
     let want = by_key(&json["functions"], "name");
     let row =
         regex::Regex::new(r#"<tr class="function"><td class="name">(.*?)</td>(.*?)</tr>"#).unwrap();
