@@ -2939,3 +2939,86 @@ fn the_html_page_is_one_file_with_every_part() {
     assert!(!outside.is_match(&html), "{:?}", outside.find(&html));
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
 }
+
+/// The frames of a flame graph SVG: (name, y, x, width) of every `<g>` with a title, x and
+/// width in percent.
+fn svg_frames(svg: &Path) -> Vec<(String, String, f64, f64)> {
+    let text = std::fs::read_to_string(svg).unwrap();
+    let xml = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&text, xml).unwrap();
+    let percent = |v: Option<&str>| v.unwrap().trim_end_matches('%').parse::<f64>().unwrap();
+    let mut frames: Vec<(String, String, f64, f64)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g"))
+        .filter_map(|g| {
+            let title = g.children().find(|c| c.has_tag_name("title"))?.text()?;
+            let rect = g.children().find(|c| c.has_tag_name("rect"))?;
+            let name = title.split(" (").next().unwrap().to_string();
+            let y = rect.attribute("y").unwrap().to_string();
+            Some((
+                name,
+                y,
+                percent(rect.attribute("x")),
+                percent(rect.attribute("width")),
+            ))
+        })
+        .collect();
+    frames.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    frames
+}
+
+/// A flame graph alone folds the stacks too thin to draw into their ancestors: 20,000 distinct
+/// 10 µs stacks under one root draw the same frames, as wide, as the complete lines `--folded`
+/// prints (and still prints, every one). Only places move: the thin stacks' time joins their
+/// parent's own, which inferno draws first.
+#[test]
+fn a_flame_graph_draws_the_same_frames_from_the_drawable_stacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    let mut span = |id: u64, parent: Option<u64>, name: &str, start: f64, duration: f64| {
+        let parent = parent.map_or("null".to_string(), |p| format!("\"{p:032x}\""));
+        lines.push_str(&format!(
+            "{{\"span_id\":\"{id:032x}\",\"parent_id\":{parent},\"run_id\":\"r\",\"name\":\"{name}\",\"start_time\":{start},\"end_time\":{},\"duration\":{duration},\"tags\":{{}},\"status\":\"ok\"}}\n",
+            start + duration
+        ));
+    };
+    span(1, None, "main", 1.7e9, 10.0);
+    span(2, Some(1), "big", 1.7e9, 4.0);
+    span(3, Some(2), "inner", 1.7e9, 1.0);
+    for i in 0..20_000u64 {
+        span(
+            10 + i,
+            Some(1),
+            &format!("tiny_{i}"),
+            1.7e9 + 4.0 + i as f64 * 1e-5,
+            1e-5,
+        );
+    }
+    let input = dir.path().join("thin.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let file = dir.path().join("thin.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &file, "--quiet"));
+    let (drawn, complete) = (
+        dir.path().join("drawn.svg"),
+        dir.path().join("complete.svg"),
+    );
+    ok!(run!("ferret-scan", &file, "--flamegraph", &drawn));
+    let folded = ok!(run!(
+        "ferret-scan",
+        &file,
+        "--flamegraph",
+        &complete,
+        "--folded"
+    ));
+    assert_eq!(folded.lines().count(), 20_003, "every stack in --folded");
+    let (a, b) = (svg_frames(&drawn), svg_frames(&complete));
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    assert!(a.iter().any(|f| f.0 == "inner"), "{a:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1));
+        assert!((x.3 - y.3).abs() < 1e-3, "{x:?} vs {y:?}");
+    }
+}

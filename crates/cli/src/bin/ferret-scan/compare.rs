@@ -187,7 +187,8 @@ fn scan_side(
             let stats = scan_stats(file, run, &opts, q.release)
                 .with_context(|| path.display().to_string())?;
             let stacks = match &args.flamegraph {
-                Some(_) => Some(flame::stacks(q, run)?),
+                // Exact: a differential graph colours by the change of each stack.
+                Some(_) => Some(flame::stacks(q, run, false)?),
                 None => None,
             };
             let names = (0..file.name_count() as u32)

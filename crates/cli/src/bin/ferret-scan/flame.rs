@@ -7,15 +7,17 @@ use std::path::Path;
 use anyhow::Context;
 use ferret_scan::export::{
     folded_stacks, write_differential_flamegraph, write_flamegraph, write_folded, FoldedLine,
-    DEEPER_FRAMES, MAX_STACK_FRAMES,
+    DEEPER_FRAMES, DRAWN_SHARE, MAX_STACK_FRAMES,
 };
 
 use crate::{create, warn_broken, Asked};
 
-/// The folded stacks of `run`, with warnings about loops and frames beyond the depth kept.
-pub fn stacks(q: &Asked, run: u32) -> anyhow::Result<Vec<FoldedLine>> {
+/// The folded stacks of `run`, with warnings about loops and frames beyond the depth kept;
+/// `drawn` folds the stacks too thin to draw into their ancestors (for a flame graph alone).
+pub fn stacks(q: &Asked, run: u32, drawn: bool) -> anyhow::Result<Vec<FoldedLine>> {
     let path = q.path;
-    let folded = folded_stacks(q.file, run, !q.args.no_verify, q.release)
+    let min_share = if drawn { DRAWN_SHARE } else { 0.0 };
+    let folded = folded_stacks(q.file, run, !q.args.no_verify, min_share, q.release)
         .with_context(|| path.display().to_string())?;
     warn_broken(path, folded.broken_links);
     if folded.deeper_spans > 0 {
@@ -30,7 +32,7 @@ pub fn stacks(q: &Asked, run: u32) -> anyhow::Result<Vec<FoldedLine>> {
 
 /// Prints the folded lines of `run` (`--folded`) and writes its flame graph (`--flamegraph`).
 pub fn write(q: &Asked, run: u32) -> anyhow::Result<()> {
-    let lines = stacks(q, run)?;
+    let lines = stacks(q, run, !q.args.folded)?;
     if let Some(svg) = &q.args.flamegraph {
         let run_id = q.file.string(run).unwrap_or_default();
         let mut w = create(svg)?;

@@ -27,7 +27,7 @@ pub fn write_html(
     let (args, file) = (q.args, q.file);
     let functions = stats::report(q, chosen.clone(), 0)?;
     let timeline = timeline::timeline(q, chosen.clone())?;
-    let stacks = flame::stacks(q, chosen.run)?;
+    let stacks = flame::stacks(q, chosen.run, true)?;
     let mut svg = Vec::new();
     write_flamegraph(
         &stacks,
