@@ -238,15 +238,15 @@ def selective_questions():
 def reports(rec):
     """The timeline, the HTML page and the run comparison on the bench trace (warm, whole
     processes): the page against the scans it is made of, run alone (table of every function,
-    timeline, folded stacks, the 20 slowest trees), and the comparison against the two runs'
+    timeline, flame graph, the 20 slowest trees), and the comparison against the two runs'
     tables."""
     def best(extra):
         return measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: warm(rec))
     page = WORK / "report.html"
     base = "0000000000000000000000005eed0000"
     html, html_mib = best(["--html", page])
-    parts = [["--format", "json", "--limit", "0"], ["--timeline", "--format", "json"], ["--folded"],
-             ["--tree", "--format", "json"]]
+    parts = [["--format", "json", "--limit", "0"], ["--timeline", "--format", "json"],
+             ["--flamegraph", WORK / "alone.svg"], ["--tree", "--format", "json"]]
     alone = sum(best(extra)[0] for extra in parts)
     timeline, timeline_mib = best(["--timeline", "--format", "json"])
     compared, compared_mib = best(["--baseline", base, "--format", "json"])
