@@ -640,6 +640,11 @@ mod tests {
         // The default sort: the largest change of total time first (f0 gained 1 s).
         let by_total = compare(&base, &target, "total");
         assert_eq!(by_total.functions[0].name, "f0");
+        // Any key sorts by the size of its change: f0's count did not change, f1 lost 100
+        // spans and f2 gained 100 (new and gone count whole).
+        let by_count = compare(&base, &target, "count");
+        let order: Vec<&str> = by_count.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(order, ["f2", "f1", "f0"]);
         let mut json = Vec::new();
         by_total.write_json(&mut json).unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
