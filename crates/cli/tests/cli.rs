@@ -2790,8 +2790,8 @@ fn render(page: &Path, dir: &Path) -> (String, Vec<String>) {
 
 /// `--html` in a real browser (Debian's headless Chromium): the rendered function table holds
 /// every function of the run with `--format json`'s numbers, the timeline chart and the flame
-/// graph are drawn, a baseline adds the comparison, and the page fetched nothing (a page that
-/// does fetch is caught by the same check). A screenshot is kept in
+/// graph are drawn, a baseline adds the comparison and its differential flame graph, and the
+/// page fetched nothing (a page that does fetch is caught by the same check). A screenshot is kept in
 /// target/tmp/browser/report.png. Run by `make test-browser`.
 #[test]
 #[ignore = "needs Debian's chromium: make test-browser"]
@@ -2879,6 +2879,14 @@ fn the_html_page_renders_in_a_real_browser() {
     );
     let verdicts = regex::Regex::new(r#"<tr class="(same|slower|faster|new|gone)">"#).unwrap();
     assert_eq!(verdicts.find_iter(&dom).count(), 191, "170 + 21 gone");
+    let differential =
+        regex::Regex::new(r#"id="differential" data-frames="(\d+)" data-interactive="true""#)
+            .unwrap();
+    let caps = differential
+        .captures(&dom)
+        .expect("the differential graph was drawn");
+    let drawn: usize = caps[1].parse().unwrap();
+    assert!(drawn > 100, "{drawn} differential frames");
     // The check sees a page that fetches.
     let fetching = dir.path().join("fetching.html");
     std::fs::write(&fetching, "<img src=\"http://ferret.invalid/x.png\">").unwrap();

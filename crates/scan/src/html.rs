@@ -1,7 +1,7 @@
 //! `--html`: one self-contained page of a run: its header, the function table (sortable), the
 //! timeline as a chart (p50/p99 and error rate over time, a range brushed to sum it up), the
 //! flame graph (inferno's SVG with its search and zoom), the slowest trees (collapsible) and,
-//! with a baseline, the comparison. Data, styles and script are inline: the page opens from
+//! with a baseline, the comparison and its differential flame graph. Data, styles and script are inline: the page opens from
 //! disk and fetches nothing. Every part is rendered from the reports the text outputs print.
 
 use std::io::{self, Write};
@@ -30,8 +30,9 @@ pub struct Page<'a> {
     pub flamegraph_svg: String,
     /// The slowest trees as HTML (`tree_report::write_trees_html`).
     pub trees_html: String,
-    /// The comparison with a baseline, when one was given.
-    pub comparison: Option<&'a ComparisonReport>,
+    /// The comparison with a baseline, when one was given, and its differential flame graph
+    /// (an SVG document).
+    pub comparison: Option<(&'a ComparisonReport, String)>,
 }
 
 const STYLE: &str = r##"
@@ -109,16 +110,18 @@ const SCRIPT: &str = r##"
   chart.addEventListener("mousemove", function (e) { if (from !== null) show(from, bucketAt(e)); });
   window.addEventListener("mouseup", function () { from = null; });
 
-  // The flame graph lives in a frame of its own (its script expects a document to itself);
-  // the page records how many frames it drew and whether its script (search, zoom) started.
-  var frame = document.getElementById("flamegraph-frame");
-  function counted() {
-    var doc = frame.contentDocument, section = document.getElementById("flamegraph");
-    section.dataset.frames = doc ? doc.querySelectorAll("#frames > g").length : 0;
-    section.dataset.interactive = frame.contentWindow.searching === 0;
-  }
-  if (frame.contentDocument && frame.contentDocument.readyState === "complete") counted();
-  else frame.addEventListener("load", counted);
+  // Each flame graph lives in a frame of its own (its script expects a document to itself);
+  // the frame's holder records how many frames it drew and whether its script (search, zoom)
+  // started.
+  document.querySelectorAll("iframe.flame").forEach(function (frame) {
+    function counted() {
+      var doc = frame.contentDocument, holder = frame.parentElement;
+      holder.dataset.frames = doc ? doc.querySelectorAll("#frames > g").length : 0;
+      holder.dataset.interactive = frame.contentWindow.searching === 0;
+    }
+    if (frame.contentDocument && frame.contentDocument.readyState === "complete") counted();
+    else frame.addEventListener("load", counted);
+  });
 })();
 "##;
 
@@ -138,8 +141,8 @@ pub fn write_page(page: &Page, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "<dt>{}</dt><dd>{}</dd>", text(key), text(value))?;
     }
     writeln!(out, "</dl>")?;
-    if let Some(comparison) = page.comparison {
-        write_comparison(comparison, out)?;
+    if let Some((comparison, differential_svg)) = &page.comparison {
+        write_comparison(comparison, differential_svg, out)?;
     }
     write_functions(page.functions, out)?;
     write_timeline(page, out)?;
@@ -322,9 +325,18 @@ fn write_timeline(page: &Page, out: &mut dyn Write) -> io::Result<()> {
     )
 }
 
-/// The flame graph in a frame of its own document (inferno's script finds its SVG as the
-/// document's first), sized to the graph.
+/// The run's flame graph.
 fn write_flamegraph(svg: &str, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "<section id=\"flamegraph\">\n<h2>Flame graph (self time)</h2>\n{}</section>",
+        flame_frame(svg)
+    )
+}
+
+/// A flame graph in a frame of its own document (inferno's script finds its SVG as the
+/// document's first), sized to the graph.
+fn flame_frame(svg: &str) -> String {
     // The XML prolog and doctype mean nothing inside an HTML document.
     let svg = svg.find("<svg").map_or(svg, |at| &svg[at..]);
     let height = svg
@@ -336,16 +348,20 @@ fn write_flamegraph(svg: &str, out: &mut dyn Write) -> io::Result<()> {
     let doc = format!(
         "<!DOCTYPE html><html><head><style>body{{margin:0}} svg{{width:100%}}</style></head><body>{svg}</body></html>"
     );
-    writeln!(
-        out,
-        "<section id=\"flamegraph\">\n<h2>Flame graph (self time)</h2>\n<iframe id=\"flamegraph-frame\" title=\"flame graph\" style=\"height:{}px\" srcdoc=\"{}\"></iframe>\n</section>",
+    format!(
+        "<iframe class=\"flame\" title=\"flame graph\" style=\"height:{}px\" srcdoc=\"{}\"></iframe>\n",
         height + 8.0,
         attribute(&doc)
     )
 }
 
-/// The comparison with the baseline: every function's verdict, shift and change of total.
-fn write_comparison(report: &ComparisonReport, out: &mut dyn Write) -> io::Result<()> {
+/// The comparison with the baseline: every function's verdict, shift and change of total, and
+/// the differential flame graph.
+fn write_comparison(
+    report: &ComparisonReport,
+    differential_svg: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     writeln!(
         out,
         "<section id=\"comparison\">\n<h2>Against run {} ({} spans)</h2>\n<p>{}</p>\n<div class=\"scroll\"><table class=\"sortable\">",
@@ -390,5 +406,9 @@ fn write_comparison(report: &ComparisonReport, out: &mut dyn Write) -> io::Resul
             cells.concat()
         )?;
     }
-    writeln!(out, "</tbody></table></div>\n</section>")
+    writeln!(
+        out,
+        "</tbody></table></div>\n<h3>Differential flame graph (the target's stacks; red: more self time than the base, blue: less)</h3>\n<div id=\"differential\">{}</div>\n</section>",
+        flame_frame(differential_svg)
+    )
 }

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferret_scan::comparison::{CompareOptions, ComparisonReport, Side};
-use ferret_scan::export::FoldedLine;
+use ferret_scan::export::{write_differential_flamegraph, FoldedLine};
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanError, ScanOptions};
 
-use crate::{asking, flame, html, select, source, Args, Format};
+use crate::{asking, create, flame, html, select, source, Args, Format};
 
 /// One side's run, scanned: what the comparison needs once the file is closed.
 struct ScannedRun {
@@ -52,17 +52,24 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
     };
     let target = scan_side(args, target_path, args.run.as_deref(), started)?;
     let report = build_report(&base, &target, options, args);
+    let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
+    let (b, t) = (base.stacks.as_deref(), target.stacks.as_deref());
+    let (b, t) = (b.unwrap_or_default(), t.unwrap_or_default());
     if let Some(svg) = &args.flamegraph {
-        let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
-        let (b, t) = (base.stacks.as_deref(), target.stacks.as_deref());
-        flame::write_differential(b.unwrap_or_default(), t.unwrap_or_default(), &title, svg)?;
+        let mut w = create(svg)?;
+        write_differential_flamegraph(b, t, &title, &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| svg.display().to_string())?;
     }
     if let Some(page) = &args.html {
+        let mut svg = Vec::new();
+        write_differential_flamegraph(b, t, &title, &mut svg)?;
+        let svg = String::from_utf8(svg).context("the flame graph is not UTF-8")?;
         let path = &target_file.path;
         source::with_span_file(path, false, |file| {
             asking(args, (path, file), started, |q| {
                 let chosen = select::select(q, args.run.as_deref(), true)?;
-                html::write_html(q, page, chosen, Some(&report))
+                html::write_html(q, page, chosen, Some((&report, svg.clone())))
             })
         })?;
     }
@@ -186,10 +193,11 @@ fn scan_side(
             };
             let stats = scan_stats(file, run, &opts, q.release)
                 .with_context(|| path.display().to_string())?;
-            let stacks = match &args.flamegraph {
-                // Exact: a differential graph colours by the change of each stack.
-                Some(_) => Some(flame::stacks(q, run, false)?),
-                None => None,
+            // Exact: a differential graph colours by the change of each stack.
+            let differential = args.flamegraph.is_some() || args.html.is_some();
+            let stacks = match differential {
+                true => Some(flame::stacks(q, run, false)?),
+                false => None,
             };
             let names = (0..file.name_count() as u32)
                 .map(|id| file.name(id).unwrap_or_default().to_string())

@@ -1,13 +1,12 @@
 //! `--folded` and `--flamegraph`: the chosen run's stacks of self time, as folded lines or an
-//! interactive SVG; with `--baseline`, a differential flame graph.
+//! interactive SVG (the stacks also feed `--baseline`'s differential graph and the page).
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context;
 use ferret_scan::export::{
-    folded_stacks, write_differential_flamegraph, write_flamegraph, write_folded, FoldedLine,
-    DEEPER_FRAMES, DRAWN_SHARE, MAX_STACK_FRAMES,
+    folded_stacks, write_flamegraph, write_folded, FoldedLine, DEEPER_FRAMES, DRAWN_SHARE,
+    MAX_STACK_FRAMES,
 };
 
 use crate::{create, warn_broken, Asked};
@@ -46,18 +45,4 @@ pub fn write(q: &Asked, run: u32) -> anyhow::Result<()> {
         out.flush()?;
     }
     Ok(())
-}
-
-/// Writes the differential flame graph of two runs' stacks to `svg`: the target's shape,
-/// coloured by the change of self time (red grew, blue shrank).
-pub fn write_differential(
-    base: &[FoldedLine],
-    target: &[FoldedLine],
-    title: &str,
-    svg: &Path,
-) -> anyhow::Result<()> {
-    let mut w = create(svg)?;
-    write_differential_flamegraph(base, target, title, &mut w)
-        .and_then(|()| w.flush())
-        .with_context(|| svg.display().to_string())
 }

@@ -17,12 +17,13 @@ use crate::{create, flame, local_time, stats, timeline, trees, Asked};
 const PAGE_MAX_NODES: usize = 300;
 
 /// Scans the chosen run (statistics, timeline, stacks, slowest trees) and writes the page to
-/// `page`, with `comparison` when a baseline was given.
+/// `page`, with the comparison and its differential flame graph (an SVG document) when a
+/// baseline was given.
 pub fn write_html(
     q: &Asked,
     page: &Path,
     chosen: Selection,
-    comparison: Option<&ComparisonReport>,
+    comparison: Option<(&ComparisonReport, String)>,
 ) -> anyhow::Result<()> {
     let (args, file) = (q.args, q.file);
     let functions = stats::report(q, chosen.clone(), 0)?;
