@@ -520,6 +520,12 @@ fn on_a_terminal(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).replace('\r', "\n")
 }
 
+/// `ferret-scan FILE ARGS` on a terminal, as `on_a_terminal` gives one.
+fn scan_on_a_terminal(file: &Path, args: &str) -> String {
+    let bin = env!("CARGO_BIN_EXE_ferret-scan");
+    on_a_terminal(&format!("{bin} {} {args}", file.display()))
+}
+
 #[test]
 fn the_progress_bar_estimates_json_lines_and_counts_stdin() {
     let dir = tempfile::tempdir().unwrap();
@@ -2533,12 +2539,7 @@ fn a_slowed_function_is_ranked_first_called_slower_and_gates_a_pipeline() {
         "{table}"
     );
     assert!(!table.contains('\x1b'), "no colour off a terminal");
-    let command = format!(
-        "{} {} --baseline base --run target",
-        env!("CARGO_BIN_EXE_ferret-scan"),
-        slowed.display()
-    );
-    let coloured = on_a_terminal(&command);
+    let coloured = scan_on_a_terminal(&slowed, "--baseline base --run target");
     assert!(
         coloured.contains("\x1b[31m▲\x1b[0m  f11 "),
         "red on a terminal: {coloured}"
@@ -2733,12 +2734,7 @@ fn timelines_count_what_the_database_holds_bucket_by_bucket() {
         buckets.len() + 3,
         "a title, a header, a rule and the rows"
     );
-    let command = format!(
-        "{} {} --timeline",
-        env!("CARGO_BIN_EXE_ferret-scan"),
-        file.display()
-    );
-    let on_terminal = on_a_terminal(&command);
+    let on_terminal = scan_on_a_terminal(&file, "--timeline");
     assert!(
         on_terminal.contains("p99     ") && on_terminal.contains('█'),
         "sparklines on a terminal: {on_terminal}"

@@ -141,8 +141,8 @@ pub struct Folded {
 /// their widths and the graph draws the same frames, as wide (at [`DRAWN_SHARE`]), from far
 /// fewer lines: a 2M-span run of the bench trace, 1.35M distinct stacks, drew in 0.7 s and
 /// 155 MB instead of 2.9 s and 437 MB (from the complete lines, with `--folded`). Only places
-/// move: the thin stacks' time joins their ancestor's own, which
-/// inferno draws before its children.
+/// move: the thin stacks' time joins their ancestor's own, which inferno draws before its
+/// children.
 pub fn folded_stacks<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     run: u32,
@@ -195,7 +195,7 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     let weights = stacks.weights(min_share);
     // Only stacks with a weight become text: with `min_share`, a few thousand lines however
     // many distinct stacks the run has.
-    let mut lines: Vec<(String, u64)> = weights
+    let mut lines: Vec<FoldedLine> = weights
         .iter()
         .enumerate()
         .map(|(id, w)| (id, (w * 1e6).round() as u64))

@@ -12,7 +12,7 @@ use ferret_scan::export::{write_differential_flamegraph, FoldedLine};
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanError, ScanOptions};
 
-use crate::{asking, create, flame, html, select, source, Args, Format};
+use crate::{asking, flame, html, select, source, Args, Format};
 
 /// One side's run, scanned: what the comparison needs once the file is closed.
 struct ScannedRun {
@@ -52,24 +52,23 @@ pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> 
     };
     let target = scan_side(args, target_path, args.run.as_deref(), started)?;
     let report = build_report(&base, &target, options, args);
-    let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
-    let (b, t) = (base.stacks.as_deref(), target.stacks.as_deref());
-    let (b, t) = (b.unwrap_or_default(), t.unwrap_or_default());
-    if let Some(svg) = &args.flamegraph {
-        let mut w = create(svg)?;
-        write_differential_flamegraph(b, t, &title, &mut w)
-            .and_then(|()| w.flush())
-            .with_context(|| svg.display().to_string())?;
+    // The differential flame graph, drawn once for `--flamegraph` and the page.
+    let mut svg = Vec::new();
+    if let (Some(b), Some(t)) = (&base.stacks, &target.stacks) {
+        let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
+        write_differential_flamegraph(b, t, &title, &mut svg)?;
+    }
+    if let Some(path) = &args.flamegraph {
+        flame::save(path, &svg)?;
     }
     if let Some(page) = &args.html {
-        let mut svg = Vec::new();
-        write_differential_flamegraph(b, t, &title, &mut svg)?;
         let svg = String::from_utf8(svg).context("the flame graph is not UTF-8")?;
         let path = &target_file.path;
         source::with_span_file(path, false, |file| {
             asking(args, (path, file), started, |q| {
                 let chosen = select::select(q, args.run.as_deref(), true)?;
-                html::write_html(q, page, chosen, Some((&report, svg.clone())))
+                let comparison = Some((&report, svg.clone()));
+                html::write_html(q, (page, None), chosen, comparison)
             })
         })?;
     }

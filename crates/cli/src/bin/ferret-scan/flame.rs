@@ -2,6 +2,7 @@
 //! interactive SVG (the stacks also feed `--baseline`'s differential graph and the page).
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 use ferret_scan::export::{
@@ -9,7 +10,7 @@ use ferret_scan::export::{
     MAX_STACK_FRAMES,
 };
 
-use crate::{create, warn_broken, Asked};
+use crate::{warn_broken, Asked};
 
 /// The folded stacks of `run`, with warnings about loops and frames beyond the depth kept;
 /// `drawn` folds the stacks too thin to draw into their ancestors (for a flame graph alone).
@@ -29,15 +30,24 @@ pub fn stacks(q: &Asked, run: u32, drawn: bool) -> anyhow::Result<Vec<FoldedLine
     Ok(folded.lines)
 }
 
+/// The flame graph of `run`'s stacks `lines`, as an SVG document.
+pub fn svg(q: &Asked, run: u32, lines: &[FoldedLine]) -> anyhow::Result<Vec<u8>> {
+    let run_id = q.file.string(run).unwrap_or_default();
+    let mut svg = Vec::new();
+    write_flamegraph(lines, &format!("ferret · run {run_id}"), &mut svg)?;
+    Ok(svg)
+}
+
+/// Writes a flame graph's SVG to `--flamegraph`'s path.
+pub fn save(path: &Path, svg: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, svg).with_context(|| path.display().to_string())
+}
+
 /// Prints the folded lines of `run` (`--folded`) and writes its flame graph (`--flamegraph`).
 pub fn write(q: &Asked, run: u32) -> anyhow::Result<()> {
     let lines = stacks(q, run, !q.args.folded)?;
-    if let Some(svg) = &q.args.flamegraph {
-        let run_id = q.file.string(run).unwrap_or_default();
-        let mut w = create(svg)?;
-        write_flamegraph(&lines, &format!("ferret · run {run_id}"), &mut w)
-            .and_then(|()| w.flush())
-            .with_context(|| svg.display().to_string())?;
+    if let Some(path) = &q.args.flamegraph {
+        save(path, &svg(q, run, &lines)?)?;
     }
     if q.args.folded {
         let mut out = std::io::stdout().lock();

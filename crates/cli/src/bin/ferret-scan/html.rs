@@ -6,22 +6,21 @@ use std::path::Path;
 
 use anyhow::Context;
 use ferret_scan::comparison::ComparisonReport;
-use ferret_scan::export::write_flamegraph;
 use ferret_scan::html::{write_page, Page};
 use ferret_scan::tree_report::write_trees_html;
 
 use crate::select::Selection;
-use crate::{create, flame, local_time, stats, timeline, trees, Asked};
+use crate::{create, flame, local, local_time, stats, timeline, trees, Asked};
 
 /// Spans kept per tree on a page unless `--max-nodes` says otherwise.
 const PAGE_MAX_NODES: usize = 300;
 
 /// Scans the chosen run (statistics, timeline, stacks, slowest trees) and writes the page to
-/// `page`, with the comparison and its differential flame graph (an SVG document) when a
-/// baseline was given.
+/// `page` (and its flame graph to `flamegraph`, when given), with the comparison and its
+/// differential flame graph (an SVG document) when a baseline was given.
 pub fn write_html(
     q: &Asked,
-    page: &Path,
+    (page, flamegraph): (&Path, Option<&Path>),
     chosen: Selection,
     comparison: Option<(&ComparisonReport, String)>,
 ) -> anyhow::Result<()> {
@@ -29,12 +28,10 @@ pub fn write_html(
     let functions = stats::report(q, chosen.clone(), 0)?;
     let timeline = timeline::timeline(q, chosen.clone())?;
     let stacks = flame::stacks(q, chosen.run, true)?;
-    let mut svg = Vec::new();
-    write_flamegraph(
-        &stacks,
-        &format!("ferret · run {}", functions.run_id),
-        &mut svg,
-    )?;
+    let svg = flame::svg(q, chosen.run, &stacks)?;
+    if let Some(path) = flamegraph {
+        flame::save(path, &svg)?;
+    }
     let max_nodes = args.max_nodes.unwrap_or(PAGE_MAX_NODES);
     let slowest = trees::slowest(q, &chosen, max_nodes)?;
     let mut trees_html = Vec::new();
@@ -80,12 +77,5 @@ pub fn write_html(
 
 /// The local time of day with milliseconds, for the chart's axis.
 fn time_of_day(t: f64) -> String {
-    chrono::DateTime::from_timestamp_micros((t * 1e6) as i64).map_or_else(
-        || t.to_string(),
-        |utc| {
-            utc.with_timezone(&chrono::Local)
-                .format("%H:%M:%S%.3f")
-                .to_string()
-        },
-    )
+    local(t, "%H:%M:%S%.3f")
 }

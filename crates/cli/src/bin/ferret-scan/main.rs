@@ -233,10 +233,9 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
     let need_runs = args.to_parquet.is_some() || args.timeline || args.html.is_some();
     let chosen = select::select(q, args.run.as_deref(), need_runs)?;
     if let Some(page) = &args.html {
-        if args.flamegraph.is_some() {
-            flame::write(q, chosen.run)?;
-        }
-        return html::write_html(q, page, chosen, None);
+        // `--flamegraph` beside `--html` gets the page's own graph.
+        let outputs = (page.as_path(), args.flamegraph.as_deref());
+        return html::write_html(q, outputs, chosen, None);
     }
     if args.timeline {
         return timeline::write_timeline(q, chosen);
@@ -268,12 +267,13 @@ fn warn_broken(file: &Path, broken: u64) {
 
 /// Unix seconds as local time with microseconds and the offset.
 fn local_time(t: f64) -> String {
+    local(t, "%Y-%m-%d %H:%M:%S%.6f %:z")
+}
+
+/// Unix seconds as local time in `format` (chrono's), or the seconds themselves out of range.
+fn local(t: f64, format: &str) -> String {
     chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
-        .map(|utc| {
-            utc.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S%.6f %:z")
-                .to_string()
-        })
+        .map(|utc| utc.with_timezone(&chrono::Local).format(format).to_string())
         .unwrap_or_else(|| t.to_string())
 }
 
