@@ -2590,24 +2590,29 @@ fn fixture_spans(db: &Path) -> Vec<Value> {
 
 /// Checks a timeline against the spans it covers: per bucket the spans and errors counted
 /// straight from the database, the total time, and percentiles within the sketch's bound of the
-/// exact nearest-rank ones. A span belongs to the last bucket starting at or before it: the
-/// bucket with start <= start_time < start + bucket_seconds (to the rounding of `start`).
+/// exact nearest-rank ones. A span belongs to bucket `k = floor(start_time / bucket_seconds)`,
+/// whose start is `k * bucket_seconds` printed as its shortest decimal.
 fn check_timeline(got: &Value, spans: &[&Value], what: &str) {
     let width = got["bucket_seconds"].as_f64().unwrap();
     let buckets = got["buckets"].as_array().unwrap();
-    let starts: Vec<f64> = buckets
-        .iter()
-        .map(|b| b["start"].as_f64().unwrap())
-        .collect();
+    let first = (buckets[0]["start"].as_f64().unwrap() / width).round() as i64;
+    for (i, b) in buckets.iter().enumerate() {
+        // The start's text has no float noise: at most 9 decimals (nanoseconds).
+        let text = b["start"].to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 9, "{what}: start {text}");
+        let k = first + i as i64;
+        assert!((b["start"].as_f64().unwrap() - k as f64 * width).abs() < 1e-6 * width.max(1.0));
+    }
     let mut inside: Vec<Vec<&Value>> = vec![Vec::new(); buckets.len()];
     for s in spans {
         let t = s["start_time"].as_f64().unwrap();
-        let i = starts.partition_point(|&start| start <= t);
+        let i = (t / width).floor() as i64 - first;
         assert!(
-            i > 0 && t < starts[i - 1] + width * 1.000_001,
+            (0..buckets.len() as i64).contains(&i),
             "{what}: {t} in no bucket"
         );
-        inside[i - 1].push(s);
+        inside[i as usize].push(s);
     }
     for (b, inside) in buckets.iter().zip(inside) {
         let start = b["start"].as_f64().unwrap();

@@ -15,7 +15,7 @@ use ferret_format::{
 use crate::error::ConvertError;
 use crate::link::{LinkError, LinkStats, Linker, PendingBatch};
 use crate::source::{
-    self, open_beaver, read_json_lines, InputBytes, Locator, RowBatch, SourceKind,
+    self, open_beaver, read_json_lines, InputBytes, LinesDone, Locator, RowBatch, SourceKind,
 };
 use crate::span::{field, parse_span, ParsedSpan};
 
@@ -259,12 +259,15 @@ fn run(
     let (span_tx, span_rx) = bounded::<ParsedBatch>(PIPELINE_BATCHES);
     let reader = match kind {
         SourceKind::JsonLines => {
-            let skip = match after {
-                LastTimestamp::Line(n) => n,
-                _ => 0,
+            let done = LinesDone {
+                lines: match after {
+                    LastTimestamp::Line(n) => n,
+                    _ => 0,
+                },
+                mark: rowids,
             };
             let input = opts.input.clone();
-            spawn("ferret-read", move || read_json_lines(&input, skip, row_tx))
+            spawn("ferret-read", move || read_json_lines(&input, done, row_tx))
         }
         _ => {
             let src = open_beaver(
@@ -276,7 +279,10 @@ fn run(
                 opts.count_rows,
             )?;
             summary.rows_expected = src.rows;
-            spawn("ferret-read", move || src.stream(row_tx))
+            spawn("ferret-read", move || {
+                src.stream(row_tx);
+                None
+            })
         }
     };
     let parser = spawn("ferret-parse", move || {
@@ -299,11 +305,12 @@ fn run(
     };
     let written = state.consume(span_rx, progress);
     let parse_result = parser.join().map_err(|_| ConvertError::ReaderGone)?;
-    let _ = reader.join();
+    let note = reader.join().ok().flatten();
     written?;
     parse_result?;
     state.commit(true)?;
     let runs = state.runs.iter().filter(|&&seen| seen).count();
+    summary.warnings.extend(note);
     summary.runs = runs;
     summary.names = writer.name_count();
     summary.link = linker.stats().clone();

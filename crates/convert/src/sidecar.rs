@@ -97,14 +97,11 @@ pub fn cache_folder() -> Option<PathBuf> {
     std::fs::create_dir_all(&folder).ok().map(|()| folder)
 }
 
-/// True when this process may create files in `folder`.
+/// True when this process may create files in `folder` (access(2), which asks with the real
+/// ids, as the file's creation will be checked).
 pub fn is_writable(folder: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(folder.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) reads the NUL-terminated path and nothing else.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    use rustix::fs::Access;
+    rustix::fs::access(folder, Access::WRITE_OK | Access::EXEC_OK).is_ok()
 }
 
 /// Brings the sidecar of `source` up to date and returns it. With `keep` false, converts into

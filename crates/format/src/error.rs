@@ -176,6 +176,9 @@ pub enum FormatError {
         /// Version in the file.
         found: u32,
     },
+    /// A name or string table holds the same text twice (ferret-convert interns each once).
+    #[error("its name or string table holds the same text twice, which ferret-convert never writes: the file is damaged or hand-made; convert the trace anew")]
+    DuplicateStrings,
     /// A limit of the format was reached.
     #[error("format limit reached: {0}")]
     Limit(String),

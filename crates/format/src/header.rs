@@ -98,7 +98,8 @@ pub struct Watermark {
     pub namespace: String,
     /// The last timestamp committed within the rowids under way (or the JSON lines read).
     pub last: LastTimestamp,
-    /// The rowids converted (BeaverDB sources; all zero for JSON lines and version 1 files).
+    /// The rowids converted (BeaverDB sources), or the bytes converted and their tail's hash
+    /// (JSON lines); all zero for version 1 files.
     pub rowids: RowidMark,
 }
 

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -31,6 +32,8 @@ pub struct Segment {
     pub first_record: u64,
     /// Number of records.
     pub record_count: u64,
+    /// Index of its first checksum block among the file's (for [`SpanFile::checked_record`]).
+    first_block: usize,
     layout: SegmentLayout,
     tags_len: u64,
     names_checksum: u64,
@@ -90,6 +93,9 @@ pub struct SpanFile<D> {
     previous: Option<Header>,
     /// Set when the newest commit failed its checks and this view is the previous commit.
     fallback: Option<Fallback>,
+    /// One bit per checksum block of the file, set once the block's checksum has passed: a
+    /// record read out of a pass's order ([`SpanFile::checked_record`]) checks its block once.
+    checked: Vec<AtomicU64>,
 }
 
 /// What a view lost by reading the previous commit because the newest failed its checks
@@ -236,10 +242,17 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 (prev, loaded, Some(fallback), None)
             }
         };
+        let blocks = loaded
+            .segments
+            .last()
+            .map_or(0, |s| s.first_block + s.block_count());
         Ok(SpanFile {
             data,
             committed: header.raw.committed_len as usize,
             header,
+            checked: (0..blocks.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             segments: loaded.segments,
             names: loaded.names,
             strings: loaded.strings,
@@ -260,6 +273,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             })?;
         let mut offset = DATA_START;
         let mut records = 0u64;
+        let mut blocks = 0usize;
         while offset < committed {
             let index = l.segments.len();
             let (h, layout) = read_segment_header(bytes, index, offset)?;
@@ -325,6 +339,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 offset,
                 first_record: records,
                 record_count: h.record_count,
+                first_block: blocks,
                 layout,
                 tags_len: h.tags_len,
                 names_checksum: h.names_checksum,
@@ -334,6 +349,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 meta,
             });
             records += h.record_count;
+            blocks += block_count(h.record_count) as usize;
             offset = layout.end;
         }
         let raw = &header.raw;
@@ -592,8 +608,32 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                     },
                 });
             }
+            let (word, bit) = Self::checked_bit(segment, b);
+            self.checked[word].fetch_or(bit, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// The word and bit of [`SpanFile::checked`] for block `block` of `segment`.
+    fn checked_bit(segment: &Segment, block: usize) -> (usize, u64) {
+        let global = segment.first_block + block;
+        (global / 64, 1 << (global % 64))
+    }
+
+    /// The record with global index `index`, its block's checksum checked first (once per
+    /// block and view): for reads that follow links (a parent, an ancestor, an adopted child)
+    /// into blocks a pass may not have read, so that damage fails the question instead of
+    /// changing its answer.
+    pub fn checked_record(&self, index: u64) -> Result<Option<&SpanRecord>, FormatError> {
+        let Some(seg) = self.segment_of(index) else {
+            return Ok(None);
+        };
+        let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
+        let (word, bit) = Self::checked_bit(seg, block);
+        if self.checked[word].load(Ordering::Relaxed) & bit == 0 {
+            self.verify_blocks(seg, block..block + 1)?;
+        }
+        Ok(self.records(seg).get((index - seg.first_record) as usize))
     }
 
     /// Checks every checksum in the file and every record's references (names, strings, parent,
@@ -605,6 +645,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 lost_records: f.lost_records,
             });
         }
+        self.verify_unique_strings()?;
         for seg in &self.segments {
             self.verify_segment(seg).map_err(|e| match self.previous {
                 // Damage in what the newest commit added, with the commit before it intact.
@@ -618,6 +659,21 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             })?;
         }
         Ok(self.record_count())
+    }
+
+    /// Checks that no name and no string is in its table twice: writers intern each once, and
+    /// an appending writer relies on it.
+    fn verify_unique_strings(&self) -> Result<(), FormatError> {
+        let mut names = std::collections::HashSet::new();
+        let mut strings = std::collections::HashSet::new();
+        let names_unique = (0..self.name_count() as u32).all(|id| names.insert(self.name(id)));
+        let strings_unique =
+            (0..self.string_count() as u32).all(|id| strings.insert(self.string(id)));
+        if names_unique && strings_unique {
+            Ok(())
+        } else {
+            Err(FormatError::DuplicateStrings)
+        }
     }
 
     /// Checks every checksum and record of `seg` (see [`SpanFile::verify`]).
@@ -769,6 +825,10 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         }
         if r.flags() & !KNOWN_FLAGS != 0 {
             return bad(format!("unknown flags {:#x}", r.flags()));
+        }
+        // JSON holds no infinity or NaN, so a converted span never has one.
+        if !r.start_time.is_finite() || !r.duration.is_finite() {
+            return bad("start time or duration is not a finite number".into());
         }
         let count = self.record_count();
         if r.parent().is_some_and(|p| p == index || p >= count) || r.root_index() >= count {

@@ -85,13 +85,19 @@ impl SegmentHeader {
 
     /// Where each part of a segment starting at `offset` lies.
     pub fn layout(&self, offset: u64) -> Option<SegmentLayout> {
-        let records = offset + SEGMENT_HEADER_SIZE;
+        // Every size comes from the file: a crafted one must give `None`, never overflow.
+        let records = offset.checked_add(SEGMENT_HEADER_SIZE)?;
         let checksums = records.checked_add(self.record_count.checked_mul(64)?)?;
-        let names = checksums.checked_add(pad64(block_count(self.record_count) * 8))?;
+        let sums = block_count(self.record_count).checked_mul(8)?;
+        let names = checksums.checked_add(sums.checked_next_multiple_of(64)?)?;
         let strings = names.checked_add(self.names_len)?;
         let tags = strings.checked_add(self.strings_len)?;
-        let meta = tags.checked_add(self.tags_len)?.div_ceil(8) * 8;
-        let end = pad64(meta.checked_add(self.meta_len)?);
+        let meta = tags
+            .checked_add(self.tags_len)?
+            .checked_next_multiple_of(8)?;
+        let end = meta
+            .checked_add(self.meta_len)?
+            .checked_next_multiple_of(64)?;
         Some(SegmentLayout {
             records,
             checksums,

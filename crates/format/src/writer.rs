@@ -89,7 +89,7 @@ impl SpanFileWriter {
         file.write_all_at(&header.encode(), 0).map_err(io)?;
         file.sync_all().map_err(io)?;
         sync_parent_dir(&path);
-        Ok(SpanFileWriter::over(path, file, header, None))
+        SpanFileWriter::over(path, file, header, None)
     }
 
     /// Opens an existing record file to append to it, holding its writer's lock (see
@@ -123,7 +123,7 @@ impl SpanFileWriter {
             };
             fallback = Some(Fallback {
                 reason: e.brief(),
-                lost_records: view.record_count() - previous.record_count(),
+                lost_records: view.record_count().saturating_sub(previous.record_count()),
             });
             view = previous;
         }
@@ -139,7 +139,7 @@ impl SpanFileWriter {
         let header = *view.header();
         let file = out.into_file();
         file.set_len(header.raw.committed_len).map_err(io)?;
-        let mut writer = SpanFileWriter::over(path, file, header, Some(view));
+        let mut writer = SpanFileWriter::over(path, file, header, Some(view))?;
         writer.fallback = fallback;
         Ok(writer)
     }
@@ -150,13 +150,15 @@ impl SpanFileWriter {
         self.fallback.as_ref()
     }
 
-    /// A writer over `file` (locked) whose committed state is `header`, viewed as `view`.
+    /// A writer over `file` (locked) whose committed state is `header`, viewed as `view`. The
+    /// view's names and strings are interned again, so each must be there once: a table holding
+    /// one twice (never written by ferret-convert) would give later records the wrong ids.
     fn over(
         path: PathBuf,
         file: File,
         header: Header,
         view: Option<SpanFile<Mmap>>,
-    ) -> SpanFileWriter {
+    ) -> Result<SpanFileWriter, FormatError> {
         let mut names = Interner::default();
         let mut strings = Interner::default();
         if let Some(view) = &view {
@@ -166,8 +168,11 @@ impl SpanFileWriter {
             for id in 0..view.string_count() as u32 {
                 strings.intern(view.string(id).unwrap_or_default());
             }
+            if names.len() != view.name_count() || strings.len() != view.string_count() {
+                return Err(FormatError::DuplicateStrings);
+            }
         }
-        SpanFileWriter {
+        Ok(SpanFileWriter {
             path,
             file,
             header,
@@ -183,7 +188,7 @@ impl SpanFileWriter {
             committed: view.filter(|v| v.record_count() > 0),
             in_flight: None,
             fallback: None,
-        }
+        })
     }
 
     /// The path written to.

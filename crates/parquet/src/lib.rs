@@ -1,14 +1,13 @@
 //! Streams a ferret record file into Parquet, for the engines a team already runs over a fleet's
 //! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side.
 //!
-//! The pipeline: one pass over the chosen runs' records fills a `DerivedTable` (`derived.rs`:
-//! each span's children's time and depth, in a mapped temporary file); then, run by run in
-//! run-id order, ranges of records become row groups (`rows.rs`), built, encoded and compressed
-//! (`write.rs`) by rayon workers one per core at a time and appended in order. Memory is bounded by those
-//! few row groups; the output appears under its name only when complete.
+//! The pipeline: one pass over the chosen runs' records fills a `DerivedTable` (the scan
+//! crate's `derived.rs`: each span's children's time and depth, in a mapped temporary file);
+//! then, run by run in run-id order, ranges of records become row groups (`rows.rs`), built,
+//! encoded and compressed (`write.rs`) by rayon workers one per core at a time and appended in
+//! order. Memory is bounded by those few row groups; the output appears under its name only
+//! when complete.
 
-mod derived;
-mod release;
 mod rows;
 mod write;
 
@@ -16,17 +15,17 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferret_format::{FormatError, Segment, SpanFile, SpanRecord, BLOCK_RECORDS};
+use ferret_format::{FormatError, Segment, SpanFile, SpanRecord};
 use ferret_scan::chunk::BlockSelect;
 use ferret_scan::engine::AfterChunk;
 use ferret_scan::{Filter, RunSummary};
 use parquet::errors::ParquetError;
 use rayon::prelude::*;
 
-use crate::derived::DerivedTable;
-use crate::release::Behind;
 use crate::rows::{RowGroupBuilder, ValueTable};
 use crate::write::{EncodedGroup, SpanParquetWriter};
+use ferret_scan::derived::{Derive, DerivedTable};
+use ferret_scan::pass::{for_each_record, Behind};
 
 pub use crate::write::SCHEMA;
 
@@ -52,12 +51,9 @@ pub enum ExportError {
         /// What the encoder said.
         source: ParquetError,
     },
-    /// Following parent links from a record never reached a root.
-    #[error("record {index}: its parent links loop, so the file is damaged; `ferret-scan --verify` tells more")]
-    ParentLoop {
-        /// The record.
-        index: u64,
-    },
+    /// The pass over the records failed (damage, a link loop, the scratch file).
+    #[error(transparent)]
+    Scan(#[from] ferret_scan::ScanError),
 }
 
 /// How to export.
@@ -138,6 +134,10 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
         range,
         &of_runs,
         |run| wanted.get(run as usize).copied().unwrap_or(false),
+        Derive {
+            verify: true,
+            depth: true,
+        },
         dir,
         &mut Behind::new(file, release),
     )?;
@@ -252,32 +252,4 @@ fn group_ranges(run: &RunSummary, rows_per_group: usize) -> Vec<Range<u64>> {
         .step_by(step as usize)
         .map(|start| start..(start + step).min(end))
         .collect()
-}
-
-/// Calls `f` with the segment, global index and record of every record in `range` that lies in
-/// a block `select` may match, in order, stopping at its first error. The other blocks are not
-/// read (version 2 block zones; a version 1 file is read whole).
-pub(crate) fn for_each_record<D: AsRef<[u8]>, E>(
-    file: &SpanFile<D>,
-    range: Range<u64>,
-    select: &BlockSelect,
-    mut f: impl FnMut(&Segment, u64, &SpanRecord) -> Result<(), E>,
-) -> Result<(), E> {
-    for seg in file.segments() {
-        let first = seg.first_record;
-        let local = |i: u64| (i.clamp(first, first + seg.record_count) - first) as usize;
-        let (from, to) = (local(range.start), local(range.end));
-        let records = file.records(seg);
-        for block in from / BLOCK_RECORDS..to.div_ceil(BLOCK_RECORDS) {
-            if !select.may_match(file, seg, block) {
-                continue;
-            }
-            let start = (block * BLOCK_RECORDS).max(from);
-            let end = ((block + 1) * BLOCK_RECORDS).min(to);
-            for (i, r) in records[start..end].iter().enumerate() {
-                f(seg, first + (start + i) as u64, r)?;
-            }
-        }
-    }
-    Ok(())
 }

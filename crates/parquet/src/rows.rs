@@ -9,7 +9,7 @@ use bytes::Bytes;
 use ferret_format::{Segment, SpanFile, SpanRecord};
 use parquet::data_type::ByteArray;
 
-use crate::derived::Derived;
+use ferret_scan::derived::Derived;
 
 /// The file's names and strings (run ids, statuses) as Parquet values, shared by every row.
 pub struct ValueTable {

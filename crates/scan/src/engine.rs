@@ -37,6 +37,20 @@ pub enum ScanError {
         /// The matching run ids.
         matches: String,
     },
+    /// Following parent links from a record never reached a root.
+    #[error("record {index}: its parent links loop, so the file is damaged; `ferret-scan --verify` tells more")]
+    ParentLoop {
+        /// The record.
+        index: u64,
+    },
+    /// A scratch file could not be made or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
 }
 
 /// Which spans count.
@@ -90,6 +104,18 @@ impl CompiledFilter<'_> {
     /// True when the only conditions set are on start times.
     pub fn only_time(&self) -> bool {
         self.name_ok.is_none() && self.filter.errors.is_none() && self.filter.tag.is_none()
+    }
+
+    /// True when no condition but the name pattern is set: every span of a kept name is kept,
+    /// so every child of its spans counts toward its self time without asking of the parent.
+    pub fn only_names(&self) -> bool {
+        let f = self.filter;
+        f.errors.is_none() && f.since.is_none() && f.until.is_none() && f.tag.is_none()
+    }
+
+    /// True when the filter reads the tag heaps (`--tag`).
+    pub fn reads_tags(&self) -> bool {
+        self.filter.tag.is_some()
     }
 
     /// True when record `r` (of segment `seg` of `file`) passes every condition.
@@ -150,6 +176,14 @@ const SERIAL_BLOCKS: usize = 128;
 pub type AfterChunk<'a> = &'a (dyn Fn(&Segment, Range<u64>) + Sync);
 
 /// Folds the spans of run `run` that pass the filter into per-name statistics.
+///
+/// Self time is a property of the spans, never of the question: a name's child time is the
+/// durations of every child of its kept spans, whether or not the child passes the filter.
+/// Without a filter, or with a name pattern alone, that is every child whose parent has the
+/// name (a kept name's spans are all kept). Otherwise each child asks whether its parent passes
+/// (one record read per child, its block checked first if no pass read it), and with `--until`
+/// a second pass reads the blocks after the window that can hold children of its spans: a
+/// child starts while its parent runs, so before `until` plus the longest kept duration.
 pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     file: &SpanFile<D>,
     run: u32,
@@ -158,12 +192,29 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
 ) -> Result<ChunkStats, ScanError> {
     let names = file.name_count();
     let filter = opts.filter.compile(file);
-    let unfiltered = filter.is_empty();
-    let only_time = filter.only_time();
+    if filter.reads_tags() {
+        verify_tag_heaps(file, run)?;
+    }
+    let every_child = filter.only_names();
+    let until = opts.filter.until;
+    let parent_kept = |index: u64, r: &SpanRecord| -> Result<bool, FormatError> {
+        let Some(p) = r.parent() else {
+            return Ok(false);
+        };
+        let Some(seg) = file.segment_of(p).filter(|_| p != index) else {
+            return Ok(false);
+        };
+        let parent = if opts.verify {
+            file.checked_record(p)?
+        } else {
+            file.record(p)
+        };
+        Ok(parent.is_some_and(|pr| pr.run == run && filter.keep(file, seg, pr)))
+    };
     let select = BlockSelect {
         run: Some(run),
         since: opts.filter.since,
-        until: opts.filter.until,
+        until,
     };
     let mut stats = fold_chunks(
         file,
@@ -172,23 +223,121 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         names,
         after_chunk,
         |stats, seg, first, records| {
-            // A child filtered out adds nothing to its parent's child time, so the filter is
-            // applied before a record touches any statistics. Without filters the loop is compiled
-            // with the run test alone: the filter's checks were a tenth of the instructions per
-            // record. So is a block whose zone lies inside the time range when only times are
-            // filtered: every record of it passes them.
+            let in_run = |r: &SpanRecord| r.run == run;
+            // Without filters the loop is compiled with the run test alone: the filter's checks
+            // were a tenth of the instructions per record. So is a block whose zone lies inside
+            // the time range when only times are filtered: every record of it passes them.
             let block = ((first - seg.first_record) as usize) / BLOCK_RECORDS;
-            if unfiltered || (only_time && select.covers(file, seg, block)) {
-                fold_records(stats, first, records, |r| r.run == run)
-            } else {
-                fold_records(stats, first, records, |r| {
-                    r.run == run && filter.keep(file, seg, r)
-                })
+            let covered = filter.only_time() && select.covers(file, seg, block);
+            // Children starting at or after `until` are counted by the second pass.
+            let child_here = |index, r: &SpanRecord| {
+                Ok(until.is_none_or(|u| r.start_time < u) && parent_kept(index, r)?)
+            };
+            match (every_child, covered || filter.is_empty()) {
+                (true, true) => {
+                    fold_records(stats, first, records, in_run, |_| true, |_, _| Ok(true))
+                }
+                (true, false) => fold_records(
+                    stats,
+                    first,
+                    records,
+                    in_run,
+                    |r| filter.keep(file, seg, r),
+                    |_, _| Ok(true),
+                ),
+                (false, true) => fold_records(stats, first, records, in_run, |_| true, child_here),
+                (false, false) => fold_records(
+                    stats,
+                    first,
+                    records,
+                    in_run,
+                    |r| filter.keep(file, seg, r),
+                    child_here,
+                ),
             }
         },
     )?;
-    add_adopted_child_time(file, run, &filter, &mut stats)?;
+    if let (Some(until), false) = (until, every_child) {
+        add_late_child_time(
+            file,
+            run,
+            opts,
+            until,
+            &parent_kept,
+            &mut stats,
+            after_chunk,
+        )?;
+    }
+    add_adopted_child_time(
+        file,
+        run,
+        opts.verify,
+        every_child,
+        &parent_kept,
+        &mut stats,
+    )?;
     Ok(stats)
+}
+
+/// The second pass of a scan with `--until` and a filter: the children, starting at or after
+/// `until`, of the kept spans (which all started before it), from the blocks that can hold
+/// them.
+fn add_late_child_time<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    run: u32,
+    opts: &ScanOptions,
+    until: f64,
+    parent_kept: &(dyn Fn(u64, &SpanRecord) -> Result<bool, FormatError> + Sync),
+    stats: &mut ChunkStats,
+    after_chunk: AfterChunk,
+) -> Result<(), ScanError> {
+    // A name without a duration keeps its maximum at -inf.
+    let longest = stats
+        .names
+        .iter()
+        .map(|n| n.max)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if longest == f64::NEG_INFINITY {
+        return Ok(()); // no kept span with a duration: no child time to find
+    }
+    let select = BlockSelect {
+        run: Some(run),
+        since: Some(until),
+        until: Some((until + longest.max(0.0)).next_up()),
+    };
+    let late = fold_chunks(
+        file,
+        opts,
+        &select,
+        stats.names.len(),
+        after_chunk,
+        |late, _, first, records| {
+            fold_records(
+                late,
+                first,
+                records,
+                |r| r.run == run && r.start_time >= until,
+                |_| false,
+                parent_kept,
+            )
+        },
+    )?;
+    for (mine, theirs) in stats.child_time.iter_mut().zip(&late.child_time) {
+        mine.merge(theirs);
+    }
+    Ok(())
+}
+
+/// Checks the tag heap of every segment holding run `run` (every segment of a version 1
+/// file): `--tag` reads the tags of every span it tests, and a damaged byte must fail the
+/// question, not change which spans match.
+fn verify_tag_heaps<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Result<(), FormatError> {
+    for seg in file.segments() {
+        if !file.has_index() || file.runs(seg).iter().any(|e| e.run == run) {
+            file.verify_tags(seg)?;
+        }
+    }
+    Ok(())
 }
 
 /// Folds every block of `file` that `select` may match into statistics of `keys` keys (name
@@ -208,26 +357,62 @@ pub(crate) fn fold_chunks<D: AsRef<[u8]> + Sync>(
     after_chunk: AfterChunk,
     fold: impl Fn(&mut ChunkStats, &Segment, u64, &[SpanRecord]) -> Result<(), FormatError> + Sync,
 ) -> Result<ChunkStats, ScanError> {
-    let chunks = plan(file, opts.blocks_per_chunk, select);
+    // Each chunk ends by settling every key's sums: a chunk of at least 16 records a key keeps
+    // that under a step a record, however many names the file has.
+    let blocks_per_chunk = opts.blocks_per_chunk.max(keys.div_ceil(64));
+    let chunks = plan(file, blocks_per_chunk, select);
     let serial = chunks.iter().map(|c| c.blocks.len()).sum::<usize>() <= SERIAL_BLOCKS;
+    let merged = fold_per_thread(
+        file,
+        &chunks,
+        serial,
+        || ChunkStats::new(keys),
+        |stats, chunk| {
+            let seg = &file.segments()[chunk.segment];
+            let folded = for_each_block(file, chunk, opts.verify, select, |first, records| {
+                fold(stats, seg, first, records)
+            });
+            // What the chunk added goes into the exact sums now, so the sums are the same
+            // bits whichever worker folds which chunk (`sum.rs`).
+            stats.settle();
+            Ok(folded?)
+        },
+        ChunkStats::merge,
+        after_chunk,
+    )?;
+    Ok(merged.unwrap_or_else(|| ChunkStats::new(keys)))
+}
+
+/// Folds `chunks` (serially, or on the rayon pool) into one accumulator per thread, made by
+/// `new` when the thread takes its first chunk, and merges those; `None` when there was no
+/// chunk. Each chunk is handed to `after_chunk` (which releases its pages) once folded.
+///
+/// One accumulator per thread, not per rayon split: an accumulator can be large (a table of
+/// every name with its sketches, or one heap per tree asked for), and rayon splits as it likes,
+/// so a split's would multiply memory by the splits and add a merge each.
+pub(crate) fn fold_per_thread<D: AsRef<[u8]> + Sync, T: Send>(
+    file: &SpanFile<D>,
+    chunks: &[Chunk],
+    serial: bool,
+    new: impl Fn() -> T + Sync,
+    fold: impl Fn(&mut T, &Chunk) -> Result<(), ScanError> + Sync,
+    merge: impl Fn(T, T) -> T,
+    after_chunk: AfterChunk,
+) -> Result<Option<T>, ScanError> {
     // A serial scan never asks rayon for its thread count, which would start its pool.
     let slots = if serial {
         1
     } else {
         rayon::current_num_threads()
     };
-    let per_thread: Vec<Mutex<Option<ChunkStats>>> = (0..slots).map(|_| Mutex::new(None)).collect();
+    let per_thread: Vec<Mutex<Option<T>>> = (0..slots).map(|_| Mutex::new(None)).collect();
     let fold_chunk = |chunk: &Chunk| {
         // On the pool's workers the index is always there; a serial scan uses slot 0.
         let slot = rayon::current_thread_index().unwrap_or(0) % per_thread.len();
         let mut guard = per_thread[slot]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let stats = guard.get_or_insert_with(|| ChunkStats::new(keys));
-        let seg = &file.segments()[chunk.segment];
-        for_each_block(file, chunk, opts.verify, select, |first, records| {
-            fold(stats, seg, first, records)
-        })?;
+        fold(guard.get_or_insert_with(&new), chunk)?;
         // Unlocked first: a callback that used rayon could have this thread take another
         // chunk of this scan while it waits, which would then wait on this very lock
         // (rayon-rs/rayon#592). Nothing else under the lock calls into rayon.
@@ -243,26 +428,42 @@ pub(crate) fn fold_chunks<D: AsRef<[u8]> + Sync>(
     Ok(per_thread
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .fold(ChunkStats::new(keys), ChunkStats::merge))
+        .reduce(merge))
 }
 
-/// Adds the durations of adopted roots to their parents' child time. Their records carry no
-/// parent name (their parent came after their commit), so the fold left them out; the adoption
-/// table names the parent's. Their blocks were checked by the fold's pass over the whole file.
+/// Adds the durations of adopted roots of run `run` to their parents' child time (with
+/// `every_child` false, only where the parent passes the filter). Their records carry no parent
+/// name (their parent came after their commit), so the fold left them out; the adoption table
+/// names the parent's. Their blocks are checked as they are read, when `verify`.
 fn add_adopted_child_time<D: AsRef<[u8]>>(
     file: &SpanFile<D>,
     run: u32,
-    filter: &CompiledFilter,
+    verify: bool,
+    every_child: bool,
+    parent_kept: &dyn Fn(u64, &SpanRecord) -> Result<bool, FormatError>,
     stats: &mut ChunkStats,
 ) -> Result<(), FormatError> {
+    let record = |index| {
+        if verify {
+            file.checked_record(index)
+        } else {
+            Ok(file.record(index))
+        }
+    };
     for a in file.links().iter() {
-        let (Some(seg), Some(r)) = (file.segment_of(a.child), file.record(a.child)) else {
+        let Some(child) = record(a.child)? else {
             continue; // checked when the file was opened: not reached
         };
-        if r.run != run || !filter.keep(file, seg, r) {
+        let Some(d) = child.duration().filter(|_| child.run == run) else {
+            continue;
+        };
+        // The parent's test reads the parent through the record's own field, which an adopted
+        // root lacks: ask with a copy that has it.
+        let mut linked = *child;
+        linked.set_parent(Some(a.parent));
+        if !every_child && !parent_kept(a.child, &linked)? {
             continue;
         }
-        let Some(d) = r.duration() else { continue };
         let Some(c) = stats.child_time.get_mut(a.parent_name as usize) else {
             return Err(FormatError::BadRecord {
                 index: a.child,
@@ -284,18 +485,22 @@ fn global(seg: &Segment, local: &Range<usize>) -> Range<u64> {
     seg.first_record + local.start as u64..seg.first_record + local.end as u64
 }
 
-/// Folds the records that `keep` accepts (`first` is the global index of the first record).
+/// Folds one checksum block's records (`first` is the global index of the first): the records
+/// of the run (`in_run`) that `keep` accepts into their names' statistics, and the duration of
+/// every record of the run whose parent counts (`child_counts`) into its parent name's child
+/// time.
 ///
 /// The loop makes no calls: what the sketch cannot count on its hot path (a name's first
 /// durations, a counter about to spill: a few in a thousand) is set aside and counted after the
 /// loop, so the compiler keeps the tables' pointers in registers, for 7% fewer instructions and
-/// an 8-13% faster pass. Records go a checksum block at a time, so the list of records set
-/// aside has a fixed size.
+/// an 8-13% faster pass.
 fn fold_records(
     stats: &mut ChunkStats,
     first: u64,
     records: &[SpanRecord],
+    in_run: impl Fn(&SpanRecord) -> bool,
     keep: impl Fn(&SpanRecord) -> bool,
+    child_counts: impl Fn(u64, &SpanRecord) -> Result<bool, FormatError>,
 ) -> Result<(), FormatError> {
     let bad = |i: usize, what: String| FormatError::BadRecord {
         index: first + i as u64,
@@ -310,6 +515,7 @@ fn fold_records(
             names,
             child_time,
             sketches,
+            ..
         } = &mut *stats;
         let mut hot = sketches.hot_counters();
         // Both tables are by name id, so their lengths are equal; slicing tells the compiler,
@@ -319,26 +525,30 @@ fn fold_records(
         let child_time = child_time.as_mut_slice();
         let mut set_aside = 0;
         for (i, r) in block.iter().enumerate() {
-            if !keep(r) {
+            if !in_run(r) {
                 continue;
             }
-            let name = r.name as usize;
-            let Some(n) = names.get_mut(name) else {
-                return Err(bad(start + i, format!("name id {} out of range", r.name)));
-            };
             let duration = r.duration();
-            n.add_span(duration, r.is_error());
-            let Some(d) = duration else { continue };
-            if !hot.try_count(name, d) {
-                aside[set_aside] = i as u16;
-                set_aside += 1;
+            if keep(r) {
+                let name = r.name as usize;
+                let Some(n) = names.get_mut(name) else {
+                    return Err(bad(start + i, format!("name id {} out of range", r.name)));
+                };
+                n.add_span(duration, r.is_error());
+                if let Some(d) = duration {
+                    if !hot.try_count(name, d) {
+                        aside[set_aside] = i as u16;
+                        set_aside += 1;
+                    }
+                }
             }
-            if r.parent_name != NONE_NAME {
+            let Some(d) = duration else { continue };
+            if r.parent_name != NONE_NAME && child_counts(first + (start + i) as u64, r)? {
                 let Some(c) = child_time.get_mut(r.parent_name as usize) else {
                     let what = format!("parent name id {} out of range", r.parent_name);
                     return Err(bad(start + i, what));
                 };
-                c.add(d);
+                c.chunk.add(d);
             }
         }
         for &i in &aside[..set_aside] {
@@ -541,16 +751,36 @@ fn common_prefix(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferret_format::{
-        AlignedBytes, SpanExtras, SpanFileWriter, FLAG_ERROR, FLAG_NULL_DURATION, NONE_INDEX,
-    };
+    use ferret_format::{AlignedBytes, SpanExtras, SpanFileWriter, FLAG_ERROR, FLAG_NULL_DURATION};
     use proptest::prelude::*;
 
     const NAMES: usize = 5;
 
-    /// A span: name, duration (`None` for null), error, parent name, and whether it is in the
-    /// scanned run.
-    type Span = (usize, Option<f64>, bool, Option<usize>, bool);
+    /// A span of a test file.
+    #[derive(Clone, Debug)]
+    struct Span {
+        name: usize,
+        start: f64,
+        duration: Option<f64>,
+        error: bool,
+        /// Position of the parent, always earlier.
+        parent: Option<usize>,
+        /// In the scanned run (else in another).
+        scanned: bool,
+    }
+
+    impl Span {
+        fn new(name: usize, start: f64, duration: Option<f64>) -> Span {
+            Span {
+                name,
+                start,
+                duration,
+                error: false,
+                parent: None,
+                scanned: true,
+            }
+        }
+    }
 
     /// A file of `spans` and the string id of the scanned run.
     fn file_of(spans: &[Span]) -> (SpanFile<AlignedBytes>, u32) {
@@ -561,24 +791,28 @@ mod tests {
             .map(|i| w.intern_name(&format!("f{i}")))
             .collect();
         let runs = [w.intern_string("scanned"), w.intern_string("other")];
-        for (i, &(name, duration, error, parent, scanned)) in spans.iter().enumerate() {
+        let mut roots = Vec::new();
+        for (i, s) in spans.iter().enumerate() {
+            let root = s.parent.map_or(i as u64, |p| roots[p]);
+            roots.push(root);
             let mut r = SpanRecord {
                 span_id: [0; 16],
-                start_time: i as f64,
-                duration: duration.unwrap_or(0.0),
-                parent_flags: NONE_INDEX,
-                root: i as u64,
-                name: names[name],
-                run: runs[usize::from(!scanned)],
-                parent_name: parent.map_or(NONE_NAME, |p| names[p]),
+                start_time: s.start,
+                duration: s.duration.unwrap_or(0.0),
+                parent_flags: 0,
+                root,
+                name: names[s.name],
+                run: runs[usize::from(!s.scanned)],
+                parent_name: s.parent.map_or(NONE_NAME, |p| names[spans[p].name]),
                 extras: 0,
             };
-            let null = if duration.is_none() {
+            r.set_parent(s.parent.map(|p| p as u64));
+            let null = if s.duration.is_none() {
                 FLAG_NULL_DURATION
             } else {
                 0
             };
-            r.set_flags(null | if error { FLAG_ERROR } else { 0 });
+            r.set_flags(null | if s.error { FLAG_ERROR } else { 0 });
             w.push(r, &SpanExtras::default()).unwrap();
         }
         w.commit(true).unwrap();
@@ -586,20 +820,49 @@ mod tests {
         (SpanFile::from_bytes(bytes).unwrap(), runs[0])
     }
 
+    /// The statistics of the spans of the scanned run that `keep` accepts, folded one by one
+    /// through [`ChunkStats::add_span`], with the child time of ferret's self time: every child
+    /// of a kept span, kept or not.
+    fn one_by_one(spans: &[Span], keep: impl Fn(&Span) -> bool) -> ChunkStats {
+        let mut stats = ChunkStats::new(NAMES);
+        let kept = |s: &Span| s.scanned && keep(s);
+        for s in spans {
+            if kept(s) {
+                stats.add_span(s.name, s.duration, s.error);
+            }
+            let parent = s.parent.map(|p| &spans[p]);
+            if let (Some(d), Some(p), true) = (s.duration, parent, s.scanned) {
+                if kept(p) {
+                    stats.child_time[p.name].add(d);
+                }
+            }
+        }
+        stats
+    }
+
+    /// The filter as the oracle applies it.
+    fn passes(f: &Filter, s: &Span) -> bool {
+        f.name
+            .as_ref()
+            .is_none_or(|re| re.is_match(&format!("f{}", s.name)))
+            && f.errors.is_none_or(|e| e == s.error)
+            && f.since.is_none_or(|t| s.start >= t)
+            && f.until.is_none_or(|t| s.start < t)
+    }
+
     #[test]
     fn blocks_without_the_run_or_the_time_range_are_skipped_and_change_nothing() {
         // Five blocks: two of the other run, two of the scanned one, one of the other again.
+        // Every third span of the scanned run is a child of the span before it.
         let spans: Vec<Span> = (0..5 * BLOCK_RECORDS)
             .map(|i| {
-                let parent = (i % 3 == 0).then_some((i + 1) % NAMES);
                 let scanned = (2 * BLOCK_RECORDS..4 * BLOCK_RECORDS).contains(&i);
-                (
-                    i % NAMES,
-                    Some(i as f64 * 1e-3),
-                    i % 7 == 0,
-                    parent,
+                Span {
+                    error: i % 7 == 0,
+                    parent: (i % 3 == 0 && scanned && i > 2 * BLOCK_RECORDS).then(|| i - 1),
                     scanned,
-                )
+                    ..Span::new(i % NAMES, i as f64, Some(i as f64 * 1e-3))
+                }
             })
             .collect();
         let (file, run) = file_of(&spans);
@@ -614,14 +877,12 @@ mod tests {
         let released = Mutex::new(Vec::new());
         let after = |_: &Segment, r: Range<u64>| released.lock().unwrap().push(r);
         let got = scan_stats(&file, run, &ScanOptions::default(), &after).unwrap();
-        assert_same(&got, &one_by_one(&spans)).unwrap();
+        assert_same(&got, &one_by_one(&spans, |_| true)).unwrap();
         let (from, to) = (2 * BLOCK_RECORDS as u64, 4 * BLOCK_RECORDS as u64);
         assert_eq!(released.into_inner().unwrap(), vec![from..to]);
         // A time range inside block 3 (start time = position): blocks 2 and 4 are not read.
         let (since, until) = (3200.0, 3500.0);
         let mut opts = ScanOptions::default();
-        opts.filter.since = Some(since);
-        opts.filter.until = Some(until);
         let windowed = BlockSelect {
             since: Some(since),
             until: Some(until),
@@ -646,47 +907,88 @@ mod tests {
             opts.filter.since = Some(since);
             opts.filter.until = Some(until);
             let got = scan_stats(&file, run, &opts, &|_, _| {}).unwrap();
-            let inside: Vec<Span> = spans
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    (
-                        s.0,
-                        s.1,
-                        s.2,
-                        s.3,
-                        s.4 && (since..until).contains(&(i as f64)),
-                    )
-                })
-                .collect();
-            assert_same(&got, &one_by_one(&inside)).unwrap();
+            let want = one_by_one(&spans, |s| passes(&opts.filter, s));
+            assert_same(&got, &want).unwrap();
         }
     }
 
-    /// The statistics of `spans` folded one by one, through [`ChunkStats::add_span`].
-    fn one_by_one(spans: &[Span]) -> ChunkStats {
-        let mut stats = ChunkStats::new(NAMES);
-        for &(name, duration, error, parent, _) in spans.iter().filter(|s| s.4) {
-            stats.add_span(name, duration, error);
-            if let (Some(d), Some(p)) = (duration, parent) {
-                stats.child_time[p].add(d);
-            }
+    #[test]
+    fn self_time_counts_every_child_of_a_kept_span_whatever_the_filter() {
+        // A parent of 10 s (name 0, an error) starting at 100 with three children: one of
+        // name 1 that is ok, one of name 2 that starts after `until`, and one of name 0 itself.
+        let spans = vec![
+            Span {
+                error: true,
+                ..Span::new(0, 100.0, Some(10.0))
+            },
+            Span {
+                parent: Some(0),
+                ..Span::new(1, 101.0, Some(2.0))
+            },
+            Span {
+                parent: Some(0),
+                ..Span::new(2, 108.0, Some(3.0))
+            },
+            Span {
+                parent: Some(0),
+                error: true,
+                ..Span::new(0, 103.0, Some(1.0))
+            },
+        ];
+        let (file, run) = file_of(&spans);
+        let self_time = |filter: Filter| {
+            let opts = ScanOptions {
+                filter,
+                ..ScanOptions::default()
+            };
+            let stats = scan_stats(&file, run, &opts, &|_, _| {}).unwrap();
+            (stats.total(0), stats.child_time[0].value())
+        };
+        let everything = self_time(Filter::default());
+        assert_eq!(everything, (11.0, 6.0));
+        // The parent's self time is 10 - 6 = 4 whichever filter keeps it: its children count
+        // though they are filtered out (ok, another name, after --until).
+        let filters = [
+            Filter {
+                name: Some(Regex::new("^f0$").unwrap()),
+                ..Filter::default()
+            },
+            Filter {
+                errors: Some(true),
+                ..Filter::default()
+            },
+            Filter {
+                since: Some(100.0),
+                until: Some(105.0),
+                ..Filter::default()
+            },
+            Filter {
+                until: Some(100.5),
+                ..Filter::default()
+            },
+        ];
+        for (i, f) in filters.into_iter().enumerate() {
+            let got = self_time(f);
+            let want = if i == 3 { (10.0, 6.0) } else { (11.0, 6.0) };
+            assert_eq!(got, want, "filter {i}");
         }
-        stats
     }
 
     fn assert_same(scanned: &ChunkStats, want: &ChunkStats) -> Result<(), TestCaseError> {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1e-300);
         for (name, (a, b)) in scanned.names.iter().zip(&want.names).enumerate() {
             prop_assert_eq!(
-                (a.count, a.errors, a.timed()),
-                (b.count, b.errors, b.timed())
+                (a.count, a.errors, scanned.timed(name)),
+                (b.count, b.errors, want.timed(name))
             );
             prop_assert_eq!(
                 (a.min.to_bits(), a.max.to_bits()),
                 (b.min.to_bits(), b.max.to_bits())
             );
-            prop_assert!(close(a.total.value(), b.total.value()));
+            prop_assert!(close(scanned.total(name), want.total(name)));
+            if b.count == 0 {
+                continue; // no row: its child time is never shown (a name filter counts it)
+            }
             let child = (
                 scanned.child_time[name].value(),
                 want.child_time[name].value(),
@@ -700,22 +1002,58 @@ mod tests {
         Ok(())
     }
 
-    fn span() -> impl Strategy<Value = Span> {
+    /// Spans 1 ms apart, each a root or the child of a span still running when it starts (as
+    /// a child starts while its parent runs), in the scanned run or another.
+    fn spans() -> impl Strategy<Value = Vec<Span>> {
         // Mostly a few repeated durations, so that hot counters spill, then any positive
         // duration (windows widen), zero, negative and null.
         let duration = prop_oneof![
             6 => prop::sample::select(vec![Some(1e-3), Some(0.25), Some(0.2501), Some(7.0)]),
-            3 => (1e-9f64..1e4).prop_map(Some),
+            3 => (1e-9f64..1e2).prop_map(Some),
             1 => prop::sample::select(vec![Some(0.0), Some(-1.0), None]),
         ];
-        let parent = prop::option::of(0..NAMES);
-        (
+        let one = (
             0..NAMES,
             duration,
             any::<bool>(),
-            parent,
+            0usize..64,
             prop::bool::weighted(0.9),
+        );
+        prop::collection::vec(one, 0..4000).prop_map(|drawn| {
+            let mut spans: Vec<Span> = Vec::with_capacity(drawn.len());
+            for (i, (name, duration, error, back, scanned)) in drawn.into_iter().enumerate() {
+                let start = i as f64 * 1e-3;
+                let parent = i.checked_sub(back + 1).filter(|&p| {
+                    let q = &spans[p];
+                    q.scanned == scanned && q.start + q.duration.unwrap_or(0.0) >= start
+                });
+                spans.push(Span {
+                    error,
+                    parent,
+                    scanned,
+                    ..Span::new(name, start, duration)
+                });
+            }
+            spans
+        })
+    }
+
+    fn filter() -> impl Strategy<Value = Filter> {
+        let name = prop::option::of(prop::sample::select(vec!["f[01]", "^f4$", "f"]));
+        let window = prop::option::of(0.0f64..4.0);
+        (
+            name,
+            prop::option::of(any::<bool>()),
+            window.clone(),
+            window,
         )
+            .prop_map(|(name, errors, since, until)| Filter {
+                name: name.map(|re| Regex::new(re).unwrap()),
+                errors,
+                since,
+                until,
+                tag: None,
+            })
     }
 
     #[test]
@@ -723,15 +1061,7 @@ mod tests {
         // 2,700 spans of 0.25 s and 300 of 7 s in one chunk: each block fills the 0.25 s
         // counter past 255, so most of its spans are counted after the loop.
         let spans: Vec<Span> = (0..3000)
-            .map(|i| {
-                (
-                    0,
-                    Some(if i % 10 == 0 { 7.0 } else { 0.25 }),
-                    false,
-                    None,
-                    true,
-                )
-            })
+            .map(|i| Span::new(0, i as f64, Some(if i % 10 == 0 { 7.0 } else { 0.25 })))
             .collect();
         let (file, run) = file_of(&spans);
         let stats = scan_stats(&file, run, &ScanOptions::default(), &|_, _| {}).unwrap();
@@ -744,17 +1074,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn totals_are_the_same_bits_on_every_scan_and_thread_count() {
+        let spans: Vec<Span> = (0..200_000)
+            .map(|i| Span::new(i % NAMES, i as f64, Some(1e-4 + (i % 977) as f64 * 1.3e-5)))
+            .collect();
+        let (file, run) = file_of(&spans);
+        let bits = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let opts = ScanOptions {
+                blocks_per_chunk: 2,
+                ..ScanOptions::default()
+            };
+            let stats = pool.install(|| scan_stats(&file, run, &opts, &|_, _| {}).unwrap());
+            (0..NAMES)
+                .map(|n| stats.total(n).to_bits())
+                .collect::<Vec<u64>>()
+        };
+        let first = bits(1);
+        for threads in [2, 3, 4, 7, 2, 4] {
+            assert_eq!(bits(threads), first, "{threads} threads");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
         fn the_scan_equals_folding_span_by_span(
-            spans in prop::collection::vec(span(), 0..4000),
+            spans in spans(),
+            filter in filter(),
             blocks_per_chunk in 1usize..3,
         ) {
             let (file, run) = file_of(&spans);
-            let opts = ScanOptions { blocks_per_chunk, ..ScanOptions::default() };
+            let want = one_by_one(&spans, |s| passes(&filter, s));
+            let opts = ScanOptions { blocks_per_chunk, filter, ..ScanOptions::default() };
             let scanned = scan_stats(&file, run, &opts, &|_, _| {}).unwrap();
-            assert_same(&scanned, &one_by_one(&spans))?;
+            assert_same(&scanned, &want)?;
         }
     }
 }

@@ -2,11 +2,15 @@
 //! inferno) over a whole run, and the slowest trees as Chrome trace events.
 
 use std::io::{self, Write};
+use std::ops::Range;
+use std::path::Path;
 
-use ferret_format::{FormatError, SpanFile, SpanRecord};
+use ferret_format::{SpanFile, SpanRecord};
 
 use crate::chunk::{plan, BlockSelect, BLOCKS_PER_CHUNK};
-use crate::engine::{for_each_chunk_block, release, AfterChunk};
+use crate::derived::{Derive, DerivedTable};
+use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError};
+use crate::pass::Behind;
 use crate::tree::{CallTree, TreeNode};
 
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
@@ -25,14 +29,15 @@ pub const DEEPER_FRAMES: &str = "[deeper frames]";
 /// The name id of [`DEEPER_FRAMES`] in stack paths (no real name id is this large).
 const DEEPER_NAME: u32 = u32::MAX - 1;
 
-/// Stack paths interned as (parent path, name) pairs, with their depth and time.
+/// Stack paths interned as (parent path, name) pairs, with their depth and the self time of
+/// their spans.
 #[derive(Default)]
 struct Stacks {
     ids: foldhash::HashMap<(u32, u32), u32>,
     paths: Vec<(u32, u32)>,
     depth: Vec<u32>,
-    total: Vec<f64>,
-    children: Vec<f64>,
+    /// The summed self times (ferret's, per span) of the spans with this stack.
+    own: Vec<f64>,
 }
 
 const NO_STACK: u32 = u32::MAX;
@@ -51,23 +56,20 @@ impl Stacks {
         *self.ids.entry((parent, name)).or_insert_with(|| {
             self.paths.push((parent, name));
             self.depth.push(depth);
-            self.total.push(0.0);
-            self.children.push(0.0);
+            self.own.push(0.0);
             (self.paths.len() - 1) as u32
         })
     }
 
-    /// The weight each stack's line carries: its self time (total minus its children's,
-    /// floored at zero), and with `min_share` > 0 the self time of every descendant whose
-    /// inclusive time is below that share of the whole, folded into its nearest ancestor that is
-    /// not (roots are always kept, so the whole stays the same). A parent's id is below its
-    /// children's (it was interned first), so one pass down and one up suffice.
+    /// The weight each stack's line carries: its spans' self time, and with `min_share` > 0
+    /// the self time of every descendant whose inclusive time is below that share of the
+    /// whole, folded into its nearest ancestor that is not (roots are always kept, so the whole
+    /// stays the same). A parent's id is below its children's (it was interned first), so one
+    /// pass down and one up suffice.
     fn weights(&self, min_share: f64) -> Vec<f64> {
-        let own: Vec<f64> = (0..self.paths.len())
-            .map(|id| (self.total[id] - self.children[id]).max(0.0))
-            .collect();
+        let own = &self.own;
         if min_share <= 0.0 {
-            return own;
+            return own.clone();
         }
         let mut inclusive = own.clone();
         for id in (0..self.paths.len()).rev() {
@@ -101,16 +103,32 @@ impl Stacks {
         let mut frames = Vec::new();
         while id != NO_STACK {
             let (parent, name) = self.paths[id as usize];
-            // `;` separates frames in the folded format; a name's own `;` becomes `:`.
             frames.push(match name {
                 DEEPER_NAME => DEEPER_FRAMES.to_string(),
-                _ => name_of(name).replace(';', ":"),
+                _ => frame_text(&name_of(name)),
             });
             id = parent;
         }
         frames.reverse();
         frames.join(";")
     }
+}
+
+/// A name as one frame of a folded line: `;` separates frames, so a name's own becomes `:`, and
+/// a line ends at a newline, so control characters become escapes (`\n`, `\t`, `\u{1b}`).
+fn frame_text(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            ';' => out.push(':'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A folded stack: `(a;b;c, microseconds of self time)`.
@@ -128,9 +146,12 @@ pub struct Folded {
 }
 
 /// Folded stacks of run `run`, `a;b;c <microseconds of self time>`, one line per distinct stack
-/// path, sorted. Memory grows with distinct stacks, not spans. Self time is a stack's durations
-/// minus those of its children, floored at zero per stack (ferret floors per span; the two agree
-/// unless one span's children outlast it while a sibling's do not).
+/// path, sorted. A stack's weight is the self time of its spans, each ferret's
+/// `TraceNode.self_time` (its duration minus all its children's, floored at zero), so a flame
+/// graph agrees span by span with the trees and the Parquet export. Those per-span child times
+/// come from a first pass into a [`DerivedTable`] (a mapped temporary file in `scratch`, 16
+/// bytes per record of the run's range); the stacks pass then keeps memory per distinct stack,
+/// not per span.
 ///
 /// With `verify`, every block read is checked as it is folded: ancestors may be read from a
 /// block not checked yet, but the whole pass ends before anything is printed, so a damaged
@@ -148,8 +169,9 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     run: u32,
     verify: bool,
     min_share: f64,
+    scratch: &Path,
     after_chunk: AfterChunk,
-) -> Result<Folded, FormatError> {
+) -> Result<Folded, ScanError> {
     let mut stacks = Stacks::default();
     let mut broken_links = 0;
     let mut deeper_spans = 0;
@@ -157,6 +179,19 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
     let mut cache = foldhash::HashMap::default();
     // Blocks without the run are skipped unread (its spans' ancestors are the run's too).
     let select = BlockSelect::run(run);
+    let derive = Derive {
+        verify,
+        depth: false,
+    };
+    let derived = DerivedTable::build(
+        file,
+        run_range(file, run),
+        &select,
+        |r| r == run,
+        derive,
+        scratch,
+        &mut Behind::new(file, after_chunk),
+    )?;
     for chunk in plan(file, BLOCKS_PER_CHUNK, &select) {
         for_each_chunk_block(file, &chunk, verify, &select, |_, first, records| {
             for (i, r) in records.iter().enumerate() {
@@ -182,13 +217,10 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
                     cache.clear();
                 }
                 cache.insert(index, id);
-                let d = r.duration().unwrap_or(0.0);
-                stacks.total[id as usize] += d;
-                if parent != NO_STACK {
-                    stacks.children[parent as usize] += d;
-                }
+                stacks.own[id as usize] += derived.get(index).self_time(r);
             }
         })?;
+        derived.release_before(chunk_end(file, &chunk));
         release(file, &chunk, after_chunk);
     }
     let name_of = |id| file.name(id).unwrap_or("?").to_string();
@@ -208,6 +240,31 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
         deeper_spans,
         broken_links,
     })
+}
+
+/// The global record index just past `chunk`.
+fn chunk_end<D: AsRef<[u8]>>(file: &SpanFile<D>, chunk: &crate::chunk::Chunk) -> u64 {
+    file.segments()[chunk.segment].first_record + chunk.records.end as u64
+}
+
+/// The records from the first of run `run` to its last: from the run directories of a
+/// version 2 file, the whole file for version 1.
+pub fn run_range<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Range<u64> {
+    if !file.has_index() {
+        return 0..file.record_count();
+    }
+    let entries = file
+        .segments()
+        .iter()
+        .flat_map(|seg| file.runs(seg).iter().filter(|e| e.run == run));
+    let (first, last) = entries.fold((u64::MAX, 0), |(first, last), e| {
+        (first.min(e.first_index), last.max(e.last_index))
+    });
+    if first == u64::MAX {
+        0..0
+    } else {
+        first..last + 1
+    }
 }
 
 /// The stack id of record `index`, from the cache or by walking up its ancestors, and whether
@@ -368,17 +425,20 @@ pub fn write_chrome_trace<D: AsRef<[u8]>>(
             let (Some(seg), Some(r)) = (file.segment_of(p.index), file.record(p.index)) else {
                 continue;
             };
-            let name = serde_json::Value::from(file.name(r.name).unwrap_or("?")).to_string();
-            let status = serde_json::Value::from(file.status(seg, r)).to_string();
+            // Every string goes through serde_json, which escapes what JSON needs escaped
+            // (a hashed id keeps the source's text, which may hold `"` or `\\`).
+            let text = |s: &str| serde_json::Value::from(s).to_string();
+            let name = text(file.name(r.name).unwrap_or("?"));
+            let status = text(file.status(seg, r));
+            let span_id = text(&file.span_id_text(seg, r));
             write!(
                 out,
-                "{}{{\"name\":{name},\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{},\"tid\":{},\"args\":{{\"span_id\":\"{}\",\"status\":{status},\"tags\":{}}}}}",
+                "{}{{\"name\":{name},\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{},\"tid\":{},\"args\":{{\"span_id\":{span_id},\"status\":{status},\"tags\":{}}}}}",
                 if first { "" } else { "," },
                 (r.start_time - base) * 1e6,
                 r.duration().unwrap_or(0.0) * 1e6,
                 pid + 1,
                 p.track + 1,
-                file.span_id_text(seg, r),
                 file.extras(seg, r).tags_json(),
             )?;
             first = false;

@@ -199,20 +199,62 @@ fn write_functions(report: &StatsReport, out: &mut dyn Write) -> io::Result<()> 
 /// Chart geometry: the plot's left edge, width and height inside the SVG.
 const CHART: (f64, f64, f64) = (64.0, 860.0, 220.0);
 
-/// The timeline as an SVG chart: p50 and p99 as lines (left axis), the error rate as bars (right
-/// axis), five time labels; and its data for the brush.
+/// A latency axis in decades: from the decade at or below the smallest value to the one at or
+/// above the largest (at least one decade), so p50 and a p99 a hundred times larger both show.
+struct LogAxis {
+    low: f64,
+    decades: f64,
+}
+
+impl LogAxis {
+    fn over(values: impl Iterator<Item = f64>) -> LogAxis {
+        let (lo, hi) = values
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if hi == 0.0 {
+            return LogAxis {
+                low: -3.0,
+                decades: 1.0,
+            };
+        }
+        let low = lo.log10().floor();
+        LogAxis {
+            low,
+            decades: (hi.log10().ceil() - low).max(1.0),
+        }
+    }
+
+    /// Where `v` lies from the bottom (0) to the top (1); values at or below zero at the bottom.
+    fn share(&self, v: f64) -> f64 {
+        if v <= 0.0 {
+            return 0.0;
+        }
+        ((v.log10() - self.low) / self.decades).clamp(0.0, 1.0)
+    }
+
+    /// The decades' values, bottom to top.
+    fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..=self.decades as i32).map(|d| 10f64.powf(self.low + f64::from(d)))
+    }
+}
+
+/// The timeline as an SVG chart: p50 and p99 as lines against a log axis of latency (left),
+/// the error rate as bars against an axis up to its largest rate (right), five time labels;
+/// and its data for the brush.
 fn write_timeline(page: &Page, out: &mut dyn Write) -> io::Result<()> {
     let report = page.timeline;
     let (left, width, height) = CHART;
     let (top, n) = (16.0, report.buckets.len().max(1) as f64);
-    let peak = report
+    let latency = LogAxis::over(report.buckets.iter().flat_map(|b| [b.p50, b.p99]).flatten());
+    let worst_rate = report
         .buckets
         .iter()
-        .filter_map(|b| b.p99)
-        .fold(0.0, f64::max)
-        .max(1e-9);
+        .map(BucketRow::error_rate)
+        .fold(0.0, f64::max);
     let x = |i: usize| left + (i as f64 + 0.5) / n * width;
-    let y = |v: f64| top + height - v / peak * height;
+    let y = |v: f64| top + height - latency.share(v) * height;
     writeln!(
         out,
         "<section id=\"timeline\">\n<h2>Timeline ({} buckets of {} s)</h2>",
@@ -227,10 +269,19 @@ fn write_timeline(page: &Page, out: &mut dyn Write) -> io::Result<()> {
         left + width + 56.0,
         height + top + 36.0
     )?;
-    // The error rate: bars against the right axis (0 to 100%).
+    // A faint line at each decade of latency.
+    for tick in latency.ticks() {
+        writeln!(
+            out,
+            "<line class=\"decade\" x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\" stroke-width=\"1\"/>",
+            left + width,
+            y = y(tick)
+        )?;
+    }
+    // The error rate: bars against the right axis, from 0 to the largest rate of a bucket.
     for (i, b) in report.buckets.iter().enumerate() {
         if b.errors > 0 {
-            let h = b.error_rate() * height;
+            let h = b.error_rate() / worst_rate * height;
             writeln!(
                 out,
                 "<rect class=\"errors\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{h:.1}\" fill=\"#f3b0b0\"><title>{} errors of {}</title></rect>",
@@ -280,13 +331,26 @@ fn write_timeline(page: &Page, out: &mut dyn Write) -> io::Result<()> {
             text(s)
         )
     };
-    writeln!(out, "{}", label(left - 6.0, top + 4.0, "end", &ms(peak)))?;
-    writeln!(out, "{}", label(left - 6.0, top + height, "end", "0"))?;
-    writeln!(
-        out,
-        "{}",
-        label(left + width + 6.0, top + 4.0, "start", "100% err")
-    )?;
+    for tick in latency.ticks() {
+        writeln!(
+            out,
+            "{}",
+            label(left - 6.0, y(tick) + 4.0, "end", &ms(tick))
+        )?;
+    }
+    if worst_rate > 0.0 {
+        let top_rate = format!("{:.1}% err", worst_rate * 100.0);
+        writeln!(
+            out,
+            "{}",
+            label(left + width + 6.0, top + 4.0, "start", &top_rate)
+        )?;
+        writeln!(
+            out,
+            "{}",
+            label(left + width + 6.0, top + height, "start", "0%")
+        )?;
+    }
     let count = report.buckets.len();
     for k in 0..5 {
         let i = (count.saturating_sub(1)) * k / 4;

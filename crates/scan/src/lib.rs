@@ -6,9 +6,11 @@
 pub mod chunk;
 pub mod compare;
 pub mod comparison;
+pub mod derived;
 pub mod engine;
 pub mod export;
 pub mod html;
+pub mod pass;
 pub mod report;
 pub mod sketch;
 pub mod stats;

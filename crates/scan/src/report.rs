@@ -97,24 +97,20 @@ impl FunctionRow {
         serde_json::Value::Object(entry)
     }
 
-    /// The row of a name, or `None` when it has no non-null duration (ferret leaves it out).
-    /// `child_time` is the time its spans' children took.
-    pub fn from_stats(
-        name: &str,
-        s: &NameStats,
-        child_time: f64,
-        quantile: impl Fn(f64) -> Option<f64>,
-    ) -> Option<FunctionRow> {
-        if s.timed() == 0 {
+    /// The row of name id `id` of `stats`, named `name`, or `None` when it has no non-null
+    /// duration (ferret leaves it out).
+    pub fn from_stats(name: &str, stats: &ChunkStats, id: usize) -> Option<FunctionRow> {
+        let s = &stats.names[id];
+        if stats.timed(id) == 0 {
             return None;
         }
-        let total = s.total.value();
-        let q = |p: f64| quantile(p).unwrap_or(0.0).clamp(s.min, s.max);
+        let total = stats.total(id);
+        let q = |p: f64| within(stats.sketches.quantile(id, p, s.min).unwrap_or(0.0), s);
         Some(FunctionRow {
             name: name.to_string(),
             count: s.count,
             total_duration: total,
-            avg_duration: total / s.timed() as f64,
+            avg_duration: total / stats.timed(id) as f64,
             min_duration: s.min,
             max_duration: s.max,
             error_count: s.errors,
@@ -122,21 +118,15 @@ impl FunctionRow {
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
-            self_time: (total - child_time).max(0.0),
+            self_time: (total - stats.child_time[id].value()).max(0.0),
         })
     }
 
     /// The rows of every name with a duration, with their name ids, in name-id order.
     pub fn all(stats: &ChunkStats, name_of: impl Fn(u32) -> String) -> Vec<(usize, FunctionRow)> {
-        stats
-            .names
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| {
-                let quantile = |q| stats.sketches.quantile(id, q, s.min);
-                let child_time = stats.child_time[id].value();
-                FunctionRow::from_stats(&name_of(id as u32), s, child_time, quantile)
-                    .map(|row| (id, row))
+        (0..stats.names.len())
+            .filter_map(|id| {
+                FunctionRow::from_stats(&name_of(id as u32), stats, id).map(|row| (id, row))
             })
             .collect()
     }
@@ -257,6 +247,13 @@ impl StatsReport {
         }
         w.flush()
     }
+}
+
+/// `x` brought inside the name's smallest and largest duration: a sketch's estimate may lie a
+/// bucket beyond them. Unlike `f64::clamp` it never panics, even when a crafted file's
+/// durations left no order between them.
+pub fn within(x: f64, s: &NameStats) -> f64 {
+    x.max(s.min).min(s.max)
 }
 
 /// A value as JSON: the counts (`count`, `error_count` and their differences) as integers.

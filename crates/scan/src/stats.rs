@@ -1,7 +1,7 @@
 //! Per-name statistics of one chunk, folded record by record, and their associative merge.
 
 use crate::sketch::SketchTable;
-use crate::sum::CompensatedSum;
+use crate::sum::{ChunkSum, ExactSum, SettledSum};
 
 /// What ferret's `AggregatedStats` holds for one name. One cache line, aligned: the scan
 /// updates one of these per span.
@@ -12,22 +12,25 @@ pub struct NameStats {
     pub count: u64,
     /// Spans whose status is not "ok".
     pub errors: u64,
-    /// Sum of the non-null durations; its count is the number of spans with one.
-    pub total: CompensatedSum,
     /// Smallest non-null duration.
     pub min: f64,
     /// Largest non-null duration.
     pub max: f64,
+    /// The current chunk's durations, until [`ChunkStats::settle`] moves them into the total.
+    sum: ChunkSum,
 }
+
+// The hot loop's one cache line per name.
+const _: () = assert!(std::mem::size_of::<NameStats>() <= 64);
 
 impl Default for NameStats {
     fn default() -> Self {
         NameStats {
             count: 0,
             errors: 0,
-            total: CompensatedSum::default(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            sum: ChunkSum::default(),
         }
     }
 }
@@ -40,7 +43,7 @@ impl NameStats {
         self.count += 1;
         self.errors += u64::from(error);
         if let Some(d) = duration {
-            self.total.add(d);
+            self.sum.add(d);
             // Plain compares (`f64::min` spends instructions on NaN, which the converter never
             // writes as a duration).
             if d < self.min {
@@ -52,19 +55,20 @@ impl NameStats {
         }
     }
 
-    /// Spans with a non-null duration.
-    pub fn timed(&self) -> u64 {
-        self.total.count()
-    }
-
-    /// Adds another chunk's statistics of the same name.
-    pub fn merge(&mut self, o: &NameStats) {
+    /// Adds another chunk's statistics of the same name (both settled).
+    fn merge(&mut self, o: &NameStats) {
         self.count += o.count;
         self.errors += o.errors;
-        self.total.merge(&o.total);
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
     }
+}
+
+/// A name's settled durations: their exact sum and their number.
+#[derive(Clone, Copy, Debug, Default)]
+struct Total {
+    sum: ExactSum,
+    timed: u64,
 }
 
 /// The statistics of one chunk (or of several merged), dense by name id: no hashing on the hot
@@ -73,9 +77,12 @@ impl NameStats {
 pub struct ChunkStats {
     /// Per name id.
     pub names: Vec<NameStats>,
+    /// Per name id: the settled sum and count of its non-null durations (apart from `names`,
+    /// which the loop touches: this is touched once a chunk).
+    totals: Vec<Total>,
     /// Per name id: the sum of the durations of spans whose parent has that name (a separate
     /// array, as a span updates its parent's name and its own).
-    pub child_time: Vec<CompensatedSum>,
+    pub child_time: Vec<SettledSum>,
     /// Durations per name id, for percentiles.
     pub sketches: SketchTable,
 }
@@ -85,7 +92,8 @@ impl ChunkStats {
     pub fn new(names: usize) -> ChunkStats {
         ChunkStats {
             names: vec![NameStats::default(); names],
-            child_time: vec![CompensatedSum::default(); names],
+            totals: vec![Total::default(); names],
+            child_time: vec![SettledSum::default(); names],
             sketches: SketchTable::new(names),
         }
     }
@@ -96,13 +104,28 @@ impl ChunkStats {
         self.names.iter().map(|n| n.count).sum()
     }
 
-    /// True when no span was counted (stops at the first name with one).
+    /// True when no span was counted and no child time added (stops at the first name with
+    /// either).
     fn is_empty(&self) -> bool {
         self.names.iter().all(|n| n.count == 0)
+            && self.child_time.iter().all(|c| *c == SettledSum::default())
+    }
+
+    /// The sum of name id `name`'s non-null durations.
+    pub fn total(&self, name: usize) -> f64 {
+        let mut total = self.totals[name].sum;
+        let mut unsettled = self.names[name].sum;
+        unsettled.settle_into(&mut total);
+        total.value()
+    }
+
+    /// The number of name id `name`'s spans with a non-null duration.
+    pub fn timed(&self, name: usize) -> u64 {
+        self.totals[name].timed + self.names[name].sum.count()
     }
 
     /// Adds a span of name id `name` (which must be in range). The scan's loop does the same
-    /// over a block at a time, with the sketch's slow paths set aside.
+    /// over a chunk at a time, with the sketch's slow paths set aside.
     pub fn add_span(&mut self, name: usize, duration: Option<f64>, error: bool) {
         self.names[name].add_span(duration, error);
         if let Some(d) = duration {
@@ -110,9 +133,22 @@ impl ChunkStats {
         }
     }
 
-    /// Merges `other` into `self`. Associative and commutative up to float rounding of the
-    /// compensated sums (exact for every count, min, max and sketch).
-    pub fn merge(mut self, other: ChunkStats) -> ChunkStats {
+    /// Moves every name's chunk sums (its durations' and its children's) into the exact
+    /// totals: called at the end of each chunk, so that what a chunk adds does not depend on
+    /// what its worker folded before.
+    pub fn settle(&mut self) {
+        for (n, total) in self.names.iter_mut().zip(&mut self.totals) {
+            total.timed += n.sum.count();
+            n.sum.settle_into(&mut total.sum);
+        }
+        self.child_time.iter_mut().for_each(SettledSum::settle);
+    }
+
+    /// Merges `other` into `self`, settling both. Associative and commutative, exactly:
+    /// counts, minima, maxima and sketches are, and so are the fixed-point sums.
+    pub fn merge(mut self, mut other: ChunkStats) -> ChunkStats {
+        self.settle();
+        other.settle();
         // The scan's final merge starts from an empty table: merging one is a no-op, so skip
         // its work.
         if other.is_empty() && other.names.len() <= self.names.len() {
@@ -124,6 +160,10 @@ impl ChunkStats {
         }
         for (a, b) in self.names.iter_mut().zip(&other.names) {
             a.merge(b);
+        }
+        for (a, b) in self.totals.iter_mut().zip(&other.totals) {
+            a.sum.merge(&b.sum);
+            a.timed += b.timed;
         }
         for (a, b) in self.child_time.iter_mut().zip(&other.child_time) {
             a.merge(b);
@@ -154,7 +194,7 @@ mod tests {
                 (
                     n.count,
                     n.errors,
-                    n.timed(),
+                    s.timed(i),
                     n.min.to_bits(),
                     n.max.to_bits(),
                     s.sketches.quantile(i, 0.9, n.min),
@@ -185,13 +225,20 @@ mod tests {
             let (x, y, z) = (fold(&spans[..a]), fold(&spans[a..b]), fold(&spans[b..]));
             let whole = fold(&spans);
             let left = x.clone().merge(y.clone()).merge(z.clone());
-            let right = x.merge(y.merge(z.clone()));
-            let swapped = z.merge(fold(&spans[..b]));
-            for m in [&left, &right, &swapped] {
+            let right = x.clone().merge(y.clone().merge(z.clone()));
+            let swapped = z.merge(y).merge(x);
+            let regrouped = fold(&spans[b..]).merge(fold(&spans[..b]));
+            for m in [&left, &right, &swapped, &regrouped] {
                 prop_assert_eq!(key(m), key(&whole));
-                for (p, q) in m.names.iter().zip(&whole.names) {
-                    let (p, q) = (p.total.value(), q.total.value());
+                for name in 0..4 {
+                    let (p, q) = (m.total(name), whole.total(name));
                     prop_assert!((p - q).abs() <= 1e-12 * q.abs().max(1e-300));
+                }
+            }
+            // The same parts in any grouping and order: the same bits.
+            for m in [&right, &swapped] {
+                for name in 0..4 {
+                    prop_assert_eq!(m.total(name).to_bits(), left.total(name).to_bits());
                 }
             }
         }

@@ -1,15 +1,17 @@
 //! The N slowest call trees of a run, found without a list of all roots: a sharded top-N of
 //! roots, then a second pass that gathers only the spans of the chosen trees, each bounded by
-//! `max_nodes` (the slowest spans are kept, the rest folded into a summary).
+//! `max_nodes` (the slowest spans are kept, the rest folded into a summary). When a tree left
+//! spans out, a third pass sums the durations of every child of its kept spans: a span's self
+//! time is ferret's (its duration minus all its children's), whatever was kept.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use ferret_format::{Segment, SpanFile, SpanRecord};
-use rayon::prelude::*;
 
 use crate::chunk::{plan, BlockSelect};
-use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError, ScanOptions};
+use crate::engine::{fold_per_thread, for_each_chunk_block, AfterChunk, ScanError, ScanOptions};
+use crate::sum::ExactSum;
 
 /// How many trees and how much of each.
 #[derive(Clone, Debug)]
@@ -86,6 +88,9 @@ impl TopN {
 pub struct TreeNode {
     /// Global record index.
     pub index: u64,
+    /// ferret's `TraceNode.self_time`: the duration minus the durations of all the span's
+    /// children (kept or not), floored at zero.
+    pub self_time: f64,
     /// Children, in ferret's order.
     pub children: Vec<TreeNode>,
 }
@@ -97,20 +102,20 @@ pub struct CallTree {
     pub root: TreeNode,
     /// Spans of the tree not kept (past `max_nodes`, or under `min_duration`).
     pub elided_spans: u64,
-    /// Their summed duration in seconds.
+    /// The time they take under the kept spans, in seconds: the durations of those whose
+    /// parent is kept (a left-out span's own left-out children are inside its duration).
     pub elided_seconds: f64,
     /// Spans whose parent links loop (a cycle or a self-parent, only in damaged or hand-made
     /// files), attached to the root instead.
     pub broken_links: u64,
 }
 
-/// The spans kept for one tree while gathering: the `max_nodes` longest, and a tally of the
+/// The spans kept for one tree while gathering: the `max_nodes` longest, and the number of the
 /// rest. The root is offered with infinite priority so it is always kept.
 #[derive(Clone, Debug, Default)]
 struct TreeAccumulator {
     kept: BinaryHeap<std::cmp::Reverse<(OrdF64, u64)>>,
     elided_spans: u64,
-    elided_seconds: f64,
 }
 
 /// f64 with a total order, for heaps.
@@ -129,25 +134,51 @@ impl PartialOrd for OrdF64 {
 }
 
 impl TreeAccumulator {
-    fn offer(&mut self, priority: f64, duration: f64, index: u64, max: usize) {
+    fn offer(&mut self, priority: f64, index: u64, max: usize) {
         self.kept.push(std::cmp::Reverse((OrdF64(priority), index)));
         if self.kept.len() > max {
-            if let Some(std::cmp::Reverse((OrdF64(p), _))) = self.kept.pop() {
-                self.elide(if p.is_finite() { p } else { duration });
-            }
+            self.kept.pop();
+            self.elided_spans += 1;
         }
-    }
-
-    fn elide(&mut self, seconds: f64) {
-        self.elided_spans += 1;
-        self.elided_seconds += seconds;
     }
 
     fn merge(mut self, other: TreeAccumulator, max: usize) -> TreeAccumulator {
         self.elided_spans += other.elided_spans;
-        self.elided_seconds += other.elided_seconds;
         for std::cmp::Reverse((OrdF64(p), index)) in other.kept {
-            self.offer(p, p, index, max);
+            self.offer(p, index, max);
+        }
+        self
+    }
+
+    /// The kept spans' record indices.
+    fn kept(&self) -> impl Iterator<Item = u64> + '_ {
+        self.kept.iter().map(|std::cmp::Reverse((_, i))| *i)
+    }
+}
+
+/// What the kept spans of the trees need from every span: the summed durations of each kept
+/// span's children (exact sums, so any pass order gives the same bits), and per tree the
+/// durations of the left-out spans whose parent is kept.
+#[derive(Clone, Debug, Default)]
+struct ChildTimes {
+    of_kept: foldhash::HashMap<u64, ExactSum>,
+    elided: Vec<ExactSum>,
+}
+
+impl ChildTimes {
+    fn new(trees: usize) -> ChildTimes {
+        ChildTimes {
+            of_kept: foldhash::HashMap::default(),
+            elided: vec![ExactSum::default(); trees],
+        }
+    }
+
+    fn merge(mut self, other: ChildTimes) -> ChildTimes {
+        for (index, sum) in other.of_kept {
+            self.of_kept.entry(index).or_default().merge(&sum);
+        }
+        for (mine, theirs) in self.elided.iter_mut().zip(&other.elided) {
+            mine.merge(theirs);
         }
         self
     }
@@ -166,28 +197,32 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     let select = BlockSelect::run(run);
     let chunks = plan(file, scan.blocks_per_chunk, &select);
     let links = file.links();
-    let top = chunks
-        .par_iter()
-        .try_fold(
-            || TopN::new(opts.limit),
-            |mut top, chunk| {
-                for_each_chunk_block(file, chunk, scan.verify, &select, |seg, first, records| {
-                    for (i, r) in records.iter().enumerate() {
-                        let index = first + i as u64;
-                        if r.run == run && links.is_root(index, r) && keep_root(seg, r) {
-                            top.offer(RootRank {
-                                duration: r.duration().unwrap_or(0.0),
-                                start: r.start_time,
-                                index,
-                            });
-                        }
+    // Each pass keeps one accumulator per thread (a heap, or one per tree asked for), not per
+    // rayon split: with `--limit 0` there is one per root.
+    let top = fold_per_thread(
+        file,
+        &chunks,
+        false,
+        || TopN::new(opts.limit),
+        |top, chunk| {
+            for_each_chunk_block(file, chunk, scan.verify, &select, |seg, first, records| {
+                for (i, r) in records.iter().enumerate() {
+                    let index = first + i as u64;
+                    if r.run == run && links.is_root(index, r) && keep_root(seg, r) {
+                        top.offer(RootRank {
+                            duration: r.duration().unwrap_or(0.0),
+                            start: r.start_time,
+                            index,
+                        });
                     }
-                })?;
-                release(file, chunk, after_chunk);
-                Ok::<_, ScanError>(top)
-            },
-        )
-        .try_reduce(|| TopN::new(opts.limit), |a, b| Ok(a.merge(b)))?;
+                }
+            })?;
+            Ok(())
+        },
+        TopN::merge,
+        after_chunk,
+    )?
+    .unwrap_or_else(|| TopN::new(0));
     let mut roots: Vec<RootRank> = top.heap.into_vec();
     roots.sort();
     // Looked up for every record of the run: with std's SipHash, hashing was a quarter of the
@@ -199,9 +234,12 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
         .collect();
     let max = opts.max_nodes.max(1);
     let empty = || vec![TreeAccumulator::default(); roots.len()];
-    let gathered = chunks
-        .par_iter()
-        .try_fold(empty, |mut accs, chunk| {
+    let gathered = fold_per_thread(
+        file,
+        &chunks,
+        false,
+        empty,
+        |accs, chunk| {
             for_each_chunk_block(file, chunk, scan.verify, &select, |_, first, records| {
                 for (i, r) in records.iter().enumerate() {
                     if r.run != run {
@@ -214,29 +252,105 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
                     let index = first + i as u64;
                     let duration = r.duration().unwrap_or(0.0);
                     if index == root {
-                        accs[s].offer(f64::INFINITY, duration, index, max);
+                        accs[s].offer(f64::INFINITY, index, max);
                     } else if duration < opts.min_duration {
-                        accs[s].elide(duration);
+                        accs[s].elided_spans += 1;
                     } else {
-                        accs[s].offer(duration, duration, index, max);
+                        accs[s].offer(duration, index, max);
                     }
                 }
             })?;
-            release(file, chunk, after_chunk);
-            Ok::<_, ScanError>(accs)
-        })
-        .try_reduce(empty, |a, b| {
-            Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y, max)).collect())
-        })?;
+            Ok(())
+        },
+        |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y, max)).collect(),
+        after_chunk,
+    )?
+    .unwrap_or_else(empty);
+    let times = if gathered.iter().any(|acc| acc.elided_spans > 0) {
+        child_times_of_every_span(file, run, scan, &gathered, after_chunk)?
+    } else {
+        child_times_of_kept_spans(file, &gathered)
+    };
     let trees: Vec<CallTree> = roots
         .iter()
         .zip(gathered)
-        .map(|(root, acc)| build(file, root.index, acc))
+        .enumerate()
+        .map(|(s, (root, acc))| build(file, root.index, acc, &times, s))
         .collect();
     if scan.verify {
         verify_tag_heaps(file, &trees)?;
     }
     Ok(trees)
+}
+
+/// The child times of the kept spans when every span of every tree was kept: their children
+/// are kept spans too.
+fn child_times_of_kept_spans<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    gathered: &[TreeAccumulator],
+) -> ChildTimes {
+    let mut times = ChildTimes::new(gathered.len());
+    for acc in gathered {
+        for index in acc.kept() {
+            let Some(r) = file.record(index) else {
+                continue;
+            };
+            if let (Some(p), Some(d)) = (file.parent_of(index, r), r.duration()) {
+                times.of_kept.entry(p).or_default().add(d);
+            }
+        }
+    }
+    times
+}
+
+/// The child times of the kept spans when some trees left spans out: one more pass over the
+/// run's blocks adds every span's duration to its parent's, when the parent is kept, and to
+/// its tree's elided time when the span itself is not. Memory is per kept span.
+fn child_times_of_every_span<D: AsRef<[u8]> + Sync>(
+    file: &SpanFile<D>,
+    run: u32,
+    scan: &ScanOptions,
+    gathered: &[TreeAccumulator],
+    after_chunk: AfterChunk,
+) -> Result<ChildTimes, ScanError> {
+    let kept_in: foldhash::HashMap<u64, usize> = gathered
+        .iter()
+        .enumerate()
+        .flat_map(|(s, acc)| acc.kept().map(move |i| (i, s)))
+        .collect();
+    let select = BlockSelect::run(run);
+    let chunks = plan(file, scan.blocks_per_chunk, &select);
+    let new = || ChildTimes::new(gathered.len());
+    let times = fold_per_thread(
+        file,
+        &chunks,
+        false,
+        new,
+        |times, chunk| {
+            for_each_chunk_block(file, chunk, scan.verify, &select, |_, first, records| {
+                for (i, r) in records.iter().enumerate() {
+                    let index = first + i as u64;
+                    let (Some(d), true) = (r.duration(), r.run == run) else {
+                        continue;
+                    };
+                    let Some(p) = file.parent_of(index, r) else {
+                        continue;
+                    };
+                    let Some(&tree) = kept_in.get(&p) else {
+                        continue;
+                    };
+                    times.of_kept.entry(p).or_default().add(d);
+                    if !kept_in.contains_key(&index) {
+                        times.elided[tree].add(d);
+                    }
+                }
+            })?;
+            Ok(())
+        },
+        ChildTimes::merge,
+        after_chunk,
+    )?;
+    Ok(times.unwrap_or_else(new))
 }
 
 /// Checks the tag heap of every segment a tree's span lies in: trees print tags, statuses and
@@ -271,12 +385,14 @@ fn ferret_order<D: AsRef<[u8]>>(file: &SpanFile<D>, index: u64) -> (OrdF64, u64)
 
 /// Links the kept spans of one tree: each under its parent if kept, else under its nearest
 /// kept ancestor, else under the root. Children end up in ferret's order.
-fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) -> CallTree {
-    let mut kept: Vec<u64> = acc
-        .kept
-        .into_iter()
-        .map(|std::cmp::Reverse((_, i))| i)
-        .collect();
+fn build<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    root: u64,
+    acc: TreeAccumulator,
+    times: &ChildTimes,
+    tree: usize,
+) -> CallTree {
+    let mut kept: Vec<u64> = acc.kept().collect();
     kept.sort_unstable_by_key(|&i| ferret_order(file, i));
     let parent_of = |i: u64| file.record(i).and_then(|r| file.parent_of(i, r));
     let is_kept: std::collections::HashSet<u64> = kept.iter().copied().collect();
@@ -317,10 +433,15 @@ fn build<D: AsRef<[u8]>>(file: &SpanFile<D>, root: u64, acc: TreeAccumulator) ->
     if let Some(list) = children.get_mut(&root) {
         list.sort_unstable_by_key(|&i| ferret_order(file, i));
     }
+    let self_time = |index: u64| {
+        let duration = file.record(index).and_then(|r| r.duration()).unwrap_or(0.0);
+        let children = times.of_kept.get(&index).map_or(0.0, ExactSum::value);
+        (duration - children).max(0.0)
+    };
     CallTree {
-        root: assemble(root, &mut children),
+        root: assemble(root, &mut children, self_time),
         elided_spans: acc.elided_spans,
-        elided_seconds: acc.elided_seconds,
+        elided_seconds: times.elided[tree].value(),
         broken_links,
     }
 }
@@ -341,7 +462,11 @@ fn reachable_from(root: u64, children: &HashMap<u64, Vec<u64>>) -> std::collecti
 
 /// Turns the child lists into nodes without recursion (trees can be millions deep in damaged
 /// input; here they are at most `max_nodes`, but the stack stays flat either way).
-fn assemble(root: u64, children: &mut HashMap<u64, Vec<u64>>) -> TreeNode {
+fn assemble(
+    root: u64,
+    children: &mut HashMap<u64, Vec<u64>>,
+    self_time: impl Fn(u64) -> f64,
+) -> TreeNode {
     // Post-order over an explicit stack: (index, child nodes built so far).
     let mut stack: Vec<(u64, std::vec::IntoIter<u64>, Vec<TreeNode>)> = vec![(
         root,
@@ -359,6 +484,7 @@ fn assemble(root: u64, children: &mut HashMap<u64, Vec<u64>>) -> TreeNode {
                 let (index, _, built) = stack.pop().expect("the stack holds the root");
                 let node = TreeNode {
                     index,
+                    self_time: self_time(index),
                     children: built,
                 };
                 match stack.last_mut() {

@@ -39,13 +39,6 @@ fn span<'a, D: AsRef<[u8]>>(file: &'a SpanFile<D>, index: u64) -> Option<Span<'a
     })
 }
 
-/// Duration minus the children's, floored at zero, as ferret's `TraceNode.self_time`.
-fn self_time<D: AsRef<[u8]>>(file: &SpanFile<D>, node: &TreeNode) -> f64 {
-    let d = |i: u64| file.record(i).and_then(|r| r.duration()).unwrap_or(0.0);
-    let children: f64 = node.children.iter().map(|c| d(c.index)).sum();
-    (d(node.index) - children).max(0.0)
-}
-
 /// What is left to print of a tree, on an explicit stack.
 enum TextFrame<'t> {
     /// A node: the prefix of its line and the guide before its name.
@@ -79,11 +72,7 @@ pub fn write_trees_text<D: AsRef<[u8]>>(
             let Some(s) = span(file, node.index) else {
                 continue;
             };
-            writeln!(
-                out,
-                "{prefix}{guide}{}",
-                label(&s, self_time(file, node), style)
-            )?;
+            writeln!(out, "{prefix}{guide}{}", label(&s, node.self_time, style))?;
             let inner = match guide {
                 "├── " => format!("{prefix}│   "),
                 "└── " => format!("{prefix}    "),
@@ -150,7 +139,7 @@ pub fn write_trees_html<D: AsRef<[u8]>>(
             let Some(s) = span(file, node.index) else {
                 continue;
             };
-            let text = label(&s, self_time(file, node), style);
+            let text = label(&s, node.self_time, style);
             let text = html_escape::encode_text(&text);
             let error = if s.status != "ok" {
                 " class=\"error\""
@@ -378,7 +367,7 @@ pub fn write_trees_json<D: AsRef<[u8]>>(
                         js(s.name),
                         js(s.start),
                         s.duration.map_or(Value::Null, Value::from),
-                        js(self_time(file, node)),
+                        js(node.self_time),
                         js(s.status),
                         s.tags,
                     )?;

@@ -17,7 +17,7 @@ use ferret_format::LastTimestamp;
 
 use super::pages::{
     bad, be_u32, cell_count, cell_offset, header_start, varint, PageFile, PageResult, RecordValues,
-    Tree,
+    Tree, MAX_BTREE_DEPTH,
 };
 
 /// One level of the walk: a page, and where in it the walk is.
@@ -126,6 +126,9 @@ impl IndexWalk {
     fn push(&mut self, page: u32) -> PageResult<()> {
         if !self.visited.insert(page) {
             return bad(page, "reached twice: the B-tree has a cycle");
+        }
+        if self.stack.len() >= MAX_BTREE_DEPTH {
+            return bad(page, format!("deeper than {MAX_BTREE_DEPTH} levels"));
         }
         let mut bytes = vec![0; self.pages.page_size].into_boxed_slice();
         self.pages.read_page(page, &mut bytes)?;

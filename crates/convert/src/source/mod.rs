@@ -59,7 +59,8 @@ pub struct RowBatch {
     pub rows: Vec<(Locator, RowText)>,
     /// The watermark after the last row of the batch.
     pub last: LastTimestamp,
-    /// The rowids the batch's watermark stands in (BeaverDB; zero for JSON lines).
+    /// The rowids the batch's watermark stands in (BeaverDB), or for JSON lines the bytes
+    /// converted and the hash of their tail (see [`LinesDone`]).
     pub rowids: RowidMark,
     /// How far into its input the source is after this batch, for estimating the rows of a
     /// source that cannot count them (JSON lines).
@@ -159,7 +160,7 @@ pub(crate) fn io(path: &Path, source: std::io::Error) -> ConvertError {
     }
 }
 
-pub use jsonl::read_json_lines;
+pub use jsonl::{read_json_lines, LinesDone};
 
 /// For tests: the next number of a xorshift sequence (deterministic, so failures reproduce).
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub(super) fn bad<T>(page: u32, what: impl Into<String>) -> PageResult<T> {
 /// Bytes of interior pages kept in memory: a 2.3 GB table has ~1,500 of them (6 MB at 4 KiB).
 const INTERIOR_CACHE_BYTES: usize = 32 << 20;
 
+/// The deepest B-tree SQLite builds or reads (`BTCURSOR_MAX_DEPTH`): a deeper one is damaged
+/// or crafted, and following it would only recurse (or stack pages) without end.
+pub(crate) const MAX_BTREE_DEPTH: usize = 20;
+
 /// A database file read page by page with `pread`.
 pub(super) struct PageFile {
     file: File,
@@ -182,16 +186,19 @@ impl TablePages {
             visited: HashSet::new(),
             row,
         };
-        self.visit(self.root, &mut rows)
+        self.visit(self.root, &mut rows, 1)
     }
 
     /// Hands the rows of the subtree under `page` that fall in the sink's range to it, in order.
     /// Interior pages are cached (a range's descent reads them again and again); each leaf is
     /// read once into the one leaf buffer.
-    fn visit(&mut self, page: u32, rows: &mut RowSink) -> PageResult<()> {
+    fn visit(&mut self, page: u32, rows: &mut RowSink, depth: usize) -> PageResult<()> {
         // A tree reaches each page once: a damaged one could otherwise loop or fan out forever.
         if !rows.visited.insert(page) {
             return bad(page, "reached twice: the B-tree has a cycle");
+        }
+        if depth > MAX_BTREE_DEPTH {
+            return bad(page, format!("deeper than {MAX_BTREE_DEPTH} levels"));
         }
         if !self.interior.contains_key(&page) {
             let mut buf = std::mem::take(&mut self.leaf);
@@ -213,7 +220,7 @@ impl TablePages {
             }
         }
         for child in self.children_in_range(page, rows.lo, rows.hi)? {
-            self.visit(child, rows)?;
+            self.visit(child, rows, depth + 1)?;
         }
         Ok(())
     }

@@ -17,7 +17,9 @@ use crate::{warn_broken, Asked};
 pub fn stacks(q: &Asked, run: u32, drawn: bool) -> anyhow::Result<Vec<FoldedLine>> {
     let path = q.path;
     let min_share = if drawn { DRAWN_SHARE } else { 0.0 };
-    let folded = folded_stacks(q.file, run, !q.args.no_verify, min_share, q.release)
+    let scratch = crate::source::scratch_dir(path);
+    let verify = !q.args.no_verify;
+    let folded = folded_stacks(q.file, run, verify, min_share, &scratch, q.release)
         .with_context(|| path.display().to_string())?;
     warn_broken(path, folded.broken_links);
     if folded.deeper_spans > 0 {

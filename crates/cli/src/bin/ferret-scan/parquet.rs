@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ferret_parquet::{export_parquet, ExportError, ExportOptions};
-use ferret_scan::RunSummary;
+use ferret_scan::{RunSummary, ScanError};
 
 use crate::select::Selection;
 use crate::Asked;
@@ -21,7 +21,8 @@ pub fn write_parquet(q: &Asked, output: &Path, chosen: Selection) -> anyhow::Res
     };
     let done = export_parquet(q.file, &runs, &options, output, q.release).map_err(|e| match e {
         // Damage is the input's: name it (output errors name the output already).
-        ExportError::Format(_) | ExportError::ParentLoop { .. } => {
+        ExportError::Format(_)
+        | ExportError::Scan(ScanError::Format(_) | ScanError::ParentLoop { .. }) => {
             anyhow::Error::new(e).context(q.path.display().to_string())
         }
         other => other.into(),

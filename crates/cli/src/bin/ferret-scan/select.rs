@@ -61,20 +61,102 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
-/// Parses a time bound: Unix seconds, RFC 3339, or `-DURATION` before the run's end.
-fn parse_time(t: &str, run_end: f64) -> anyhow::Result<f64> {
-    if let Ok(secs) = t.parse::<f64>() {
-        return Ok(secs);
-    }
+/// Parses a time bound: Unix seconds, RFC 3339 with any offset (`Z`, `+02:00`), a date and
+/// time without an offset (read as local time, as every output shows times), or `-DURATION`
+/// counted back from the run's end (`-10m`, `-1h30m`). A bare negative number is refused: it
+/// would read as a time in 1969, and is nearly always a duration missing its unit.
+pub fn parse_time(t: &str, run_end: f64) -> anyhow::Result<f64> {
+    let t = t.trim();
     if let Some(rel) = t.strip_prefix('-') {
+        if rel.parse::<f64>().is_ok() {
+            anyhow::bail!(
+                "bad time {t:?}: a bare negative number is not a time; give a duration before the end with its unit, like -{rel}s"
+            );
+        }
         let d = humantime::parse_duration(rel)
             .with_context(|| format!("bad relative time {t:?} (want e.g. -1h, -30s)"))?;
         return Ok(run_end - d.as_secs_f64());
     }
-    let at = humantime::parse_rfc3339_weak(t)
-        .with_context(|| format!("bad time {t:?} (want RFC 3339, Unix seconds, or -1h)"))?;
-    Ok(at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0))
+    if let Ok(secs) = t.parse::<f64>() {
+        anyhow::ensure!(secs.is_finite(), "bad time {t:?}: not a finite number");
+        return Ok(secs);
+    }
+    // RFC 3339, or a time as ferret-scan prints it (`2026-11-25 10:00:00.000000 +02:00`), so a
+    // time copied from an output reads back as the same instant.
+    let with_offset = chrono::DateTime::parse_from_rfc3339(t)
+        .or_else(|_| chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f %:z"));
+    if let Ok(at) = with_offset {
+        return Ok(unix_seconds(at.timestamp(), at.timestamp_subsec_nanos()));
+    }
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| {
+            let day = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+            day.and_hms_opt(0, 0, 0)
+        })
+        .with_context(|| {
+            format!("bad time {t:?} (want RFC 3339 like 2026-11-25T10:00:00+02:00, a local date and time like 2026-11-25 10:00, Unix seconds, or -1h)")
+        })?;
+    // A local time that a clock change skipped has no instant; one it repeated has two, and
+    // the earlier is taken.
+    let local = naive
+        .and_local_timezone(chrono::Local)
+        .earliest()
+        .with_context(|| {
+            format!("bad time {t:?}: that local time does not exist (a clock change skipped it)")
+        })?;
+    Ok(unix_seconds(
+        local.timestamp(),
+        local.timestamp_subsec_nanos(),
+    ))
+}
+
+fn unix_seconds(secs: i64, nanos: u32) -> f64 {
+    secs as f64 + f64::from(nanos) * 1e-9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_offsets_local_times_and_refuse_bare_negative_numbers() {
+        let at = 1_795_593_600.0; // 2026-11-25T08:00:00Z
+        for given in [
+            "2026-11-25T08:00:00Z",
+            "2026-11-25T10:00:00+02:00",
+            "2026-11-25T03:00:00-05:00",
+            "2026-11-25 08:00:00Z",
+            "2026-11-25 10:00:00.000000 +02:00",
+            "1795593600",
+        ] {
+            assert_eq!(parse_time(given, 0.0).unwrap(), at, "{given}");
+        }
+        assert_eq!(
+            parse_time("2026-11-25T08:00:00.25Z", 0.0).unwrap(),
+            at + 0.25
+        );
+        // Without an offset: the local time zone's.
+        let local = chrono::NaiveDate::from_ymd_opt(2026, 11, 25)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_local_timezone(chrono::Local)
+            .unwrap()
+            .timestamp() as f64;
+        for given in [
+            "2026-11-25T10:00:00",
+            "2026-11-25 10:00",
+            "2026-11-25 10:00:00.000",
+        ] {
+            assert_eq!(parse_time(given, 0.0).unwrap(), local, "{given}");
+        }
+        assert_eq!(parse_time("-10m", at).unwrap(), at - 600.0);
+        let bare = parse_time("-600", at).unwrap_err().to_string();
+        assert!(bare.contains("-600s"), "{bare}");
+        for bad in ["yesterday", "2026-13-01", "NaN", "inf"] {
+            assert!(parse_time(bad, at).is_err(), "{bad}");
+        }
+    }
 }

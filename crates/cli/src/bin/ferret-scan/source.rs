@@ -97,7 +97,9 @@ pub fn with_span_file<T>(
         return answered;
     };
     let previous = SpanFile::open_previous(path).with_context(|| path.display().to_string())?;
-    warn_fallback(path, file.record_count() - previous.record_count(), &reason);
+    // Saturating: an append may have committed between the two opens.
+    let lost = file.record_count().saturating_sub(previous.record_count());
+    warn_fallback(path, lost, &reason);
     answer(&previous)
 }
 
@@ -128,6 +130,17 @@ fn checksum_damage(e: &anyhow::Error) -> Option<(usize, &FormatError)> {
             region: Region::Records { segment, .. } | Region::Tags { segment, .. },
         } => Some((*segment, format)),
         _ => None,
+    }
+}
+
+/// Where a question's scratch files go (the per-span table of a flame graph): beside the
+/// record file, on the disk that holds the data, when that folder is writable; else the
+/// system's temporary folder.
+pub fn scratch_dir(record: &Path) -> PathBuf {
+    match record.parent() {
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Some(p) if sidecar::is_writable(p) => p.to_path_buf(),
+        _ => std::env::temp_dir(),
     }
 }
 

@@ -41,8 +41,7 @@ pub fn timeline(q: &Asked, chosen: Selection) -> anyhow::Result<TimelineReport> 
     let (first, last) = run.map_or((0.0, 0.0), |r| (r.first_start, r.last_start));
     let from = chosen.filter.since.map_or(first, |t| t.max(first));
     let to = chosen.filter.until.map_or(last, |t| t.min(last)).max(from);
-    let width = q.args.bucket.map(|d| d.as_secs_f64());
-    let buckets = Buckets::over(from, to, width).with_context(ctx)?;
+    let buckets = Buckets::over(from, to, q.args.bucket).with_context(ctx)?;
     let opts = ScanOptions {
         verify: !q.args.no_verify,
         filter: chosen.filter,

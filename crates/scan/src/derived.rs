@@ -1,7 +1,9 @@
-//! What a span's row needs from the rest of its tree: the summed durations of its children (for
-//! self time) and its depth. Both are per span, so for a multi-GB trace they live in an unlinked
-//! temporary file mapped into memory, 16 bytes per record: the page cache holds them, and pages
-//! behind the pass are released from our resident set as it moves on.
+//! What a span's own figures need from the rest of its tree: the summed durations of its
+//! children (for ferret's per-span self time) and its depth. Both are per span, so for a
+//! multi-GB trace they live in an unlinked temporary file mapped into memory, 16 bytes per
+//! record of the range asked about: the page cache holds them, and pages behind the pass are
+//! released from our resident set as it moves on. The flame graph and the Parquet export read
+//! them; the table keeps its per-name figure in memory bounded by names.
 
 use std::fs::File;
 use std::ops::Range;
@@ -9,11 +11,11 @@ use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
 use ferret_format::{FormatError, SpanFile, SpanRecord, BLOCK_RECORDS};
-use ferret_scan::chunk::BlockSelect;
 use memmap2::MmapMut;
 
-use crate::release::Behind;
-use crate::{for_each_record, ExportError};
+use crate::chunk::BlockSelect;
+use crate::engine::ScanError;
+use crate::pass::{for_each_record, Behind};
 
 /// Records between two releases of the pages behind the pass.
 const RELEASE_EVERY: u64 = 1 << 16;
@@ -39,62 +41,85 @@ impl Derived {
     }
 }
 
-/// [`Derived`] values indexed by global record index, in a mapped temporary file.
+/// What a [`DerivedTable`] computes and checks.
+#[derive(Clone, Copy, Debug)]
+pub struct Derive {
+    /// Check each block's checksum as the pass enters it, and an ancestor's before following
+    /// its link (`--no-verify` turns it off).
+    pub verify: bool,
+    /// Compute depths too (the Parquet export's column): a parent link that loops is then an
+    /// error, where child times alone never follow a link past the parent.
+    pub depth: bool,
+}
+
+/// [`Derived`] values of the records of a range, by global record index, in a mapped
+/// temporary file.
 pub struct DerivedTable {
     map: MmapMut,
+    /// The records the table covers.
+    range: Range<u64>,
     /// Keeps the (already unlinked) file open for the map's lifetime.
     _file: File,
 }
 
 impl DerivedTable {
-    /// Computes the values for the records in `range` whose run `wanted` accepts, in one pass.
-    /// The temporary file is made in `dir` (the output's folder, where there is room).
+    /// Computes the values `derive` asks for, for the records in `range` whose run `wanted`
+    /// accepts, in one pass over the blocks `select` may match. Their parents must lie in
+    /// `range` too: a run's records do. The temporary file is made in `dir` and its space
+    /// reserved first, so a full disk is an error here rather than a fault later.
     pub fn build<D: AsRef<[u8]>>(
         file: &SpanFile<D>,
         range: Range<u64>,
         select: &BlockSelect,
         wanted: impl Fn(u32) -> bool,
+        derive: Derive,
         dir: &Path,
         behind: &mut Behind<D>,
-    ) -> Result<DerivedTable, ExportError> {
-        let io = |source| ExportError::Io {
+    ) -> Result<DerivedTable, ScanError> {
+        let io = |source| ScanError::Io {
             path: dir.to_path_buf(),
             source,
         };
+        let range = range.start..range.end.max(range.start);
         let scratch = tempfile::tempfile_in(dir).map_err(io)?;
-        let len = file.record_count().max(1) * std::mem::size_of::<Derived>() as u64;
-        scratch.set_len(len).map_err(io)?;
+        let len = (range.end - range.start).max(1) * std::mem::size_of::<Derived>() as u64;
+        // Reserved, not only sized: writing through a map into a sparse file that the disk has
+        // no room for raises SIGBUS instead of returning an error.
+        rustix::fs::fallocate(&scratch, rustix::fs::FallocateFlags::empty(), 0, len)
+            .map_err(|e| io(e.into()))?;
         // SAFETY: the file is our own unlinked temporary file, so no other process can map,
-        // write or truncate it; it was just sized to hold one `Derived` per record.
+        // write or truncate it; its blocks were just allocated to hold one `Derived` per record
+        // of the range, so writes through the map cannot fault for want of space.
         let map = unsafe { MmapMut::map_mut(&scratch) }.map_err(io)?;
         let mut table = DerivedTable {
             map,
+            range: range.clone(),
             _file: scratch,
         };
-        table.fill(file, range, select, wanted, behind)?;
+        table.fill(file, select, wanted, derive, behind)?;
         Ok(table)
     }
 
     fn fill<D: AsRef<[u8]>>(
         &mut self,
         file: &SpanFile<D>,
-        range: Range<u64>,
         select: &BlockSelect,
         wanted: impl Fn(u32) -> bool,
+        derive: Derive,
         behind: &mut Behind<D>,
-    ) -> Result<(), ExportError> {
-        let count = file.record_count();
+    ) -> Result<(), ScanError> {
+        let range = self.range.clone();
         let mut next_release = range.start;
         // Each checksum block is checked as the pass enters it: checking whole segments up
         // front would map them all at once.
         let mut checked: Option<(usize, usize)> = None;
         for_each_record(
             file,
-            range,
+            range.clone(),
             select,
-            |seg, index, r| -> Result<(), ExportError> {
+            |seg, index, r| -> Result<(), ScanError> {
                 let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
-                if checked != Some((seg.index, block)) {
+                if derive.verify && checked != Some((seg.index, block)) {
                     file.verify_blocks(seg, block..block + 1)?;
                     checked = Some((seg.index, block));
                 }
@@ -109,23 +134,25 @@ impl DerivedTable {
                     return Ok(());
                 }
                 let parent = file.parent_of(index, r);
-                if parent.is_some_and(|p| p >= count) {
+                if parent.is_some_and(|p| !range.contains(&p)) {
                     return Err(FormatError::BadRecord {
                         index,
-                        what: "parent index past the last record".into(),
+                        what: "parent index outside the records of its run".into(),
                     }
                     .into());
                 }
-                self.settle_depth(file, index)?;
+                if derive.depth {
+                    self.settle_depth(file, index, derive.verify)?;
+                }
                 if let Some(p) = parent {
-                    self.slots_mut()[p as usize].child_time += r.duration().unwrap_or(0.0);
+                    self.slot_mut(p).child_time += r.duration().unwrap_or(0.0);
                 }
                 Ok(())
             },
         )?;
-        // The row pass starts again from the first record: the window this pass kept resident
+        // The next pass starts again from the first record: the window this pass kept resident
         // would otherwise stay in our RSS until that pass reached it, on top of its own.
-        self.release_before(count);
+        self.release_before(range.end);
         behind.restart();
         Ok(())
     }
@@ -133,12 +160,14 @@ impl DerivedTable {
     /// Sets the depth of record `index` and of every ancestor whose depth is not known yet.
     /// Parents nearly always come first, so this is one step; records in write order (a parent
     /// after its children) walk up once to a known depth and settle the whole path, so a chain
-    /// of any depth costs linear time.
+    /// of any depth costs linear time. An ancestor's block is checked before its links are
+    /// followed: a damaged parent index fails the question, never the process.
     fn settle_depth<D: AsRef<[u8]>>(
         &mut self,
         file: &SpanFile<D>,
         index: u64,
-    ) -> Result<(), ExportError> {
+        verify: bool,
+    ) -> Result<(), ScanError> {
         let mut path = Vec::new();
         let mut at = index;
         let mut depth = loop {
@@ -147,24 +176,44 @@ impl DerivedTable {
                 break slot.depth + 1;
             }
             path.push(at);
-            match file.record(at).and_then(|r| file.parent_of(at, r)) {
-                Some(p) if (path.len() as u64) <= file.record_count() => at = p,
-                Some(_) => return Err(ExportError::ParentLoop { index }),
+            let record = if verify {
+                file.checked_record(at)?
+            } else {
+                file.record(at)
+            };
+            let parent = record.and_then(|r| file.parent_of(at, r));
+            match parent {
+                Some(p) if !self.range.contains(&p) => {
+                    return Err(FormatError::BadRecord {
+                        index: at,
+                        what: "parent index outside the records of its run".into(),
+                    }
+                    .into())
+                }
+                Some(_) if path.len() as u64 > self.range.end - self.range.start => {
+                    return Err(ScanError::ParentLoop { index })
+                }
+                Some(p) => at = p,
                 None => break 0,
             }
         };
-        let slots = self.slots_mut();
         for &i in path.iter().rev() {
-            slots[i as usize].depth = depth;
-            slots[i as usize].known = 1;
+            let slot = self.slot_mut(i);
+            slot.depth = depth;
+            slot.known = 1;
             depth += 1;
         }
         Ok(())
     }
 
-    /// The values of record `index`.
+    /// The values of record `index` (which must lie in the table's range).
     pub fn get(&self, index: u64) -> Derived {
-        self.slots()[index as usize]
+        self.slots()[(index - self.range.start) as usize]
+    }
+
+    fn slot_mut(&mut self, index: u64) -> &mut Derived {
+        let at = (index - self.range.start) as usize;
+        &mut self.slots_mut()[at]
     }
 
     fn slots(&self) -> &[Derived] {
@@ -178,7 +227,8 @@ impl DerivedTable {
     /// Drops the pages of records before `index` from our resident set (not from the file).
     pub fn release_before(&self, index: u64) {
         let page = 4096;
-        let bytes = (index as usize * std::mem::size_of::<Derived>()) / page * page;
+        let records = index.saturating_sub(self.range.start) as usize;
+        let bytes = (records * std::mem::size_of::<Derived>()) / page * page;
         if bytes == 0 {
             return;
         }
@@ -186,8 +236,11 @@ impl DerivedTable {
         // pages stay in the page cache (or are written back) and fault in again when touched.
         // No reference into the range outlives this call's borrow of `self`.
         let _ = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, bytes)
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                0,
+                bytes.min(self.map.len()),
+            )
         };
     }
 }
