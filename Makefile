@@ -21,7 +21,7 @@ test:
 # root) renders it from disk; the screenshot is kept in target/tmp/browser/report.png.
 test-browser:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
-	$(CARGO) test -p ferret-cli --test cli -- --ignored the_html_page_renders_in_a_real_browser
+	$(CARGO) test -p ferret-cli --test tests -- --ignored --exact html::the_html_page_renders_in_a_real_browser
 
 # The Python wheel of both tools (pyproject.toml, maturin), in target/wheels.
 wheel:

@@ -3,7 +3,7 @@
 # REQUESTS requests) writes its trace while `ferret-convert --append` runs again and again on the
 # growing file. Then the file so made, and every other way of converting the finished trace,
 # must give ferret-io's own answers (`Report`, by tools/fixtures/reference.py): the ignored test
-# `a_live_trace_converted_while_it_runs_equals_ferrets_answers` in crates/cli/tests/cli.rs.
+# `a_live_trace_converted_while_it_runs_equals_ferrets_answers` in crates/cli/tests/live.rs.
 #
 # Usage: tools/live-test.sh [REQUESTS [SECONDS]]  (default 6000 requests, about 33,000 spans,
 # spread over 8 s; `make fixtures` runs 60,000, more than 300,000 descendants of main).
@@ -50,4 +50,4 @@ echo "live-test: $requests requests written in ${SECONDS} s; converted $conversi
 [ "$conversions" -ge 4 ] || { echo "live-test: only $conversions conversions ran during the trace" >&2; exit 1; }
 "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$work/service.reference.json"
 FERRET_LIVE_DB=$db FERRET_LIVE_FERRET=$out \
-  cargo test -p ferret-cli --test cli -- --ignored --exact a_live_trace_converted_while_it_runs_equals_ferrets_answers
+  cargo test -p ferret-cli --test tests -- --ignored --exact live::a_live_trace_converted_while_it_runs_equals_ferrets_answers

@@ -1,0 +1,140 @@
+//! `ferret-scan trace.db`: the sidecar kept up to date, temporary conversions, concurrent
+//! scans.
+
+use ferret_format::SpanFile;
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+/// The bytes of a file, to show it was not written to.
+fn digest(path: &Path) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&std::fs::read(path).unwrap())
+}
+
+/// `ferret-scan trace.db` converts the trace into a sidecar beside it the first time, and then
+/// adds only the rows written since; every answer equals ferret-io's, and the database is only
+/// read. A replaced database makes the sidecar anew, saying why.
+#[test]
+fn a_trace_is_scanned_directly_through_a_sidecar_kept_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trace.db");
+    std::fs::copy(fixture("beaver1.db"), &db).unwrap();
+    let sidecar = dir.path().join("trace.db.ferret");
+    let before = digest(&db);
+    let direct = ok!(run!("ferret-scan", &db, "--format", "json", "--limit", "0"));
+    assert_eq!(digest(&db), before, "the database is only read");
+    check_stats_against_ferret("beaver1.db", &sidecar);
+    let through = ok!(run!(
+        "ferret-scan",
+        &sidecar,
+        "--format",
+        "json",
+        "--limit",
+        "0"
+    ));
+    assert_eq!(direct, through);
+    // The program goes on writing: the next call adds what is new.
+    let mut con = rusqlite::Connection::open(&db).unwrap();
+    insert_copy(&mut con, 1);
+    drop(con);
+    let grown = digest(&db);
+    let segments = |f: &Path| SpanFile::open(f).unwrap().segments().len();
+    let before_append = segments(&sidecar);
+    let again = run!("ferret-scan", &db, "--runs");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).is_empty(),
+        "{again:?}"
+    );
+    ok!(again);
+    assert_eq!(digest(&db), grown, "the database is only read");
+    assert!(
+        segments(&sidecar) > before_append,
+        "appended, not made anew"
+    );
+    let fresh = dir.path().join("fresh.ferret");
+    ok!(run!("ferret-convert", &db, "-o", &fresh, "--quiet"));
+    ferret_benches::assert_same_spans(&sidecar, &fresh);
+    // Another database in its place: made anew, with one line saying why.
+    std::fs::copy(fixture("beaver2.db"), &db).unwrap();
+    let replaced = run!("ferret-scan", &db, "--runs");
+    let err = String::from_utf8_lossy(&replaced.stderr).to_string();
+    assert!(
+        err.contains("trace.db.ferret: made anew: its source was replaced"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    ok!(replaced);
+    check_stats_against_ferret("beaver2.db", &sidecar);
+    // A database cut short, and a sidecar of format version 1: each made anew, saying why.
+    let remade = |why: &str| {
+        let out = run!("ferret-scan", &db, "--runs");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(&format!("made anew: {why}")), "{err}");
+        ok!(out);
+    };
+    rowid_cut(&fixture("beaver2.db"), &db, 0.5);
+    remade("its source was replaced, vacuumed or shrank");
+    std::fs::copy(golden("v1.ferret"), &sidecar).unwrap();
+    remade("it is of format version 1");
+    // The rest of the rows again: the half's sidecar grows to the whole.
+    std::fs::copy(fixture("beaver2.db"), &db).unwrap();
+    let grew = run!("ferret-scan", &db, "--runs");
+    assert!(String::from_utf8_lossy(&grew.stderr).is_empty(), "{grew:?}");
+    ok!(grew);
+    check_stats_against_ferret("beaver2.db", &sidecar);
+}
+
+/// JSON lines are scanned directly the same way; --no-sidecar leaves nothing behind; two scans
+/// at once share one sidecar; and a Python user's mistakes get a message saying what is wrong.
+#[test]
+fn json_lines_no_sidecar_concurrent_scans_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("trace.jsonl");
+    std::fs::write(&lines, json_lines(&fixture("beaver1.db"))).unwrap();
+    ok!(run!("ferret-scan", &lines, "--runs"));
+    check_stats_against_ferret("beaver1.db", &dir.path().join("trace.jsonl.ferret"));
+    // --no-sidecar: the answer, and nothing left in the folder.
+    let alone = tempfile::tempdir().unwrap();
+    let db = alone.path().join("trace.db");
+    std::fs::copy(fixture("beaver1.db"), &db).unwrap();
+    let json = |extra: &str| ok!(run!("ferret-scan", &db, "--format", "json", extra));
+    let temporary = json("--no-sidecar");
+    assert_eq!(std::fs::read_dir(alone.path()).unwrap().count(), 1);
+    // Two scans at once: the second waits for the first's conversion, both answer the same.
+    let scans: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+                .args([db.as_os_str(), "--format".as_ref(), "json".as_ref()])
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for scan in scans {
+        assert_eq!(ok!(scan.wait_with_output().unwrap()), temporary);
+    }
+    ok!(run!(
+        "ferret-scan",
+        alone.path().join("trace.db.ferret"),
+        "--verify"
+    ));
+    // What a user gets wrong.
+    // (A missing file and one that is no trace: `bad_inputs_and_outputs_give_one_line_errors`.)
+    fails!(
+        run!("ferret-scan", &db, "--namespace", "nope"),
+        "namespace \"nope\" not found; the file has: \"_ferret_trace\""
+    );
+    assert!(!alone.path().join("trace.db.nope.ferret").exists());
+    let empty_db = dir.path().join("empty.db");
+    rusqlite::Connection::open(&empty_db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    fails!(
+        run!("ferret-scan", &empty_db),
+        "empty.db",
+        "not a ferret trace"
+    );
+}
