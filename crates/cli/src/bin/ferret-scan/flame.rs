@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use ferret_scan::export::{
-    folded_stacks, write_flamegraph, write_folded, FoldedLine, DEEPER_FRAMES, DRAWN_SHARE,
-    MAX_STACK_FRAMES,
+use ferret_report::flame::{write_flamegraph, write_folded};
+use ferret_scan::stacks::{
+    folded_stacks, FoldedLine, DEEPER_FRAMES, DRAWN_SHARE, MAX_STACK_FRAMES,
 };
 
 use crate::{warn_broken, Asked};

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use ferret_scan::comparison::ComparisonReport;
-use ferret_scan::html::{write_page, Page};
-use ferret_scan::tree_report::write_trees_html;
+use ferret_report::comparison::ComparisonReport;
+use ferret_report::html::{write_page, Page};
+use ferret_report::trees::write_trees_html;
 
 use crate::select::Selection;
 use crate::{create, flame, local, local_time, stats, timeline, trees, Asked};

@@ -20,8 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_format::SpanFile;
+use ferret_report::functions::SORT_KEYS;
 use ferret_scan::engine::AfterChunk;
-use ferret_scan::report::SORT_KEYS;
 use memmap2::Mmap;
 
 /// Per-function statistics, call trees, flame graphs and Parquet exports of a ferret trace

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use anyhow::Context;
-use ferret_scan::{scan_stats, ScanOptions, StatsReport};
+use ferret_report::StatsReport;
+use ferret_scan::{scan_stats, ScanOptions};
 
 use crate::select::Selection;
 use crate::{Asked, Format};

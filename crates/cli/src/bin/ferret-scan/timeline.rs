@@ -4,7 +4,8 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
-use ferret_scan::timeline::{scan_timeline, Buckets, TimelineReport};
+use ferret_report::timeline::TimelineReport;
+use ferret_scan::buckets::{scan_timeline, Buckets};
 use ferret_scan::ScanOptions;
 
 use crate::select::Selection;

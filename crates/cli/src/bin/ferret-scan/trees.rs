@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use ferret_format::{Segment, SpanRecord};
-use ferret_scan::export::write_chrome_trace;
+use ferret_report::chrome::write_chrome_trace;
+use ferret_report::trees::{write_trees_json, write_trees_text, TextStyle};
 use ferret_scan::tree::{slowest_trees, CallTree, TreeOptions};
-use ferret_scan::tree_report::{write_trees_json, write_trees_text, TextStyle};
 use ferret_scan::ScanOptions;
 
 use crate::select::Selection;

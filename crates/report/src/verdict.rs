@@ -1,4 +1,4 @@
-//! The statistics under a run comparison (`--baseline`, the run-comparison issue): whether a
+//! The statistics of a verdict in a run comparison (`--baseline`): whether a
 //! function's durations moved between two runs, decided from the two sides' sketches, so that
 //! a comparison stays in memory bounded by the number of names.
 //!
@@ -94,11 +94,11 @@ pub fn hodges_lehmann(a: &[(u32, u64)], b: &[(u32, u64)]) -> Option<Shift> {
             let c = c as f64;
             if c > 0.0 && seen + c >= k {
                 let distance = (slot as i64 - offset) as f64 - 0.5 + (k - seen) / c;
-                return crate::sketch::key_distance_ratio(distance) - 1.0;
+                return ferret_scan::sketch::key_distance_ratio(distance) - 1.0;
             }
             seen += c;
         }
-        crate::sketch::key_distance_ratio((pairs.len() as i64 - offset) as f64 - 0.5) - 1.0
+        ferret_scan::sketch::key_distance_ratio((pairs.len() as i64 - offset) as f64 - 0.5) - 1.0
     };
     let half_width = 1.959_964 * (n * (na + nb + 1.0) / 12.0).sqrt();
     let interval = (n / 2.0 - half_width >= 1.0)
@@ -151,7 +151,7 @@ fn merged<'h>(a: &'h [(u32, u64)], b: &'h [(u32, u64)]) -> impl Iterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sketch::SketchTable;
+    use ferret_scan::sketch::SketchTable;
     use rand::{rngs::StdRng, SeedableRng};
     use rand_distr::{Distribution, LogNormal};
 

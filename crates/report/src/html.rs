@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use html_escape::{encode_double_quoted_attribute as attribute, encode_text as text};
 
 use crate::comparison::ComparisonReport;
-use crate::report::StatsReport;
+use crate::functions::StatsReport;
 use crate::timeline::{BucketRow, TimelineReport};
 
 /// What a page shows.

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use ferret_format::SpanFile;
 use serde_json::Value;
 
-use crate::tree::{CallTree, TreeNode};
+use ferret_scan::tree::{CallTree, TreeNode};
 
 /// Text options.
 #[derive(Clone, Copy, Debug, Default)]

@@ -1,5 +1,5 @@
 //! A run comparison (`ferret-scan TARGET --baseline BASE`): every function's rows on both sides,
-//! their differences and ratios, and a verdict from the two duration distributions ([`compare`]),
+//! their differences and ratios, and a verdict from the two duration distributions ([`verdict`](crate::verdict)),
 //! sorted by the size of the change and rendered as a table, JSON or CSV.
 //!
 //! Both sides are the [`ChunkStats`] of an ordinary scan, so their numbers are the ones a scan of
@@ -10,10 +10,10 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
-use crate::compare::{benjamini_hochberg, hodges_lehmann, mann_whitney, Shift};
-use crate::report::{number, FunctionRow, VALUE_FIELDS};
-use crate::stats::ChunkStats;
-use crate::table::write_table;
+use crate::functions::{number, FunctionRow, VALUE_FIELDS};
+use crate::text_table::write_table;
+use crate::verdict::{benjamini_hochberg, hodges_lehmann, mann_whitney, Shift};
+use ferret_scan::stats::ChunkStats;
 
 /// How changes are decided.
 #[derive(Clone, Copy, Debug, PartialEq)]

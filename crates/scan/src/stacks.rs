@@ -1,7 +1,7 @@
-//! Exports people open in other tools: flame-graph folded stacks (and their SVG, drawn by
-//! inferno) over a whole run, and the slowest trees as Chrome trace events.
+//! The stacks of a run for its flame graph: each span's path of names from its root, weighed by
+//! the span's own self time, folded into one line per distinct path (memory per distinct stack,
+//! not per span). The report crate writes them as folded lines or draws them with inferno.
 
-use std::io::{self, Write};
 use std::ops::Range;
 use std::path::Path;
 
@@ -11,7 +11,6 @@ use crate::chunk::{plan, BlockSelect, BLOCKS_PER_CHUNK};
 use crate::derived::{Derive, DerivedTable};
 use crate::engine::{for_each_chunk_block, release, AfterChunk, ScanError};
 use crate::pass::Behind;
-use crate::tree::{CallTree, TreeNode};
 
 /// Parent stacks remembered by record index before the cache is cleared; a miss only costs a
 /// walk up the parent links through the map.
@@ -304,145 +303,4 @@ fn stack_of<D: AsRef<[u8]>>(
         cache.insert(i, id);
     }
     (id, looped)
-}
-
-/// Writes folded lines.
-pub fn write_folded(lines: &[FoldedLine], out: &mut dyn Write) -> io::Result<()> {
-    for (path, weight) in lines {
-        writeln!(out, "{path} {weight}")?;
-    }
-    Ok(())
-}
-
-/// Draws the folded lines as an interactive flame graph SVG with inferno.
-pub fn write_flamegraph(lines: &[FoldedLine], title: &str, out: &mut dyn Write) -> io::Result<()> {
-    let text: Vec<String> = lines.iter().map(|(p, w)| format!("{p} {w}")).collect();
-    draw(text.iter().map(String::as_str), title, out)
-}
-
-/// Draws a differential flame graph (Brendan Gregg's, with inferno's `diff-folded`): the
-/// target's stacks and widths, each frame coloured by how its self time changed from the base
-/// (red grew, blue shrank, by the size of the change); stacks only the base has are not drawn.
-pub fn write_differential_flamegraph(
-    base: &[FoldedLine],
-    target: &[FoldedLine],
-    title: &str,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    write_folded(base, &mut before)?;
-    write_folded(target, &mut after)?;
-    let mut both = Vec::new();
-    let opts = inferno::differential::Options::default();
-    inferno::differential::from_readers(opts, &before[..], &after[..], &mut both)?;
-    let text = String::from_utf8(both).map_err(io::Error::other)?;
-    draw(text.lines(), title, out)
-}
-
-/// Renders folded lines (one count, or two for a differential graph) with inferno.
-fn draw<'a>(
-    lines: impl Iterator<Item = &'a str>,
-    title: &str,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title = title.to_string();
-    opts.count_name = "µs self time".to_string();
-    inferno::flamegraph::from_lines(&mut opts, lines, out)
-        .map_err(|e| io::Error::other(e.to_string()))
-}
-
-/// One event of a Chrome trace.
-struct Placed {
-    index: u64,
-    track: usize,
-}
-
-/// Assigns the spans of a tree to tracks so that each track nests properly: a span goes on its
-/// parent's track when it fits inside what is open there, else on the first track where it fits,
-/// else on a new one. Concurrent children (asyncio tasks, threads) thus get tracks of their own.
-fn place<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    tree: &TreeNode,
-    tracks: &mut Vec<Vec<f64>>,
-    placed: &mut Vec<Placed>,
-) {
-    let interval = |i: u64| {
-        let r = file.record(i);
-        let s = r.map_or(0.0, |r| r.start_time);
-        (s, s + r.and_then(|r| r.duration()).unwrap_or(0.0))
-    };
-    // Pre-order with parents' tracks, children by start time.
-    let mut stack: Vec<(&TreeNode, Option<usize>)> = vec![(tree, None)];
-    while let Some((node, parent_track)) = stack.pop() {
-        let (start, end) = interval(node.index);
-        let fits = |open: &mut Vec<f64>| {
-            while open.last().is_some_and(|&e| e <= start) {
-                open.pop();
-            }
-            open.last().is_none_or(|&e| end <= e)
-        };
-        let mut chosen = parent_track.filter(|&t| fits(&mut tracks[t]));
-        if chosen.is_none() {
-            chosen = (0..tracks.len()).find(|&t| fits(&mut tracks[t]));
-        }
-        let track = chosen.unwrap_or_else(|| {
-            tracks.push(Vec::new());
-            tracks.len() - 1
-        });
-        tracks[track].push(end);
-        placed.push(Placed {
-            index: node.index,
-            track,
-        });
-        let mut children: Vec<&TreeNode> = node.children.iter().collect();
-        children.sort_by(|a, b| interval(b.index).0.total_cmp(&interval(a.index).0));
-        for child in children {
-            stack.push((child, Some(track)));
-        }
-    }
-}
-
-/// Writes the trees as Chrome trace-event JSON (`ph: "X"`, microseconds), one process per tree
-/// and one thread id per track, which Perfetto UI and speedscope open.
-pub fn write_chrome_trace<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    trees: &[CallTree],
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let base = trees
-        .iter()
-        .filter_map(|t| file.record(t.root.index))
-        .map(|r| r.start_time)
-        .fold(f64::INFINITY, f64::min);
-    write!(out, "{{\"traceEvents\":[")?;
-    let mut first = true;
-    for (pid, tree) in trees.iter().enumerate() {
-        let mut tracks = Vec::new();
-        let mut placed = Vec::new();
-        place(file, &tree.root, &mut tracks, &mut placed);
-        for p in placed {
-            let (Some(seg), Some(r)) = (file.segment_of(p.index), file.record(p.index)) else {
-                continue;
-            };
-            // Every string goes through serde_json, which escapes what JSON needs escaped
-            // (a hashed id keeps the source's text, which may hold `"` or `\\`).
-            let text = |s: &str| serde_json::Value::from(s).to_string();
-            let name = text(file.name(r.name).unwrap_or("?"));
-            let status = text(file.status(seg, r));
-            let span_id = text(&file.span_id_text(seg, r));
-            write!(
-                out,
-                "{}{{\"name\":{name},\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{},\"tid\":{},\"args\":{{\"span_id\":{span_id},\"status\":{status},\"tags\":{}}}}}",
-                if first { "" } else { "," },
-                (r.start_time - base) * 1e6,
-                r.duration().unwrap_or(0.0) * 1e6,
-                pid + 1,
-                p.track + 1,
-                file.extras(seg, r).tags_json(),
-            )?;
-            first = false;
-        }
-    }
-    writeln!(out, "],\"displayTimeUnit\":\"ms\"}}")
 }

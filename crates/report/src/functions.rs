@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
-use crate::stats::{ChunkStats, NameStats};
-use crate::table::write_table;
+use crate::text_table::write_table;
+use ferret_scan::stats::{ChunkStats, NameStats};
 
 /// One row of ferret's table, plus percentiles and self time. Durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
