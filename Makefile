@@ -9,10 +9,11 @@ build:
 	$(CARGO) build --release --workspace
 
 # Every test (no doc tests: there are none), then the live test; ends with one total line,
-# keeping the status.
+# keeping the status. The tests read our Parquet back with pyarrow, from the Python that
+# tools/test-python.sh makes.
 test:
 	@mkdir -p target
-	set -o pipefail; { $(CARGO) test --workspace --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
+	set -o pipefail; { export FERRET_TEST_PYTHON=$$(tools/test-python.sh) && $(CARGO) test --workspace --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status

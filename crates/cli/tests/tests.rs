@@ -12,6 +12,7 @@ mod convert;
 mod flame;
 mod html;
 mod live;
+mod oddities;
 mod parquet;
 mod sidecar;
 mod table;

@@ -3,7 +3,38 @@
 
 use std::io::{self, Write};
 
-use ferret_scan::stacks::FoldedLine;
+use ferret_format::SpanFile;
+use ferret_scan::stacks::{Folded, DEEPER_FRAME};
+
+use crate::text_table::printable;
+
+/// A folded line: `(a;b;c, microseconds of self time)`.
+pub type FoldedLine = (String, u64);
+
+/// The frame that stands for every frame deeper than the stacks keep.
+pub const DEEPER_FRAMES: &str = "[deeper frames]";
+
+/// The stacks as folded lines, sorted: each frame is a name, its `;` (which separates frames)
+/// made `:` and its control characters escaped (a line ends at a newline).
+pub fn folded_lines<D: AsRef<[u8]>>(file: &SpanFile<D>, folded: &Folded) -> Vec<FoldedLine> {
+    let mut lines: Vec<FoldedLine> = folded
+        .stacks
+        .iter()
+        .map(|stack| {
+            let frames: Vec<String> = stack
+                .frames
+                .iter()
+                .map(|&id| match id {
+                    DEEPER_FRAME => DEEPER_FRAMES.to_string(),
+                    id => printable(file.name(id).unwrap_or("?")).replace(';', ":"),
+                })
+                .collect();
+            (frames.join(";"), stack.weight)
+        })
+        .collect();
+    lines.sort();
+    lines
+}
 
 /// Writes folded lines.
 pub fn write_folded(lines: &[FoldedLine], out: &mut dyn Write) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! The text tables of every report: a header, a rule, then rows, each column padded to its
 //! widest cell (by display width, so names in any script line up).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use unicode_width::UnicodeWidthStr;
@@ -15,6 +16,12 @@ pub fn write_table(
     rows: &[Vec<String>],
     paint: impl Fn(usize, usize, String) -> String,
 ) -> io::Result<()> {
+    // A cell is printed with its control characters escaped: a name holding a newline keeps
+    // its row.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
@@ -46,4 +53,23 @@ pub fn write_table(
         writeln!(out, "{}", line(r, Some(i)))?;
     }
     Ok(())
+}
+
+/// `s` with its control characters escaped (`\n`, `\r`, `\t`, else `\u{1b}`), so that a name
+/// or tag holding them stays on its line and in its column of a text output.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }

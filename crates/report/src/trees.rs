@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use ferret_scan::tree::{CallTree, TreeNode};
 
+use crate::text_table::printable;
+
 /// Text options.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TextStyle {
@@ -198,9 +200,10 @@ fn label(s: &Span, self_seconds: f64, style: TextStyle) -> String {
     } else {
         "32"
     };
+    // Control characters escaped: a name or tag holding a newline keeps its line.
     let mut line = format!(
         "{} - {}",
-        paint("1;36", s.name),
+        paint("1;36", &printable(s.name)),
         paint(time_colour, &format!("{ms:.2}ms"))
     );
     if let Ok(Value::Object(tags)) = serde_json::from_str::<Value>(s.tags) {
@@ -210,7 +213,7 @@ fn label(s: &Span, self_seconds: f64, style: TextStyle) -> String {
                 .map(|(k, v)| format!("{k}={}", python_str(v)))
                 .collect();
             line.push(' ');
-            line.push_str(&paint("2", &format!("({})", items.join(", "))));
+            line.push_str(&paint("2", &printable(&format!("({})", items.join(", ")))));
         }
     }
     if s.status != "ok" {

@@ -23,10 +23,9 @@ pub const MAX_STACK_FRAMES: u32 = 512;
 /// The share of a run's time below which a stack cannot show in a flame graph, with a margin:
 /// inferno leaves out frames narrower than 0.1 pixel of its 1180, a share of 8.5e-5.
 pub const DRAWN_SHARE: f64 = 1e-5;
-/// The frame that stands for everything deeper than [`MAX_STACK_FRAMES`].
-pub const DEEPER_FRAMES: &str = "[deeper frames]";
-/// The name id of [`DEEPER_FRAMES`] in stack paths (no real name id is this large).
-const DEEPER_NAME: u32 = u32::MAX - 1;
+/// The frame that stands for everything deeper than [`MAX_STACK_FRAMES`] (no real name id is
+/// this large); a folded line names it `[deeper frames]`.
+pub const DEEPER_FRAME: u32 = u32::MAX - 1;
 
 /// Stack paths interned as (parent path, name) pairs, with their depth and the self time of
 /// their spans.
@@ -46,9 +45,9 @@ impl Stacks {
     fn intern(&mut self, parent: u32, name: u32) -> u32 {
         let depth = match parent {
             NO_STACK => 1,
-            p if self.paths[p as usize].1 == DEEPER_NAME => return p,
-            p if self.depth[p as usize] >= MAX_STACK_FRAMES && name != DEEPER_NAME => {
-                return self.intern(p, DEEPER_NAME);
+            p if self.paths[p as usize].1 == DEEPER_FRAME => return p,
+            p if self.depth[p as usize] >= MAX_STACK_FRAMES && name != DEEPER_FRAME => {
+                return self.intern(p, DEEPER_FRAME);
             }
             p => self.depth[p as usize] + 1,
         };
@@ -95,57 +94,44 @@ impl Stacks {
 
     /// True when stack `id` is the deeper-frames stack.
     fn is_cut(&self, id: u32) -> bool {
-        id != NO_STACK && self.paths[id as usize].1 == DEEPER_NAME
+        id != NO_STACK && self.paths[id as usize].1 == DEEPER_FRAME
     }
 
-    fn path(&self, mut id: u32, name_of: &dyn Fn(u32) -> String) -> String {
+    /// The name ids of stack `id` from its root down ([`DEEPER_FRAME`] for the cut).
+    fn frames(&self, mut id: u32) -> Vec<u32> {
         let mut frames = Vec::new();
         while id != NO_STACK {
             let (parent, name) = self.paths[id as usize];
-            frames.push(match name {
-                DEEPER_NAME => DEEPER_FRAMES.to_string(),
-                _ => frame_text(&name_of(name)),
-            });
+            frames.push(name);
             id = parent;
         }
         frames.reverse();
-        frames.join(";")
+        frames
     }
 }
 
-/// A name as one frame of a folded line: `;` separates frames, so a name's own becomes `:`, and
-/// a line ends at a newline, so control characters become escapes (`\n`, `\t`, `\u{1b}`).
-fn frame_text(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            ';' => out.push(':'),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
+/// A run's stack: its frames' name ids from the root down ([`DEEPER_FRAME`] stands for every
+/// frame past [`MAX_STACK_FRAMES`]) and its weight, microseconds of its spans' self time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoldedStack {
+    /// Name ids, root first.
+    pub frames: Vec<u32>,
+    /// Microseconds of self time.
+    pub weight: u64,
 }
 
-/// A folded stack: `(a;b;c, microseconds of self time)`.
-pub type FoldedLine = (String, u64);
-
-/// Folded stacks of a run, the spans folded past the depth cap, and the number of spans whose
+/// The stacks of a run, the spans folded past the depth cap, and the number of spans whose
 /// parent links loop.
 pub struct Folded {
-    /// `(a;b;c, microseconds of self time)`, one per distinct stack path, sorted.
-    pub lines: Vec<FoldedLine>,
-    /// Spans deeper than [`MAX_STACK_FRAMES`], folded into the [`DEEPER_FRAMES`] frame.
+    /// One per distinct stack path with a weight, in no particular order.
+    pub stacks: Vec<FoldedStack>,
+    /// Spans deeper than [`MAX_STACK_FRAMES`], folded into the [`DEEPER_FRAME`] frame.
     pub deeper_spans: u64,
     /// Spans whose ancestor walk looped (damaged or hand-made files); their stack stops there.
     pub broken_links: u64,
 }
 
-/// Folded stacks of run `run`, `a;b;c <microseconds of self time>`, one line per distinct stack
-/// path, sorted. A stack's weight is the self time of its spans, each ferret's
+/// The stacks of run `run`, one per distinct stack path. A stack's weight is the self time of its spans, each ferret's
 /// `TraceNode.self_time` (its duration minus all its children's, floored at zero), so a flame
 /// graph agrees span by span with the trees and the Parquet export. Those per-span child times
 /// come from a first pass into a [`DerivedTable`] (a mapped temporary file in `scratch`, 16
@@ -222,20 +208,21 @@ pub fn folded_stacks<D: AsRef<[u8]>>(
         derived.release_before(chunk_end(file, &chunk));
         release(file, &chunk, after_chunk);
     }
-    let name_of = |id| file.name(id).unwrap_or("?").to_string();
-    let weights = stacks.weights(min_share);
-    // Only stacks with a weight become text: with `min_share`, a few thousand lines however
-    // many distinct stacks the run has.
-    let mut lines: Vec<FoldedLine> = weights
+    // Only stacks with a weight are returned: with `min_share`, a few thousand however many
+    // distinct stacks the run has.
+    let folded = stacks
+        .weights(min_share)
         .iter()
         .enumerate()
         .map(|(id, w)| (id, (w * 1e6).round() as u64))
         .filter(|&(_, w)| w > 0)
-        .map(|(id, w)| (stacks.path(id as u32, &name_of), w))
+        .map(|(id, weight)| FoldedStack {
+            frames: stacks.frames(id as u32),
+            weight,
+        })
         .collect();
-    lines.sort();
     Ok(Folded {
-        lines,
+        stacks: folded,
         deeper_spans,
         broken_links,
     })

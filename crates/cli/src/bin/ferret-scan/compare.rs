@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferret_report::comparison::{CompareOptions, ComparisonReport, Side};
-use ferret_report::flame::write_differential_flamegraph;
-use ferret_scan::stacks::FoldedLine;
+use ferret_report::flame::{write_differential_flamegraph, FoldedLine};
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanError, ScanOptions};
 

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use ferret_report::flame::{write_flamegraph, write_folded};
-use ferret_scan::stacks::{
-    folded_stacks, FoldedLine, DEEPER_FRAMES, DRAWN_SHARE, MAX_STACK_FRAMES,
+use ferret_report::flame::{
+    folded_lines, write_flamegraph, write_folded, FoldedLine, DEEPER_FRAMES,
 };
+use ferret_scan::stacks::{folded_stacks, DRAWN_SHARE, MAX_STACK_FRAMES};
 
 use crate::{warn_broken, Asked};
 
@@ -29,7 +29,7 @@ pub fn stacks(q: &Asked, run: u32, drawn: bool) -> anyhow::Result<Vec<FoldedLine
             folded.deeper_spans
         );
     }
-    Ok(folded.lines)
+    Ok(folded_lines(q.file, &folded))
 }
 
 /// The flame graph of `run`'s stacks `lines`, as an SVG document.
