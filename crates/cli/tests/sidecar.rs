@@ -138,3 +138,100 @@ fn json_lines_no_sidecar_concurrent_scans_and_messages() {
         "not a ferret trace"
     );
 }
+
+/// `n` spans of run `run` as JSON lines, each a root of 1 ms.
+fn run_lines(run: &str, n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let start = 1.7e9 + i as f64;
+            format!(
+                "{{\"span_id\":\"{run}-{i}\",\"parent_id\":null,\"run_id\":\"{run}\",\"name\":\"f\",\"start_time\":{start},\"end_time\":{},\"duration\":0.001,\"tags\":{{}},\"status\":\"ok\"}}\n",
+                start + 0.001
+            )
+        })
+        .collect()
+}
+
+/// `(run id, spans)` of every run `--runs` lists, and what the scan said on stderr.
+fn runs_of(trace: &Path) -> (Vec<(String, u64)>, String) {
+    let out = run!("ferret-scan", trace, "--runs", "--format", "json");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let runs = json_of(out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_str().unwrap().to_string(),
+                r["spans"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (runs, err)
+}
+
+/// A JSON lines trace is checked like a database before its new lines are added: one replaced
+/// or cut since is made anew with the reason, one that grew is only appended to, and a last
+/// line without its newline waits until it is whole.
+#[test]
+fn a_replaced_cut_or_half_written_json_lines_trace_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("a.jsonl");
+    std::fs::write(&trace, run_lines("first", 100).concat()).unwrap();
+    assert_eq!(runs_of(&trace).0, [("first".to_string(), 100)]);
+    // Replaced by a longer trace of another run: not read as the first one grown.
+    std::fs::write(&trace, run_lines("second", 150).concat()).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(runs, [("second".to_string(), 150)]);
+    assert!(
+        err.contains("made anew") && err.contains("not those converted"),
+        "{err}"
+    );
+    // Cut short: made anew.
+    std::fs::write(&trace, run_lines("second", 120).concat()).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(runs, [("second".to_string(), 120)]);
+    assert!(
+        err.contains("made anew") && err.contains("fewer than"),
+        "{err}"
+    );
+    // Grown: appended to, nothing said.
+    let mut lines = run_lines("second", 200);
+    std::fs::write(&trace, lines[..160].concat()).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(
+        (runs, err.as_str()),
+        (vec![("second".to_string(), 160)], "")
+    );
+    // A last line still being written waits, with a note; whole, it is added.
+    let half = &lines[160][..40];
+    std::fs::write(&trace, format!("{}{half}", lines[..160].concat())).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(runs, [("second".to_string(), 160)]);
+    assert!(err.contains("line 161 has no newline yet"), "{err}");
+    std::fs::write(&trace, lines[..170].concat()).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(
+        (runs, err.as_str()),
+        (vec![("second".to_string(), 170)], "")
+    );
+    // A whole last line without its newline is read; the newline written after it ends that
+    // line, and the lines after it keep their numbers (a bad one is named by its own).
+    let unterminated = lines[170].trim_end().to_string();
+    std::fs::write(&trace, format!("{}{unterminated}", lines[..170].concat())).unwrap();
+    assert_eq!(runs_of(&trace).0, [("second".to_string(), 171)]);
+    lines[172] = "not json\n".into();
+    std::fs::write(&trace, lines[..180].concat()).unwrap();
+    let (runs, err) = runs_of(&trace);
+    assert_eq!(runs, [("second".to_string(), 179)]);
+    assert!(err.contains("1 rows skipped as bad"), "{err}");
+    let converted = dir.path().join("a.jsonl.ferret");
+    let again = run!(
+        "ferret-convert",
+        &trace,
+        "-o",
+        dir.path().join("whole.ferret")
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("line 173"));
+    ok!(run!("ferret-scan", &converted, "--verify"));
+}

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 /// The fixture has several runs, so that the default run (the latest start's) is a choice.
@@ -234,4 +236,62 @@ fn a_run_is_answered_from_its_own_blocks_alone() {
         export(&damaged, "run-a", "a.parquet").0,
         "checksum mismatch"
     );
+}
+
+/// ferret-scan in the time zone `tz` (+05:30: no whole hours to hide an offset mistake).
+fn scan_in(tz: &str, file: &Path, args: &[&str]) -> String {
+    ok!(Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .env("TZ", tz)
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap())
+}
+
+/// A time as `--runs` prints it reads back as the same instant as printed, in RFC 3339 with its
+/// offset or in UTC, and as a local time without an offset; a bare negative number is refused.
+#[test]
+fn printed_times_read_back_with_any_offset_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("beaver1.db"), dir.path());
+    let tz = "Asia/Kolkata";
+    let runs = scan_in(tz, &file, &["--runs"]);
+    let line = runs.lines().find(|l| l.contains("d328e006")).unwrap();
+    // `  d328…  49 spans  4 errors  2026-11-26 01:37:10.485361 +05:30 .. 2026-…`
+    let first = line
+        .split("errors  ")
+        .nth(1)
+        .unwrap()
+        .split(" .. ")
+        .next()
+        .unwrap();
+    assert!(first.ends_with("+05:30"), "{first}");
+    let (local, _) = first.rsplit_once(' ').unwrap();
+    let at: chrono::DateTime<chrono::FixedOffset> =
+        chrono::DateTime::parse_from_str(first, "%Y-%m-%d %H:%M:%S%.f %:z").unwrap();
+    let forms = [
+        first.to_string(),
+        at.to_rfc3339(),
+        at.with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+        local.to_string(),
+        local.replacen(' ', "T", 1),
+    ];
+    let spans = |args: &[&str]| -> u64 {
+        let mut all = vec!["--run", "d328e006", "--format", "json", "--limit", "0"];
+        all.extend(args);
+        serde_json::from_str::<Value>(&scan_in(tz, &file, &all)).unwrap()["spans"]
+            .as_u64()
+            .unwrap()
+    };
+    let whole = spans(&[]);
+    assert_eq!(whole, 49);
+    for form in &forms {
+        // The first span starts within the microsecond printed: since it, all; until it, none.
+        assert_eq!(spans(&["--since", form]), whole, "--since {form}");
+        assert_eq!(spans(&["--until", form]), 0, "--until {form}");
+    }
+    let bare = run!("ferret-scan", &file, "--since", "-600");
+    fails!(bare, "-600s");
 }
