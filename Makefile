@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: fuzz build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -68,6 +68,13 @@ memtest:
 # The CI-sized memory test: 500,000 spans, the scans in a 64 MiB cgroup.
 memtest-ci:
 	python3 benches/memtest.py --ci
+
+# Every fuzz target (record reader, every scan mode, span JSON, SQLite files converted) for
+# FUZZ_SECONDS each, from seeds made of the golden files and fixtures (tools/fuzz.sh; nightly
+# Rust and cargo-fuzz, installed when missing).
+FUZZ_SECONDS ?= 60
+fuzz:
+	tools/fuzz.sh $(FUZZ_SECONDS)
 
 # Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
 fixtures:
