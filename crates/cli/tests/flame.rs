@@ -5,6 +5,7 @@ use ferret_format::SpanFile;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Command;
 
 use crate::util::*;
 
@@ -209,4 +210,48 @@ fn a_flame_graph_draws_the_same_frames_from_the_drawable_stacks() {
         assert_eq!((&x.0, &x.1), (&y.0, &y.1));
         assert!((x.3 - y.3).abs() < 1e-3, "{x:?} vs {y:?}");
     }
+}
+
+/// Runs `script` (sh) in a mount namespace of its own, with a tmpfs of `kib` KiB at `$ROOM`, so
+/// a test can fill a disk without touching the machine's (as root, or in a user namespace).
+fn with_small_disk(room: &Path, kib: u32, script: &str) -> std::process::Output {
+    let full = format!("mount -t tmpfs -o size={kib}k tmpfs \"$ROOM\" && {script}");
+    for flags in ["-m", "-rm"] {
+        let out = Command::new("unshare")
+            .args([flags, "sh", "-c", &full])
+            .env("ROOM", room)
+            .env("SCAN", env!("CARGO_BIN_EXE_ferret-scan"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("unshare:") && !err.contains("mount:") {
+            return out;
+        }
+    }
+    panic!("no mount namespace for a small disk: this test needs root or user namespaces");
+}
+
+/// A per-span table that the disk has no room for is an error naming the folder, not a SIGBUS:
+/// its space is reserved before it is written through a map. So is the Parquet export's.
+#[test]
+fn a_full_disk_gives_an_error_not_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = convert(&fixture("generated1.db"), dir.path());
+    let room = dir.path().join("room");
+    std::fs::create_dir(&room).unwrap();
+    let size = std::fs::metadata(&file).unwrap().len() / 1024 + 8;
+    let script = format!(
+        "cp \"{}\" \"$ROOM/t.ferret\" && (dd if=/dev/zero of=\"$ROOM/filler\" bs=1k 2>/dev/null; true) && \
+         \"$SCAN\" \"$ROOM/t.ferret\" --folded >/dev/null; echo folded=$?; \
+         \"$SCAN\" \"$ROOM/t.ferret\" --to-parquet \"$ROOM/t.parquet\"; echo parquet=$?",
+        file.display()
+    );
+    let out = with_small_disk(&room, size as u32 + 64, &script);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("folded=1") && said.contains("parquet=1"),
+        "{said}\n{err}"
+    );
+    assert_eq!(err.matches("No space left on device").count(), 2, "{err}");
 }

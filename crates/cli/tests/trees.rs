@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 use std::path::Path;
+use std::process::Command;
+
+use ferret_format::SpanFile;
 
 use crate::util::*;
 
@@ -128,6 +131,71 @@ fn a_damaged_tag_heap_fails_a_tree_instead_of_printing_a_changed_tag() {
         "checksum mismatch in tag heap"
     );
     assert!(!parquet.exists(), "no export from a damaged file");
+    // --tag reads the tags of every span it tests: the heap is checked before, in every mode
+    // that filters (the table, the timeline, a comparison, the trees' roots).
+    for mode in [
+        &["--limit", "5"][..],
+        &["--timeline"],
+        &["--baseline", "run-one"],
+        &["--tree"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+            .arg(&file)
+            .args(["--tag", "depth=7"])
+            .args(mode)
+            .output()
+            .unwrap();
+        fails!(out, "checksum mismatch in tag heap");
+    }
+}
+
+/// A parent link read from a block the pass has not checked yet is checked before it is
+/// followed: damage there fails the export with the block's checksum, never a panic.
+#[test]
+fn an_unchecked_parent_is_checked_before_its_links_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A chain of 3,000 spans in write order: each child is written before its parent, so the
+    // parents of the first blocks' spans lie in later blocks.
+    let id = |i: u64| format!("{:032x}", 0xfeed_0000u64 + i);
+    let lines: String = (0..3000u64)
+        .rev()
+        .map(|i| {
+            let parent = match i {
+                0 => "null".to_string(),
+                _ => format!("\"{}\"", id(i - 1)),
+            };
+            format!(
+                "{{\"span_id\":\"{}\",\"parent_id\":{parent},\"run_id\":\"r\",\"name\":\"f\",\"start_time\":{},\"end_time\":null,\"duration\":0.5,\"tags\":{{}},\"status\":\"ok\"}}\n",
+                id(i),
+                1.7e9 + i as f64
+            )
+        })
+        .collect();
+    let input = dir.path().join("chain.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let file = dir.path().join("chain.ferret");
+    ok!(run!("ferret-convert", &input, "-o", &file, "--quiet"));
+    let parquet = dir.path().join("t.parquet");
+    ok!(run!("ferret-scan", &file, "--to-parquet", &parquet));
+    // The parent index of the last record (the root's child, in the third block) made to
+    // point past the file.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let records = SpanFile::open(&file).unwrap().record_count() as usize;
+    let parent_field = 8192 + 128 + (records - 2) * 64 + 32;
+    bytes[parent_field + 5] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    for mode in [
+        &["--to-parquet", parquet.to_str().unwrap()][..],
+        &["--folded"],
+        &["--tree"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+            .arg(&file)
+            .args(mode)
+            .output()
+            .unwrap();
+        fails!(out, "checksum mismatch in records");
+    }
 }
 
 #[test]

@@ -947,6 +947,69 @@ mod tests {
     }
 
     #[test]
+    fn a_name_held_twice_or_a_value_not_finite_is_refused() {
+        use crate::segment::SegmentHeader;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ferret");
+        let mut w = SpanFileWriter::create(&path).unwrap();
+        for (i, name) in ["dup", "dvp"].into_iter().enumerate() {
+            let mut r = crate::SpanRecord::zeroed();
+            r.name = w.intern_name(name);
+            r.run = w.intern_string("run");
+            r.parent_name = crate::NONE_NAME;
+            r.root = i as u64;
+            r.set_parent(None);
+            r.duration = if i == 1 { f64::NAN } else { 1.0 };
+            w.push(r, &SpanExtras::default()).unwrap();
+        }
+        w.commit(true).unwrap();
+        drop(w);
+        let good = std::fs::read(&path).unwrap();
+        // A duration that is not a number: verify names the record.
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(&good)).unwrap();
+        let e = f.verify().unwrap_err().to_string();
+        assert!(e.contains("record 1") && e.contains("not a finite"), "{e}");
+        // "dvp" made "dup", the names' checksum and the header resealed: a table that only
+        // hand-made files hold, refused by verify and by a writer (which would give later
+        // records the wrong name ids).
+        let seg = segment(&good, 0);
+        let mut bad = good.clone();
+        let names = seg.layout.names as usize..seg.layout.strings as usize;
+        let at = names.start + bad[names.clone()].windows(3).position(|w| w == b"dvp").unwrap();
+        bad[at + 1] = b'u';
+        let offset = seg.offset as usize;
+        let mut h: SegmentHeader = bytemuck::pod_read_unaligned(&bad[offset..offset + 128]);
+        h.names_checksum = checksum(&bad[names]);
+        bad[offset..offset + 128].copy_from_slice(bytemuck::bytes_of(&h.seal()));
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(&bad)).unwrap();
+        assert!(matches!(f.verify(), Err(FormatError::DuplicateStrings)));
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(
+            SpanFileWriter::open_append(&path),
+            Err(FormatError::DuplicateStrings)
+        ));
+    }
+
+    #[test]
+    fn sizes_that_overflow_give_no_layout() {
+        use crate::segment::SegmentHeader;
+        let mut h = SegmentHeader::zeroed();
+        h.record_count = 10;
+        assert!(h.layout(8192).is_some());
+        for field in 0..4 {
+            let mut big = h;
+            match field {
+                0 => big.names_len = u64::MAX - 100,
+                1 => big.tags_len = u64::MAX - 7,
+                2 => big.meta_len = u64::MAX - 64,
+                _ => big.record_count = u64::MAX / 64,
+            }
+            assert!(big.layout(8192).is_none(), "field {field}");
+        }
+        assert!(h.layout(u64::MAX - 10).is_none());
+    }
+
+    #[test]
     fn a_damaged_id_filter_is_left_to_verify_and_writers() {
         let good = file_of(3000, 2);
         let seg = segment(&good, 0);

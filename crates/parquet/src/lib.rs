@@ -158,7 +158,8 @@ pub fn export_parquet<D: AsRef<[u8]> + Sync>(
     let mut writer = SpanParquetWriter::new(sink, options.zstd_level).map_err(parquet_err)?;
     let encoder = writer.encoder();
     let table = Arc::new(ValueTable::new(file));
-    let filter = options.filter.compile(file);
+    // Every tag heap was checked above.
+    let filter = options.filter.compile(file, None, false)?;
     let mut behind = Behind::new(file, release);
     let (mut rows, mut row_groups) = (0u64, 0u64);
     // Row groups are built and encoded in parallel, one per worker at a time, and written in

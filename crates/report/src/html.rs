@@ -476,3 +476,24 @@ fn write_comparison(
         flame_frame(differential_svg)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_axis_shows_a_p50_a_hundred_times_below_the_p99() {
+        let axis = LogAxis::over([0.002, 0.2, 0.0, f64::NAN].into_iter());
+        assert_eq!((axis.low, axis.decades), (-3.0, 3.0));
+        let (p50, p99) = (axis.share(0.002), axis.share(0.2));
+        // On a linear axis p50 would sit at 1% of the height; here a third of it apart.
+        assert!(p50 > 0.1 && p99 - p50 > 0.6, "{p50} {p99}");
+        assert_eq!(axis.share(0.0), 0.0);
+        let ticks: Vec<f64> = axis.ticks().collect();
+        assert_eq!(ticks.len(), 4);
+        assert!((ticks[0] - 1e-3).abs() < 1e-15 && (ticks[3] - 1.0).abs() < 1e-12);
+        // No value: one decade, from 1 ms.
+        let empty = LogAxis::over(std::iter::empty());
+        assert_eq!((empty.low, empty.decades), (-3.0, 1.0));
+    }
+}

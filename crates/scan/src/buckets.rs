@@ -162,7 +162,7 @@ pub fn scan_timeline<D: AsRef<[u8]> + Sync>(
     buckets: &Buckets,
     after_chunk: AfterChunk,
 ) -> Result<ChunkStats, ScanError> {
-    let filter = opts.filter.compile(file);
+    let filter = opts.filter.compile(file, Some(run), opts.verify)?;
     // A bucket's members are chosen by division, not by comparing with its start: the blocks
     // read reach a bucket's width past both ends, and `index` decides.
     let (from, end) = (

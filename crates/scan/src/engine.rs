@@ -70,17 +70,28 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The filter ready for the hot loop: the name pattern evaluated once per name id.
-    pub fn compile<D: AsRef<[u8]>>(&self, file: &SpanFile<D>) -> CompiledFilter<'_> {
+    /// The filter ready for the hot loop over the spans of `run` (`None`: every run): the name
+    /// pattern evaluated once per name id, and with a tag condition and `verify`, the tag heaps
+    /// of the run's segments checked first, since every span tested reads its tags (a damaged
+    /// byte must fail the question, not change which spans match).
+    pub fn compile<D: AsRef<[u8]>>(
+        &self,
+        file: &SpanFile<D>,
+        run: Option<u32>,
+        verify: bool,
+    ) -> Result<CompiledFilter<'_>, FormatError> {
+        if self.tag.is_some() && verify {
+            verify_tag_heaps(file, run)?;
+        }
         let name_ok = self.name.as_ref().map(|re| {
             (0..file.name_count() as u32)
                 .map(|id| re.is_match(file.name(id).unwrap_or("")))
                 .collect()
         });
-        CompiledFilter {
+        Ok(CompiledFilter {
             filter: self,
             name_ok,
-        }
+        })
     }
 }
 
@@ -113,10 +124,6 @@ impl CompiledFilter<'_> {
         f.errors.is_none() && f.since.is_none() && f.until.is_none() && f.tag.is_none()
     }
 
-    /// True when the filter reads the tag heaps (`--tag`).
-    pub fn reads_tags(&self) -> bool {
-        self.filter.tag.is_some()
-    }
 
     /// True when record `r` (of segment `seg` of `file`) passes every condition.
     #[inline]
@@ -191,10 +198,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     after_chunk: AfterChunk,
 ) -> Result<ChunkStats, ScanError> {
     let names = file.name_count();
-    let filter = opts.filter.compile(file);
-    if filter.reads_tags() {
-        verify_tag_heaps(file, run)?;
-    }
+    let filter = opts.filter.compile(file, Some(run), opts.verify)?;
     let every_child = filter.only_names();
     let until = opts.filter.until;
     let parent_kept = |index: u64, r: &SpanRecord| -> Result<bool, FormatError> {
@@ -328,12 +332,15 @@ fn add_late_child_time<D: AsRef<[u8]> + Sync>(
     Ok(())
 }
 
-/// Checks the tag heap of every segment holding run `run` (every segment of a version 1
-/// file): `--tag` reads the tags of every span it tests, and a damaged byte must fail the
-/// question, not change which spans match.
-fn verify_tag_heaps<D: AsRef<[u8]>>(file: &SpanFile<D>, run: u32) -> Result<(), FormatError> {
+/// Checks the tag heap of every segment holding run `run` (every segment with `None`, or of a
+/// version 1 file, which has no run directory).
+fn verify_tag_heaps<D: AsRef<[u8]>>(
+    file: &SpanFile<D>,
+    run: Option<u32>,
+) -> Result<(), FormatError> {
     for seg in file.segments() {
-        if !file.has_index() || file.runs(seg).iter().any(|e| e.run == run) {
+        let holds = |run| file.runs(seg).iter().any(|e| e.run == run);
+        if !file.has_index() || run.is_none_or(holds) {
             file.verify_tags(seg)?;
         }
     }
@@ -1098,6 +1105,40 @@ mod tests {
         for threads in [2, 3, 4, 7, 2, 4] {
             assert_eq!(bits(threads), first, "{threads} threads");
         }
+    }
+
+    #[test]
+    fn a_pass_keeps_one_accumulator_per_thread_however_rayon_splits() {
+        // 60 chunks on a pool of 3: rayon splits into many jobs, but only a thread's first chunk
+        // makes an accumulator (with `--tree --limit 0` one holds a heap per root).
+        let spans: Vec<Span> = (0..60 * BLOCK_RECORDS)
+            .map(|i| Span::new(i % NAMES, i as f64, Some(1.0)))
+            .collect();
+        let (file, run) = file_of(&spans);
+        let chunks = plan(&file, 1, &BlockSelect::run(run));
+        assert_eq!(chunks.len(), 60);
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let counted = pool.install(|| {
+            fold_per_thread(
+                &file,
+                &chunks,
+                false,
+                || {
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    0u64
+                },
+                |n, chunk| {
+                    *n += chunk.records.len() as u64;
+                    Ok(())
+                },
+                |a, b| a + b,
+                &|_, _| {},
+            )
+        });
+        assert_eq!(counted.unwrap(), Some(spans.len() as u64));
+        let made = made.into_inner();
+        assert!((1..=3).contains(&made), "{made} accumulators for 3 threads");
     }
 
     proptest! {

@@ -589,6 +589,33 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_of_interior_pages_deeper_than_sqlite_builds_is_refused() {
+        // Each page an interior page without cells whose right-most child is the next: no cycle,
+        // so only a depth bound ends the descent (which recursed until the stack overflowed).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let root = table(&path, 512);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let pages = (bytes.len() / 512) as u32;
+        let chain: Vec<u32> = std::iter::once(root)
+            .chain((2..=pages).filter(|&p| p != root))
+            .take(40)
+            .collect();
+        assert_eq!(chain.len(), 40, "the table has pages enough");
+        for pair in chain.windows(2) {
+            let at = (pair[0] as usize - 1) * 512;
+            let header = [0x05, 0, 0, 0, 0, 0x02, 0, 0];
+            bytes[at..at + 8].copy_from_slice(&header);
+            bytes[at + 8..at + 12].copy_from_slice(&pair[1].to_be_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+        let e = direct(&mut pages, i64::MIN, i64::MAX).unwrap_err();
+        assert_eq!(e.what, format!("deeper than {MAX_BTREE_DEPTH} levels"));
+        assert_eq!(e.page, chain[MAX_BTREE_DEPTH]);
+    }
+
+    #[test]
     fn a_utf16_database_is_left_to_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("u16.db");

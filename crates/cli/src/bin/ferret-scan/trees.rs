@@ -26,10 +26,14 @@ pub fn slowest(q: &Asked, chosen: &Selection, max_nodes: usize) -> anyhow::Resul
         max_nodes,
         min_duration: args.min_ms / 1000.0,
     };
-    let filter = chosen.filter.compile(file);
+    let verify = !args.no_verify;
+    let filter = chosen
+        .filter
+        .compile(file, Some(chosen.run), verify)
+        .with_context(|| q.path.display().to_string())?;
     let keep = |seg: &Segment, r: &SpanRecord| filter.keep(file, seg, r);
     let opts = ScanOptions {
-        verify: !args.no_verify,
+        verify,
         filter: chosen.filter.clone(),
         ..ScanOptions::default()
     };
