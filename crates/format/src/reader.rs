@@ -975,7 +975,11 @@ mod tests {
         let seg = segment(&good, 0);
         let mut bad = good.clone();
         let names = seg.layout.names as usize..seg.layout.strings as usize;
-        let at = names.start + bad[names.clone()].windows(3).position(|w| w == b"dvp").unwrap();
+        let at = names.start
+            + bad[names.clone()]
+                .windows(3)
+                .position(|w| w == b"dvp")
+                .unwrap();
         bad[at + 1] = b'u';
         let offset = seg.offset as usize;
         let mut h: SegmentHeader = bytemuck::pod_read_unaligned(&bad[offset..offset + 128]);

@@ -124,7 +124,6 @@ impl CompiledFilter<'_> {
         f.errors.is_none() && f.since.is_none() && f.until.is_none() && f.tag.is_none()
     }
 
-
     /// True when record `r` (of segment `seg` of `file`) passes every condition.
     #[inline]
     pub fn keep<D: AsRef<[u8]>>(&self, file: &SpanFile<D>, seg: &Segment, r: &SpanRecord) -> bool {
@@ -1118,7 +1117,10 @@ mod tests {
         let chunks = plan(&file, 1, &BlockSelect::run(run));
         assert_eq!(chunks.len(), 60);
         let made = std::sync::atomic::AtomicUsize::new(0);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
         let counted = pool.install(|| {
             fold_per_thread(
                 &file,
