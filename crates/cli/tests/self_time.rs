@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use crate::util::*;
 
+/// Which spans a filter keeps, as the test decides it.
+type Keep = Box<dyn Fn(&Span) -> bool>;
+
 /// A generated span.
 #[derive(Clone, Debug)]
 struct Span {
@@ -273,7 +276,7 @@ fn each_span_has_one_self_time_whatever_is_asked() {
         let until = (cut + 0.3).to_string();
         let name = NAMES[rng.gen_range(0..NAMES.len())];
         let pattern = format!("^{}$", regex::escape(name));
-        let filters: [(&[&str], Box<dyn Fn(&Span) -> bool>); 5] = [
+        let filters: [(&[&str], Keep); 5] = [
             (&["--status", "error"], Box::new(|s: &Span| s.error)),
             (
                 &["--name", &pattern],
