@@ -101,6 +101,17 @@ pub enum ConvertError {
     /// A sidecar was asked for standard input.
     #[error("standard input cannot be scanned directly: convert it with ferret-convert - -o FILE, then scan FILE")]
     SidecarOfStdin,
+    /// A sidecar is not one this process may trust as its own.
+    #[error("{path}: not a record file ferret-scan made for this user ({why}); remove it, or scan with --no-sidecar")]
+    UntrustedOutput {
+        /// The output.
+        path: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+    /// A sidecar was never committed to.
+    #[error("{0}: a record file never committed to")]
+    NeverCommitted(PathBuf),
     /// The reader thread died.
     #[error("the input reader stopped unexpectedly")]
     ReaderGone,

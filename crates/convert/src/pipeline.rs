@@ -1,6 +1,7 @@
 //! The conversion: source thread, parse thread, and linking and writing on the calling thread,
 //! with a commit every [`ConvertOptions::commit_every`] spans.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,16 @@ pub struct ConvertOptions {
     pub commit_every: usize,
     /// Count the rows first, for a progress bar's total (costs one index scan up front).
     pub count_rows: bool,
+    /// With `append`: when the output no longer matches its source (replaced or cut, another
+    /// namespace or kind, an old format version, damage, never committed to), write a new one
+    /// under the same lock instead of failing ([`Summary::rebuilt`] says why). For sidecars.
+    pub rebuild_stale: bool,
+    /// The permission bits of an output this conversion creates or replaces (a sidecar takes
+    /// its trace's); `None`: a new file's default, a replaced file's own.
+    pub mode: Option<u32>,
+    /// Refuse an output owned by another user or with more than one name (a sidecar, which
+    /// lives where others may write).
+    pub trusted_only: bool,
 }
 
 impl ConvertOptions {
@@ -55,6 +66,9 @@ impl ConvertOptions {
             strict: false,
             commit_every: 1 << 18,
             count_rows: false,
+            rebuild_stale: false,
+            mode: None,
+            trusted_only: false,
         }
     }
 }
@@ -99,6 +113,8 @@ pub struct Summary {
     pub link: LinkStats,
     /// Warnings worth a line each.
     pub warnings: Vec<String>,
+    /// Why the output was made anew, when it was ([`ConvertOptions::rebuild_stale`]).
+    pub rebuilt: Option<String>,
 }
 
 impl Summary {
@@ -161,73 +177,181 @@ fn fmt_err(path: &Path) -> impl Fn(FormatError) -> ConvertError + '_ {
     }
 }
 
-/// Opens the output as the options say: a new file, a replaced one, or one to append to. The
-/// output is locked first (waiting for another writer with `--wait`), and everything after is
-/// decided from what it holds under the lock: a writer that waited appends to what the other
-/// wrote, or refuses to replace it without `--force`.
-fn open_output(opts: &ConvertOptions) -> Result<(SpanFileWriter, bool), ConvertError> {
-    let out = &opts.output;
-    let when = if opts.wait {
-        WhenLocked::Wait
-    } else {
-        WhenLocked::Fail
-    };
-    let locked = OutputFile::lock(out, when).map_err(fmt_err(out))?;
-    // Only the magic decides: an empty file has nothing to lose, anything else that does not
-    // start with ferret's magic (however short) is someone else's and never overwritten. Only
-    // these bytes are read: an existing output can be gigabytes.
-    let head = locked.head(MAGIC.len()).map_err(fmt_err(out))?;
-    match (!head.is_empty()).then(|| head.starts_with(&MAGIC)) {
-        Some(false) => Err(ConvertError::OutputNotFerret(out.clone())),
-        Some(true) if opts.append => Ok((
-            SpanFileWriter::append_to(locked).map_err(fmt_err(out))?,
-            false,
-        )),
-        Some(true) if !opts.force => Err(ConvertError::OutputExists(out.clone())),
-        _ => Ok((
-            SpanFileWriter::create_in(locked).map_err(fmt_err(out))?,
-            true,
-        )),
-    }
-}
-
 /// Converts `opts.input` into `opts.output`. `progress` is called after each batch with the
 /// rows read so far and the rows expected (0 when unknown).
+///
+/// The output is locked first (waiting for another writer with `--wait`), and everything after
+/// is decided from what it holds under the lock: a writer that waited appends to what the other
+/// wrote, or refuses to replace it without `--force`. Only the magic decides what a file is: an
+/// empty one has nothing to lose and is written in place, anything else that does not start
+/// with ferret's magic (however short) is someone else's and never overwritten. A ferret file is
+/// appended to (only past its committed bytes), or replaced by a new file renamed over it once
+/// complete (`--force`, or a sidecar that no longer matches its source): readers keep the file
+/// they opened, and a failure leaves it as it was.
 pub fn convert(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, ConvertError> {
     let started = Instant::now();
     let kind = source::detect(&opts.input)?;
-    let (mut writer, fresh) = open_output(opts)?;
+    let path = &opts.output;
+    let when = if opts.wait {
+        WhenLocked::Wait
+    } else {
+        WhenLocked::Fail
+    };
+    let out = OutputFile::lock(path, when).map_err(fmt_err(path))?;
+    if opts.trusted_only {
+        check_trusted(&out)?;
+    }
+    // Only these bytes are read: an existing output can be gigabytes.
+    let head = out.head(MAGIC.len()).map_err(fmt_err(path))?;
+    let mut summary = match (!head.is_empty()).then(|| head.starts_with(&MAGIC)) {
+        Some(false) => return Err(ConvertError::OutputNotFerret(path.clone())),
+        None => convert_fresh(opts, kind, out, progress)?,
+        Some(true) if opts.append => match convert_append(opts, kind, &out, progress) {
+            Err(e) if opts.rebuild_stale => {
+                let Some(why) = stale(&e) else {
+                    return Err(e);
+                };
+                let mut made = convert_replacing(opts, kind, &out, progress)?;
+                made.rebuilt = Some(why);
+                made
+            }
+            done => done?,
+        },
+        Some(true) if opts.force => convert_replacing(opts, kind, &out, progress)?,
+        Some(true) => return Err(ConvertError::OutputExists(path.clone())),
+    };
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// A conversion into the file just locked, empty (it did not exist, or held nothing): written
+/// in place, and removed (under the lock) when the conversion fails.
+fn convert_fresh(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    out: OutputFile,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, ConvertError> {
+    let path = &opts.output;
+    if let Some(mode) = opts.mode {
+        out.set_mode(mode).map_err(fmt_err(path))?;
+    }
+    let mut writer = SpanFileWriter::create_in(&out).map_err(fmt_err(path))?;
+    match run(opts, kind, &mut writer, progress) {
+        Ok(summary) => {
+            writer.finish().map_err(fmt_err(path))?;
+            Ok(summary)
+        }
+        Err(e) => {
+            drop(writer.abandon());
+            out.remove().map_err(fmt_err(path))?;
+            Err(e)
+        }
+    }
+}
+
+/// A conversion appending to the locked ferret file `out`: only past its committed bytes. On
+/// failure, what earlier commits of this run added stays, unless `--strict`: then they are
+/// undone (a new file holding the state before, renamed over it).
+fn convert_append(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    out: &OutputFile,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, ConvertError> {
+    let path = &opts.output;
+    let mut writer = SpanFileWriter::append_to(out).map_err(fmt_err(path))?;
+    if opts.rebuild_stale && writer.committed_sequence() == 0 {
+        // A ferret file never committed to: made by a conversion killed at once, or not by us.
+        return Err(ConvertError::NeverCommitted(path.clone()));
+    }
     let fell_back = writer.fallback().map(|f| {
         format!(
             "{}: the last commit ({} spans) failed its checks ({}); appended from the commit before it, adding those spans again",
-            opts.output.display(),
+            path.display(),
             f.lost_records,
             f.reason
         )
     });
-    let result = run(opts, kind, &mut writer, progress);
-    match result {
+    match run(opts, kind, &mut writer, progress) {
         Ok(mut summary) => {
-            summary.elapsed = started.elapsed();
+            writer.finish().map_err(fmt_err(path))?;
             summary.warnings.splice(0..0, fell_back);
             Ok(summary)
         }
         Err(e) => {
-            // Leave the output as it was before this run: an appended file loses only what this
-            // run added; a file this run created is removed.
-            let out = writer.path().to_path_buf();
-            if opts.strict || fresh {
-                writer.abandon().map_err(fmt_err(&out))?;
-                if fresh {
-                    let _ = std::fs::remove_file(&out);
-                }
+            if opts.strict {
+                writer.abandon().map_err(fmt_err(path))?;
             }
             Err(e)
         }
     }
+}
+
+/// A conversion into a new file beside the locked `out`, renamed over it once complete; a
+/// failure removes the new file and leaves `out` as it was.
+fn convert_replacing(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    out: &OutputFile,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Summary, ConvertError> {
+    let path = &opts.output;
+    let mode = match opts.mode {
+        Some(mode) => mode,
+        None => out.metadata().map_err(fmt_err(path))?.permissions().mode(),
+    };
+    let mut writer = SpanFileWriter::replace(out, mode).map_err(fmt_err(path))?;
+    let summary = run(opts, kind, &mut writer, progress)?;
+    writer.finish().map_err(fmt_err(path))?;
+    Ok(summary)
+}
+
+/// Refuses an output this process must not trust as its own (a sidecar): owned by another
+/// user, or with other names (a hard link planted to make us write into another file).
+fn check_trusted(out: &OutputFile) -> Result<(), ConvertError> {
+    let meta = out.metadata().map_err(fmt_err(out.path()))?;
+    let me = rustix::process::geteuid().as_raw();
+    let why = if meta.uid() != me {
+        format!("it belongs to user {}, not to this one ({me})", meta.uid())
+    } else if meta.nlink() > 1 {
+        format!("it has {} names (hard links), not one", meta.nlink())
+    } else {
+        return Ok(());
+    };
+    Err(ConvertError::UntrustedOutput {
+        path: out.path().to_path_buf(),
+        why,
+    })
+}
+
+/// Why an output must be made anew, when `e` says it no longer matches its source: the source
+/// was replaced or cut, the output is of another namespace, source kind or format version, was
+/// never committed to, or is damaged.
+pub fn stale(e: &ConvertError) -> Option<String> {
+    let why = match e {
+        ConvertError::SourceRewritten { what, .. } => {
+            format!("its source was replaced, vacuumed or shrank ({what})")
+        }
+        ConvertError::NamespaceMismatch { have, .. } => format!("it holds namespace {have:?}"),
+        ConvertError::WatermarkKind(_) => "it was made from another kind of source".into(),
+        ConvertError::NeverCommitted(_) => "it was never committed to".into(),
+        ConvertError::Format { source, .. } => match source {
+            FormatError::AppendToOlder { found }
+            | FormatError::OlderVersion { found, .. }
+            | FormatError::NewerVersion { found, .. } => {
+                format!("it is of format version {found}")
+            }
+            FormatError::Io { .. } | FormatError::Locked { .. } => return None,
+            FormatError::SymlinkOutput { .. } => return None,
+            damage => format!("it is damaged ({})", damage.brief()),
+        },
+        _ => return None,
+    };
+    Some(why)
 }
 
 fn source_identity(input: &Path) -> String {

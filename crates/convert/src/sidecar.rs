@@ -3,14 +3,17 @@
 //! incremental `--append` (only the rows added since), rebuilds it when it no longer matches its
 //! source, and waits for another process refreshing the same one (the writer's lock).
 //!
-//! It lives beside the trace (`trace.db.ferret`) when that folder is writable, and otherwise in
-//! the user's cache folder (`$XDG_CACHE_HOME/ferret`, or `~/.cache/ferret`), named by a hash of
-//! the trace's full path and namespace. The trace is only ever read.
+//! It lives beside the trace (`trace.db.ferret`, `trace.db.ferret-ns-NAME` for another
+//! namespace) when that folder is writable, and otherwise in the user's cache folder
+//! (`$XDG_CACHE_HOME/ferret`, or `~/.cache/ferret`), named by a hash of the bytes of the trace's
+//! full path and of the namespace. It takes the trace's permission bits, and one owned by
+//! another user or with more than one name is refused (it may live where others can write).
+//! The trace is only ever read.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-use ferret_format::FormatError;
 
 use crate::error::ConvertError;
 use crate::pipeline::{convert, ConvertOptions, Summary};
@@ -64,26 +67,43 @@ pub fn locate(
     };
     let file_name = source.file_name().unwrap_or(source.as_os_str());
     if writable(&folder) {
+        // `T.ferret` for the default namespace, `T.ferret-ns-ENC` for another, ENC holding no
+        // dot: no trace's name and namespace give another's sidecar name (`T` with namespace
+        // `N` and a trace named `T.N` once shared `T.N.ferret`).
         let mut name = OsString::from(file_name);
-        if namespace != DEFAULT_NAMESPACE {
-            name.push(format!(".{namespace}"));
-        }
         name.push(".ferret");
+        if namespace != DEFAULT_NAMESPACE {
+            name.push(format!("-ns-{}", encode_namespace(namespace)));
+        }
         return Ok(Location::Beside(folder.join(name)));
     }
     let no_room = || ConvertError::NoSidecarRoom(source.to_path_buf());
     let cache = cache.filter(|c| writable(c)).ok_or_else(no_room)?;
     let full = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
-    let key = format!("{}\0{namespace}", full.display());
+    // The path's own bytes, not its lossy display: two paths that differ only in bytes that are
+    // not UTF-8 must not share a sidecar.
+    let mut key = full.as_os_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(namespace.as_bytes());
     let stem = source
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name = format!(
-        "{stem}-{:016x}.ferret",
-        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
-    );
+    let name = format!("{stem}-{:016x}.ferret", xxhash_rust::xxh3::xxh3_64(&key));
     Ok(Location::Cache(cache.join(name)))
+}
+
+/// A namespace as part of a file name: letters, digits, `_` and `-` as they are, every other
+/// byte as `%XX` (so no dot, and no two namespaces alike).
+fn encode_namespace(namespace: &str) -> String {
+    let mut out = String::with_capacity(namespace.len());
+    for b in namespace.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => out.push(char::from(b)),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The user's cache folder for sidecars, created when missing: `$XDG_CACHE_HOME/ferret`, or
@@ -121,20 +141,16 @@ pub fn refresh(source: &Path, namespace: &str, keep: bool) -> Result<Sidecar, Co
     opts.namespace = namespace.to_string();
     opts.append = true;
     opts.wait = true;
-    let (summary, rebuilt) = match convert(&opts, &mut |_, _| {}) {
-        Ok(summary) => (summary, None),
-        Err(e) => {
-            let Some(why) = stale(&e) else {
-                return Err(e);
-            };
-            opts.append = false;
-            opts.force = true;
-            (convert(&opts, &mut |_, _| {})?, Some(why))
-        }
-    };
+    // Whether to append or make it anew is decided under the writer's lock, by the conversion:
+    // two scans of a replaced trace rebuild it once, the second appending nothing to it.
+    opts.rebuild_stale = true;
+    opts.trusted_only = true;
+    let trace = std::fs::metadata(source).map_err(|e| crate::source::io(source, e))?;
+    opts.mode = Some(trace.permissions().mode() & 0o666);
+    let mut summary = convert(&opts, &mut |_, _| {})?;
     Ok(Sidecar {
         path,
-        rebuilt,
+        rebuilt: summary.rebuilt.take(),
         summary,
         _temporary: None,
     })
@@ -160,29 +176,6 @@ fn temporary(source: &Path, namespace: &str) -> Result<Sidecar, ConvertError> {
     })
 }
 
-/// Why a sidecar must be made anew, when `e` says it no longer matches its source.
-fn stale(e: &ConvertError) -> Option<String> {
-    let why = match e {
-        ConvertError::SourceRewritten { what, .. } => {
-            format!("its source was replaced, vacuumed or shrank ({what})")
-        }
-        ConvertError::NamespaceMismatch { have, .. } => format!("it holds namespace {have:?}"),
-        ConvertError::WatermarkKind(_) => "it was made from another kind of source".into(),
-        ConvertError::Format { source, .. } => match source {
-            FormatError::AppendToOlder { found }
-            | FormatError::OlderVersion { found, .. }
-            | FormatError::NewerVersion { found, .. } => {
-                format!("it is of format version {found}")
-            }
-            FormatError::Io { .. } | FormatError::Locked { .. } => return None,
-            FormatError::SymlinkOutput { .. } => return None,
-            damage => format!("it is damaged ({})", damage.brief()),
-        },
-        _ => return None,
-    };
-    Some(why)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,8 +190,18 @@ mod tests {
         );
         assert_eq!(
             locate(db, "jobs", None, yes).unwrap(),
-            Location::Beside("/traces/app/trace.db.jobs.ferret".into())
+            Location::Beside("/traces/app/trace.db.ferret-ns-jobs".into())
         );
+        // A trace named like another's namespace never shares its sidecar.
+        let a = locate(Path::new("/t/T"), "N", None, yes).unwrap();
+        let b = locate(Path::new("/t/T.N"), DEFAULT_NAMESPACE, None, yes).unwrap();
+        let c = locate(Path::new("/t/T.ferret-ns"), "N", None, yes).unwrap();
+        let d = locate(Path::new("/t/T"), "N.x", None, yes).unwrap();
+        assert!(
+            a != b && a != c && a != d && b != c,
+            "{a:?} {b:?} {c:?} {d:?}"
+        );
+        assert_eq!(d.path(), Path::new("/t/T.ferret-ns-N%2Ex"));
         assert_eq!(
             locate(Path::new("trace.db"), DEFAULT_NAMESPACE, None, yes).unwrap(),
             Location::Beside("./trace.db.ferret".into())

@@ -131,6 +131,14 @@ impl Header {
         out
     }
 
+    /// True when `self` says what `other` says, but for the sequence number: a commit of it
+    /// would change nothing.
+    pub fn same_state(&self, other: &Header) -> bool {
+        let (mut a, mut b) = (self.raw, other.raw);
+        (a.sequence, a.checksum, b.sequence, b.checksum) = (0, 0, 0, 0);
+        bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
+    }
+
     pub fn slot_offset(sequence: u64) -> u64 {
         (sequence % 2) * HEADER_SLOT_SIZE
     }
@@ -249,8 +257,11 @@ pub(crate) fn read_header_slots(bytes: &[u8], file_len: u64) -> Result<HeaderSlo
     }
     // An empty previous commit (the state a new file starts from) is nothing to fall back to:
     // the newest commit's error says more than an empty answer.
+    // Nor is a slot that does not describe a prefix of the newest commit (left by a writer
+    // killed while undoing commits, say): falling back to it would show what was taken back.
     let previous = other
         .filter(|o| o.sequence < newest.sequence && o.record_count > 0)
+        .filter(|o| is_prefix(o, &newest))
         .filter(|o| check_header(o, file_len).is_ok())
         .map(|raw| Header { raw });
     Ok(HeaderSlots {
@@ -258,6 +269,17 @@ pub(crate) fn read_header_slots(bytes: &[u8], file_len: u64) -> Result<HeaderSlo
         refused: checked.err(),
         previous,
     })
+}
+
+/// True when the commit `earlier` can be a prefix of `later`: none of its counts is larger.
+/// (That its segments are the first of `later`'s is checked when it is loaded: its walk must
+/// end exactly at its length with its counts.)
+fn is_prefix(earlier: &RawHeader, later: &RawHeader) -> bool {
+    earlier.committed_len <= later.committed_len
+        && earlier.segment_count <= later.segment_count
+        && earlier.record_count <= later.record_count
+        && earlier.name_count <= later.name_count
+        && earlier.string_count <= later.string_count
 }
 
 fn check_header(raw: &RawHeader, file_len: u64) -> Result<(), FormatError> {

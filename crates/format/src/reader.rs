@@ -5,7 +5,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -96,7 +96,14 @@ pub struct SpanFile<D> {
     /// One bit per checksum block of the file, set once the block's checksum has passed: a
     /// record read out of a pass's order ([`SpanFile::checked_record`]) checks its block once.
     checked: Vec<AtomicU64>,
+    /// Per segment, whether its span-id filter was checked ([`SpanFile::may_hold`]).
+    filters: Vec<AtomicU8>,
 }
+
+/// States of a segment's span-id filter: not checked yet, passed its checksum, failed it.
+const FILTER_UNCHECKED: u8 = 0;
+const FILTER_GOOD: u8 = 1;
+const FILTER_DAMAGED: u8 = 2;
 
 /// What a view lost by reading the previous commit because the newest failed its checks
 /// (a torn or damaged last segment): that commit's records, and why.
@@ -151,9 +158,20 @@ impl SpanFile<Mmap> {
         commit: Commit,
     ) -> Result<SpanFile<Mmap>, FormatError> {
         let io = |e| FormatError::io(path, e);
+        let mut head = vec![0u8; DATA_START as usize];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read_at(&mut head[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        head.truncate(got);
+        // The length is read after the header: a commit landing between the two would
+        // otherwise make a healthy file look cut short (its header naming bytes past the end).
         let len = file.metadata().map_err(io)?.len();
-        let mut head = vec![0u8; len.min(DATA_START) as usize];
-        file.read_exact_at(&mut head, 0).map_err(io)?;
         let slots = read_header_slots(&head, len)?;
         let newest = match slots.refused {
             None => slots.newest.raw.committed_len,
@@ -162,12 +180,12 @@ impl SpanFile<Mmap> {
         let mapped = newest.max(slots.previous.map_or(DATA_START, |h| h.raw.committed_len));
         // SAFETY: the map is read-only and covers only committed bytes (of the newest commit, or
         // of the previous one when the newest's length passes the file's end), which writers
-        // never modify (they append past them and rewrite only the header slots, which we have
-        // already copied and never read through the map). They truncate committed bytes only
-        // when `--force` replaces the file, or when an append sets aside a newest commit that
-        // failed its checks; a reader still mapping those bytes then faults (SIGBUS) if it
-        // touches them, as it would had another program truncated the file. Both are documented
-        // in docs/FORMAT.md.
+        // never modify: they append past them and rewrite only the header slots, which we have
+        // already copied and never read through the map. Whatever would take committed bytes
+        // away (a replaced file, a commit set aside or undone) is written as a new file renamed
+        // over this one (`lock.rs`), so the inode mapped here keeps its bytes as long as the
+        // map lives. Only another program truncating the file could fault a read (SIGBUS), as
+        // with any mapped file; docs/FORMAT.md says so.
         let map = unsafe { MmapOptions::new().len(mapped as usize).map(file) }.map_err(io)?;
         SpanFile::with_slots(map, slots, commit)
     }
@@ -252,6 +270,9 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             header,
             checked: (0..blocks.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
+                .collect(),
+            filters: (0..loaded.segments.len())
+                .map(|_| AtomicU8::new(FILTER_UNCHECKED))
                 .collect(),
             segments: loaded.segments,
             names: loaded.names,
@@ -420,9 +441,22 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     }
 
     /// False when `segment` certainly holds no span with id `id` (its span-id filter says so; a
-    /// version 1 segment has none, and may hold anything). The filter is checked by
-    /// [`SpanFile::verify_id_filter`], not on open.
+    /// version 1 segment has none, and may hold anything). Opening leaves the filters unchecked
+    /// (only a converter appending reads them, and they are most of the metadata); a segment's
+    /// is checked the first time it is asked, and one that fails its checksum answers "may
+    /// hold" for every id: the segment is read, so the answer stays right, only slower.
     pub fn may_hold(&self, segment: &Segment, id: &SpanId) -> bool {
+        let state = &self.filters[segment.index];
+        if state.load(Ordering::Relaxed) == FILTER_UNCHECKED {
+            let checked = match self.verify_id_filter(segment) {
+                Ok(()) => FILTER_GOOD,
+                Err(_) => FILTER_DAMAGED,
+            };
+            state.store(checked, Ordering::Relaxed);
+        }
+        if state.load(Ordering::Relaxed) == FILTER_DAMAGED {
+            return true;
+        }
         let words: &[u64] = bytemuck::cast_slice(&self.bytes()[segment.meta.id_filter.clone()]);
         words_may_hold(words, id)
     }
@@ -1014,7 +1048,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_id_filter_is_left_to_verify_and_writers() {
+    fn a_damaged_id_filter_is_named_by_verify_and_never_says_not_here() {
         let good = file_of(3000, 2);
         let seg = segment(&good, 0);
         assert!(seg.meta.id_filter.len() >= 3000 * 2);
@@ -1024,19 +1058,20 @@ mod tests {
         let f = SpanFile::from_bytes(AlignedBytes::copy_from(&bad)).unwrap();
         assert_eq!(f.runs(&f.segments()[0]).len(), 1);
         assert!(f.verify_blocks(&f.segments()[0], 0..3).is_ok());
-        // Verify, and a writer about to trust it, say which filter is damaged.
+        // Verify names the damaged filter.
         let msg = f.verify().unwrap_err().to_string();
         assert!(msg.contains("span-id filter of segment 0"), "{msg}");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.ferret");
-        std::fs::write(&path, &bad).unwrap();
-        let err = SpanFileWriter::open_append(&path)
-            .err()
-            .expect("a damaged filter before the last commit must stop --append");
-        assert!(
-            err.to_string().contains("span-id filter of segment 0"),
-            "{err}"
-        );
+        // A writer asking it is never told "not here" by it: checked at its first question, the
+        // damaged filter says "may hold" for every id (its segment is read), the intact one of
+        // segment 1 still answers.
+        let absent = SpanId::encode(&format!("{:032x}", 99_999)).0;
+        let present = SpanId::encode(&format!("{:032x}", 1)).0;
+        let (seg0, seg1) = (&f.segments()[0], &f.segments()[1]);
+        assert!(f.may_hold(seg0, &absent) && f.may_hold(seg0, &present));
+        assert!(!f.may_hold(seg1, &absent));
+        let intact = SpanFile::from_bytes(AlignedBytes::copy_from(&good)).unwrap();
+        assert!(!intact.may_hold(&intact.segments()[0], &absent));
+        assert!(intact.may_hold(&intact.segments()[0], &present));
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //! [`SpanFileWriter::commit_in_background`] does (1) and leaves (2) to (4) to a thread of their
 //! own, so that the caller goes on with the next segment while the disk works: the `fsync`s were
 //! a sixth of a conversion's time. Commits still land in order, as each waits for the one before.
+//! A commit that would change nothing (no record, string or link, the same watermark) is not
+//! made: it would only overwrite the previous commit's slot, the one a reader falls back to.
+//!
+//! A writer never truncates or rewrites committed bytes (`lock.rs`): a new file
+//! ([`SpanFileWriter::replace`]), setting aside a damaged newest commit, and undoing a `--strict`
+//! append ([`SpanFileWriter::abandon`]) write a new file that is renamed over the old one.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -22,7 +28,7 @@ use crate::checksum::{checksum, table_checksum};
 use crate::error::FormatError;
 use crate::header::{Header, Watermark, DATA_START, FORMAT_VERSION, HEADER_FLAG_COMPLETE};
 use crate::links::{Adoption, Orphan};
-use crate::lock::{OutputFile, WhenLocked};
+use crate::lock::{OutputFile, Replacement, WhenLocked};
 use crate::meta::MetaTables;
 use crate::reader::{Commit, Fallback, SpanFile};
 use crate::record::{SpanId, SpanRecord, NO_EXTRAS};
@@ -39,9 +45,17 @@ const ID_FILTER_BITS_PER_SPAN: usize = 16;
 /// Appends spans to a record file. Nothing is visible to readers until [`commit`](Self::commit).
 pub struct SpanFileWriter {
     path: PathBuf,
+    /// The locked handle written to: the record file's, or its replacement's.
     file: File,
+    /// The new file being written, until [`SpanFileWriter::finish`] installs it.
+    replacement: Option<Replacement>,
+    /// True when this writer created the file (in place: it did not exist, or was empty).
+    created: bool,
     header: Header,
+    /// The state the writer opened: what [`SpanFileWriter::abandon`] brings the file back to.
     initial: Header,
+    /// The last commit's header (the opening state before any).
+    last_commit: Header,
     names: Interner,
     strings: Interner,
     committed_names: usize,
@@ -70,41 +84,59 @@ struct InFlight {
 }
 
 impl SpanFileWriter {
-    /// Creates (or truncates) `path` as an empty record file, holding its writer's lock (see
-    /// [`SpanFileWriter::create_in`]); another writer makes it fail.
+    /// Creates `path` as an empty record file, holding its writer's lock; another writer makes
+    /// it fail. An existing file is replaced as [`SpanFileWriter::replace`] does, once
+    /// [`SpanFileWriter::finish`] installs the new one.
     pub fn create(path: &Path) -> Result<SpanFileWriter, FormatError> {
-        SpanFileWriter::create_in(OutputFile::lock(path, WhenLocked::Fail)?)
+        let out = OutputFile::lock(path, WhenLocked::Fail)?;
+        if out.metadata()?.len() == 0 {
+            SpanFileWriter::create_in(&out)
+        } else {
+            SpanFileWriter::replace(&out, out.metadata()?.permissions().mode())
+        }
     }
 
-    /// Makes the locked `out` an empty record file, whatever it held, and makes that durable.
-    /// The lock is held until the writer is dropped.
-    pub fn create_in(out: OutputFile) -> Result<SpanFileWriter, FormatError> {
+    /// Makes the locked, empty `out` (a file just created, which no reader can have mapped
+    /// whole) an empty record file, durably: its first bytes, the two header slots, in one
+    /// write, so that no kill leaves a file that is neither empty nor a record file.
+    pub fn create_in(out: &OutputFile) -> Result<SpanFileWriter, FormatError> {
+        let file = out.handle()?;
         let path = out.path().to_path_buf();
-        let io = |e| FormatError::io(&path, e);
-        let file = out.into_file();
-        file.set_len(0).map_err(io)?;
-        let header = Header::new();
-        file.write_all_at(&vec![0u8; DATA_START as usize], 0)
-            .map_err(io)?;
-        file.write_all_at(&header.encode(), 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        start_file(&file, &path)?;
         sync_parent_dir(&path);
-        SpanFileWriter::over(path, file, header, None)
+        let mut writer = SpanFileWriter::over(path, file, Header::new(), None)?;
+        writer.created = true;
+        Ok(writer)
+    }
+
+    /// A writer of a new, empty record file that will replace the locked `out` (with permission
+    /// bits `mode`): it is written beside it and renamed over it by
+    /// [`SpanFileWriter::finish`]. Until then readers, and the file, are untouched; a writer
+    /// dropped before that (a failed conversion) removes the new file.
+    pub fn replace(out: &OutputFile, mode: u32) -> Result<SpanFileWriter, FormatError> {
+        let replacement = Replacement::beside(out.path(), mode)?;
+        let file = replacement.handle()?;
+        start_file(&file, replacement.temp_path())?;
+        let mut writer = SpanFileWriter::over(out.path().to_path_buf(), file, Header::new(), None)?;
+        writer.replacement = Some(replacement);
+        Ok(writer)
     }
 
     /// Opens an existing record file to append to it, holding its writer's lock (see
     /// [`SpanFileWriter::append_to`]); another writer makes it fail.
     pub fn open_append(path: &Path) -> Result<SpanFileWriter, FormatError> {
-        SpanFileWriter::append_to(OutputFile::lock(path, WhenLocked::Fail)?)
+        SpanFileWriter::append_to(&OutputFile::lock(path, WhenLocked::Fail)?)
     }
 
     /// Opens the locked record file `out` to append to it. Bytes past the committed length (left
-    /// by an interrupted writer) are discarded. When the newest commit fails its checks (all of
-    /// them: its record blocks, tags and span-id filters too) and the previous commit is intact,
-    /// the writer resumes from the previous one, whose watermark makes the conversion redo what
-    /// was lost; [`SpanFileWriter::fallback`] says so. Files of an older format version are
-    /// refused.
-    pub fn append_to(out: OutputFile) -> Result<SpanFileWriter, FormatError> {
+    /// by an interrupted writer, and never committed, so mapped by no reader) are discarded.
+    /// When the newest commit fails its checks (all of them: its record blocks, tags and
+    /// span-id filters too) and the previous commit is intact, the writer resumes from the
+    /// previous one, whose watermark makes the conversion redo what was lost;
+    /// [`SpanFileWriter::fallback`] says so. The previous commit's bytes are then copied into a
+    /// new file renamed over the old one, so that no reader mapping the newest commit loses its
+    /// bytes. Files of an older format version are refused.
+    pub fn append_to(out: &OutputFile) -> Result<SpanFileWriter, FormatError> {
         let path = out.path().to_path_buf();
         let io = |e| FormatError::io(&path, e);
         let mut view = SpanFile::map(out.file(), &path, Commit::Newest)?;
@@ -127,21 +159,29 @@ impl SpanFileWriter {
             });
             view = previous;
         }
-        // The linker trusts the span-id filters' "not here" to skip segments: checked first,
-        // those the newest commit's check above did not cover (all, after a fallback).
-        let unchecked = match fallback {
-            None => view.last_commit_start(),
-            Some(_) => view.segments().len(),
+        let file = match fallback {
+            // The newest commit's bytes stay in the old file, for its readers.
+            Some(_) => {
+                let new = copy_prefix(out.file(), &path, view.header())?;
+                view = SpanFile::map(&new, &path, Commit::Newest)?;
+                new
+            }
+            None => {
+                let file = out.handle()?;
+                file.set_len(view.header().raw.committed_len).map_err(io)?;
+                file
+            }
         };
-        for seg in &view.segments()[..unchecked] {
-            view.verify_id_filter(seg)?;
-        }
+        // The new file's header, after a set-aside: its sequence numbers are past both slots'.
         let header = *view.header();
-        let file = out.into_file();
-        file.set_len(header.raw.committed_len).map_err(io)?;
         let mut writer = SpanFileWriter::over(path, file, header, Some(view))?;
         writer.fallback = fallback;
         Ok(writer)
+    }
+
+    /// The sequence number of the last commit (0: the file was never committed to).
+    pub fn committed_sequence(&self) -> u64 {
+        self.last_commit.raw.sequence
     }
 
     /// Set when the newest commit of the file appended to failed its checks and this writer
@@ -175,8 +215,11 @@ impl SpanFileWriter {
         Ok(SpanFileWriter {
             path,
             file,
+            replacement: None,
+            created: false,
             header,
             initial: header,
+            last_commit: header,
             committed_names: names.len(),
             committed_strings: strings.len(),
             names,
@@ -344,6 +387,10 @@ impl SpanFileWriter {
             || self.names.len() > self.committed_names
             || self.strings.len() > self.committed_strings;
         let mut next = self.header;
+        next.raw.flags = if complete { HEADER_FLAG_COMPLETE } else { 0 };
+        if !has_data && next.same_state(&self.last_commit) {
+            return Ok(()); // nothing to say: the previous commit's slot stays the fallback
+        }
         if has_data {
             let len = self.write_segment()?;
             next.raw.committed_len += len;
@@ -353,18 +400,21 @@ impl SpanFileWriter {
             next.raw.string_count = self.strings.len() as u64;
         }
         next.raw.sequence += 1;
-        next.raw.flags = if complete { HEADER_FLAG_COMPLETE } else { 0 };
         let file = self.file.try_clone().map_err(io)?;
         let (header, slot) = (next.encode(), Header::slot_offset(next.raw.sequence));
         let done = std::thread::spawn(move || {
             if has_data {
+                fault_point("segment-written");
                 file.sync_data()?;
             }
+            fault_point("before-header");
             file.write_all_at(&header, slot)?;
+            fault_point("header-written");
             file.sync_data()
         });
         self.in_flight = Some(InFlight { done, has_data });
         self.header = next;
+        self.last_commit = next;
         self.pending.clear();
         self.tag_heap.clear();
         self.adoptions.clear();
@@ -385,26 +435,38 @@ impl SpanFileWriter {
             Err(_) => return Err(io(std::io::Error::other("the commit thread panicked"))),
         }
         if has_data {
-            self.committed = Some(SpanFile::open(&self.path)?);
+            // Through the writer's own handle: the path may name another file by now (or, for
+            // a replacement, not yet this one).
+            self.committed = Some(SpanFile::map(&self.file, &self.path, Commit::Newest)?);
         }
         Ok(())
     }
 
-    /// Undoes every commit made since this writer was opened, as a commit of its own: the
-    /// header of the opening state is written with the next sequence number, then the file is
-    /// cut back to that state's length.
-    pub fn abandon(mut self) -> Result<(), FormatError> {
+    /// Ends the writing: waits for the commit in flight, and a replacement is renamed over the
+    /// file it replaces. The lock is released when the writer is dropped.
+    pub fn finish(mut self) -> Result<(), FormatError> {
         self.wait_for_commit()?;
-        let io = |e| FormatError::io(&self.path, e);
-        let mut back = self.initial;
-        back.raw.sequence = self.header.raw.sequence + 1;
-        self.file
-            .write_all_at(&back.encode(), Header::slot_offset(back.raw.sequence))
-            .map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.header = back;
-        self.file.set_len(back.raw.committed_len).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        if let Some(replacement) = self.replacement.take() {
+            replacement.install()?;
+        }
+        Ok(())
+    }
+
+    /// Undoes what this writer did. A replacement is removed (the old file was never touched);
+    /// commits appended to an existing file are undone by a new file holding the state the
+    /// writer opened, renamed over it, so that the bytes readers mapped stay theirs. A file the
+    /// writer created is the caller's to remove (under the lock, see `OutputFile::remove`).
+    pub fn abandon(mut self) -> Result<(), FormatError> {
+        let waited = self.wait_for_commit();
+        if let Some(replacement) = self.replacement.take() {
+            replacement.discard();
+            return Ok(());
+        }
+        waited?;
+        if !self.created && self.last_commit.raw.sequence != self.initial.raw.sequence {
+            copy_prefix(&self.file, &self.path, &self.initial)?;
+        }
+        Ok(())
     }
 
     /// Writes the pending segment past the committed length; returns its padded length.
@@ -484,9 +546,92 @@ impl SpanFileWriter {
     }
 }
 
+impl Drop for SpanFileWriter {
+    /// A replacement never installed (a conversion that failed) is removed.
+    fn drop(&mut self) {
+        if let Some(replacement) = self.replacement.take() {
+            replacement.discard();
+        }
+    }
+}
+
+/// Writes the first bytes of a new record file, the two header slots of an empty file, in one
+/// write, and makes them durable.
+fn start_file(file: &File, path: &Path) -> Result<(), FormatError> {
+    let io = |e| FormatError::io(path, e);
+    let mut head = vec![0u8; DATA_START as usize];
+    head[..256].copy_from_slice(&Header::new().encode());
+    file.write_all_at(&head, 0).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// A new file holding the committed bytes `state` describes of the locked file `old`, both
+/// header slots set to `state` (with the next sequence numbers), renamed over it: what
+/// setting aside a damaged newest commit and undoing commits write instead of truncating.
+/// Returns the new file's locked handle.
+fn copy_prefix(old: &File, path: &Path, state: &Header) -> Result<File, FormatError> {
+    let mode = old
+        .metadata()
+        .map_err(|e| FormatError::io(path, e))?
+        .permissions()
+        .mode();
+    let replacement = Replacement::beside(path, mode)?;
+    let file = replacement.handle()?;
+    let io = |e| FormatError::io(replacement.temp_path(), e);
+    let source = old.try_clone().map_err(io)?;
+    let mut src = std::io::Read::take(&source, state.raw.committed_len);
+    let mut dst = file.try_clone().map_err(io)?;
+    std::io::copy(&mut src, &mut dst).map_err(io)?;
+    for step in 1..=2 {
+        let mut slot = *state;
+        slot.raw.sequence = state.raw.sequence + step;
+        file.write_all_at(&slot.encode(), Header::slot_offset(slot.raw.sequence))
+            .map_err(io)?;
+    }
+    replacement.install()?;
+    Ok(file)
+}
+
+/// Test builds only (the `fault-injection` feature): `FERRET_FAULT=STEP` kills the process with
+/// SIGKILL at its first pass by the named step, `FERRET_FAULT=STEP:N` at its Nth;
+/// `FERRET_PAUSE=STEP:FILE` creates FILE there and waits until it is removed. The steps:
+/// `segment-written`, `before-header`, `header-written` (a commit), `before-rename` (a
+/// replacement, a set-aside, an undo). Tests drive kills and races with these, never with a
+/// wall-clock gap.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn fault_point(step: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PASSES: AtomicU64 = AtomicU64::new(0);
+    if let Ok(fault) = std::env::var("FERRET_FAULT") {
+        let (name, nth) = fault.split_once(':').unwrap_or((&fault, "1"));
+        if name == step && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == nth.parse().unwrap_or(1) {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+    if let Some((name, marker)) = std::env::var("FERRET_PAUSE").ok().and_then(|p| {
+        p.split_once(':')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    }) {
+        if name == step {
+            let _ = std::fs::write(&marker, b"paused");
+            while std::path::Path::new(&marker).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Without the `fault-injection` feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn fault_point(_step: &str) {}
+
 /// Makes a newly created file's directory entry durable; best effort (not every filesystem
 /// allows opening a directory).
-fn sync_parent_dir(path: &Path) {
+pub(crate) fn sync_parent_dir(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -11,7 +11,6 @@
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
-use std::path::Path;
 
 use ferret_format::LastTimestamp;
 
@@ -76,15 +75,16 @@ pub struct IndexWalk {
 }
 
 impl IndexWalk {
-    /// Opens the index whose root page is `root`, to walk the entries of `namespace` after
-    /// `after`; `None` when the file is one left to SQLite (see [`PageFile::open`]).
+    /// Opens the index whose root page is `root` in the database open as `file`, to walk the
+    /// entries of `namespace` after `after`; `None` when the file is one left to SQLite (see
+    /// [`PageFile::open`]).
     pub fn open(
-        path: &Path,
+        file: std::fs::File,
         root: u32,
         namespace: &str,
         after: LastTimestamp,
     ) -> std::io::Result<Option<IndexWalk>> {
-        Ok(PageFile::open(path)?.map(|pages| IndexWalk {
+        Ok(PageFile::open(file)?.map(|pages| IndexWalk {
             pages,
             root: Some(root),
             stack: Vec::new(),
@@ -259,6 +259,7 @@ mod tests {
     use super::super::pages::each_damaged_copy;
     use super::*;
     use rusqlite::types::Value;
+    use std::path::Path;
 
     /// BeaverDB's log table (primary key and `idx_logs_timestamp`) with four namespaces
     /// interleaved, timestamps numbers (integral ones are stored as integers) or, as beaver-db
@@ -295,7 +296,7 @@ mod tests {
     fn walked(path: &Path, ns: &str, after: &LastTimestamp) -> Vec<(i64, LastTimestamp)> {
         let db = rusqlite::Connection::open(path).unwrap();
         let root = super::super::root_page(&db, "sqlite_autoindex_t_1");
-        let mut walk = IndexWalk::open(path, root, ns, after.clone())
+        let mut walk = IndexWalk::open(std::fs::File::open(path).unwrap(), root, ns, after.clone())
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
@@ -376,9 +377,14 @@ mod tests {
         let mut errors = 0;
         each_damaged_copy(&pristine, dir.path(), |damaged| {
             let after = LastTimestamp::None;
-            let mut walk = IndexWalk::open(damaged, root, "_ferret_trace", after)
-                .unwrap()
-                .unwrap();
+            let mut walk = IndexWalk::open(
+                std::fs::File::open(damaged).unwrap(),
+                root,
+                "_ferret_trace",
+                after,
+            )
+            .unwrap()
+            .unwrap();
             loop {
                 match walk.next_rowid() {
                     Ok(Some(_)) => {}

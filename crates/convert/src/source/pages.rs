@@ -16,7 +16,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// Why a page could not be read as a page of its B-tree: a damaged file (SQLite would refuse it
 /// too), named by page number.
@@ -90,10 +89,9 @@ fn file_header(file: &File) -> std::io::Result<Option<(usize, usize)>> {
 }
 
 impl PageFile {
-    /// Opens the database at `path`, or `None` when the file is one this reader leaves to SQLite
-    /// (a text encoding other than UTF-8).
-    pub(super) fn open(path: &Path) -> std::io::Result<Option<PageFile>> {
-        let file = File::open(path)?;
+    /// Reads the database open as `file` (the very file SQLite's read transaction is on), or
+    /// `None` when it is one this reader leaves to SQLite (a text encoding other than UTF-8).
+    pub(super) fn open(file: File) -> std::io::Result<Option<PageFile>> {
         let Some((page_size, usable)) = file_header(&file)? else {
             return Ok(None);
         };
@@ -164,10 +162,10 @@ impl PageFile {
 }
 
 impl TablePages {
-    /// Opens the table whose root page is `root` in the database at `path`, or `None` when the
-    /// file is one this reader leaves to SQLite (a text encoding other than UTF-8).
-    pub fn open(path: &Path, root: u32) -> std::io::Result<Option<TablePages>> {
-        Ok(PageFile::open(path)?.map(|pages| TablePages {
+    /// Opens the table whose root page is `root` in the database open as `file`, or `None` when
+    /// the file is one this reader leaves to SQLite (a text encoding other than UTF-8).
+    pub fn open(file: File, root: u32) -> std::io::Result<Option<TablePages>> {
+        Ok(PageFile::open(file)?.map(|pages| TablePages {
             leaf: vec![0; pages.page_size],
             pages,
             root,
@@ -437,7 +435,11 @@ fn serial_len(serial: i64) -> Option<usize> {
 /// header (which decides whether the readers are used at all) overwritten, written into `dir`
 /// and handed to `check`.
 #[cfg(test)]
-pub(super) fn each_damaged_copy(pristine: &[u8], dir: &Path, mut check: impl FnMut(&Path)) {
+pub(super) fn each_damaged_copy(
+    pristine: &[u8],
+    dir: &std::path::Path,
+    mut check: impl FnMut(&std::path::Path),
+) {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..300 {
         let mut bytes = pristine.to_vec();
@@ -456,6 +458,7 @@ pub(super) fn each_damaged_copy(pristine: &[u8], dir: &Path, mut check: impl FnM
 mod tests {
     use super::*;
     use rusqlite::types::Value;
+    use std::path::Path;
 
     /// A table like BeaverDB's with rows of every kind the reader must handle: short texts, texts
     /// spilling over one or many overflow pages, blobs, NULLs, integers, and holes in the rowids.
@@ -522,7 +525,9 @@ mod tests {
         for page_size in [512, 4096, 65_536] {
             let path = dir.path().join(format!("t{page_size}.db"));
             let root = table(&path, page_size);
-            let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+            let mut pages = TablePages::open(File::open(&path).unwrap(), root)
+                .unwrap()
+                .unwrap();
             let ranges = [
                 (i64::MIN, i64::MAX),
                 (1, 1),
@@ -551,7 +556,9 @@ mod tests {
         let pristine = std::fs::read(&path).unwrap();
         let mut errors = 0;
         each_damaged_copy(&pristine, dir.path(), |damaged| {
-            let mut pages = TablePages::open(damaged, root).unwrap().unwrap();
+            let mut pages = TablePages::open(File::open(damaged).unwrap(), root)
+                .unwrap()
+                .unwrap();
             if let Err(e) = direct(&mut pages, i64::MIN, i64::MAX) {
                 assert!(e.page > 0 && !e.what.is_empty(), "{e}");
                 errors += 1;
@@ -565,7 +572,9 @@ mod tests {
         let first_cell = usize::from(u16::from_be_bytes([bytes[at + 12], bytes[at + 13]]));
         bytes[at + first_cell..at + first_cell + 4].copy_from_slice(&root.to_be_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+        let mut pages = TablePages::open(File::open(&path).unwrap(), root)
+            .unwrap()
+            .unwrap();
         let e = direct(&mut pages, i64::MIN, i64::MAX).unwrap_err();
         assert_eq!(
             e,
@@ -577,7 +586,9 @@ mod tests {
         // A child pointer of 0 (no such page): named, not an offset below the file's start.
         bytes[at + first_cell..at + first_cell + 4].copy_from_slice(&0u32.to_be_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+        let mut pages = TablePages::open(File::open(&path).unwrap(), root)
+            .unwrap()
+            .unwrap();
         let e = direct(&mut pages, i64::MIN, i64::MAX).unwrap_err();
         assert_eq!(
             e,
@@ -609,7 +620,9 @@ mod tests {
             bytes[at + 8..at + 12].copy_from_slice(&pair[1].to_be_bytes());
         }
         std::fs::write(&path, &bytes).unwrap();
-        let mut pages = TablePages::open(&path, root).unwrap().unwrap();
+        let mut pages = TablePages::open(File::open(&path).unwrap(), root)
+            .unwrap()
+            .unwrap();
         let e = direct(&mut pages, i64::MIN, i64::MAX).unwrap_err();
         assert_eq!(e.what, format!("deeper than {MAX_BTREE_DEPTH} levels"));
         assert_eq!(e.page, chain[MAX_BTREE_DEPTH]);
@@ -623,6 +636,8 @@ mod tests {
         db.execute_batch("PRAGMA encoding = 'UTF-16le'; CREATE TABLE t (data TEXT);")
             .unwrap();
         drop(db);
-        assert!(TablePages::open(&path, 2).unwrap().is_none());
+        assert!(TablePages::open(File::open(&path).unwrap(), 2)
+            .unwrap()
+            .is_none());
     }
 }

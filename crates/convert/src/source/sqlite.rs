@@ -7,6 +7,8 @@
 //! before their children; the linker takes care of the rest. A conversion interrupted inside a
 //! range first finishes that range from its timestamp, then reads the rows added since.
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ferret_format::{LastTimestamp, RowidMark};
@@ -40,6 +42,12 @@ fn table_of(kind: SourceKind) -> &'static str {
         SourceKind::Beaver2 => "__beaver_logs__",
         _ => "beaver_logs",
     }
+}
+
+/// True when `path` names the very file `file` is (same device and inode).
+fn names_file(path: &Path, file: &File) -> std::io::Result<bool> {
+    let (named, held) = (std::fs::metadata(path)?, file.metadata()?);
+    Ok(named.dev() == held.dev() && named.ino() == held.ino())
 }
 
 /// Which BeaverDB layout a SQLite file has.
@@ -85,18 +93,19 @@ struct Phase {
     lo: u64,
     hi: u64,
     after: LastTimestamp,
-    /// The check of the row at `lo` and at `hi` (see [`RowidMark::check`]).
-    check_lo: u64,
+    /// The check of the row at `hi` (see [`RowidMark::check`]).
     check_hi: u64,
 }
 
 impl Phase {
-    /// The watermark while the phase is under way (with the timestamp of its batches).
+    /// The watermark while the phase is under way (with the timestamp of its batches): it keeps
+    /// the check of the row at `hi`, the range's last, so that a conversion interrupted in its
+    /// first phase (nothing done yet) is checked against its source when resumed too.
     fn under_way(&self) -> RowidMark {
         RowidMark {
             done: self.lo,
             upto: self.hi,
-            check: self.check_lo,
+            check: self.check_hi,
         }
     }
 
@@ -121,6 +130,9 @@ pub fn open_beaver(
     rowids: RowidMark,
     count: bool,
 ) -> Result<BeaverSource, ConvertError> {
+    // Opened before SQLite opens the path, and checked to be what the path names once the
+    // snapshot is taken: the page readers read this very file, never one renamed over it.
+    let pinned = File::open(path).map_err(|e| super::io(path, e))?;
     let db = open_ro(path)?;
     let table = table_of(kind);
     // One read transaction for the count and the rows: a consistent snapshot of a live file.
@@ -140,6 +152,12 @@ pub fn open_beaver(
             available: namespaces(&db, table).map_err(sql(path))?,
         });
     }
+    if !names_file(path, &pinned).map_err(|e| super::io(path, e))? {
+        return Err(ConvertError::SourceRewritten {
+            path: path.to_path_buf(),
+            what: "it was replaced while it was being opened".into(),
+        });
+    }
     let phases = plan_phases(&db, path, table, after, rowids)?;
     let rows = match phases.first() {
         Some(first) if count => {
@@ -147,12 +165,12 @@ pub fn open_beaver(
         }
         _ => 0,
     };
-    let pages = direct_pages(&db, path, table)?;
+    let pages = direct_pages(&db, path, &pinned, table)?;
     // The index walk serves a range that starts at the first rowid: it visits the whole
     // namespace, which only that range needs (a later range is read by rowid, then sorted).
     let walk = match (&pages, phases.first()) {
         (Some(_), Some(first)) if first.lo == 0 => {
-            order_index(&db, path, table, namespace, &first.after)?
+            order_index(&db, path, &pinned, table, namespace, &first.after)?
         }
         _ => None,
     };
@@ -195,33 +213,40 @@ fn plan_phases(
             .map_err(sql(path))?
             .ok_or_else(|| rewritten(format!("the row at rowid {rowid} is gone")))
     };
-    if rowids.done > 0 && check_of(rowids.done)? != rowids.check {
+    // The row the watermark keeps the check of: `upto`'s while a phase is under way (files
+    // written before it was kept there hold `done`'s, still accepted), `done`'s after it.
+    let under_way = rowids.upto > rowids.done;
+    let checked = match (under_way, rowids.done) {
+        (true, done) => {
+            let upto = check_of(rowids.upto)?;
+            upto == rowids.check || (done > 0 && check_of(done)? == rowids.check)
+        }
+        (false, 0) => true,
+        (false, done) => check_of(done)? == rowids.check,
+    };
+    if !checked {
+        let row = if under_way { rowids.upto } else { rowids.done };
         return Err(rewritten(format!(
-            "the row at rowid {} is not the one converted",
-            rowids.done
+            "the row at rowid {row} is not the one converted"
         )));
     }
     let mut phases = Vec::new();
-    let mut lo = (rowids.done, rowids.check);
-    if rowids.upto > rowids.done {
-        let check_hi = check_of(rowids.upto)?;
+    let mut lo = rowids.done;
+    if under_way {
         phases.push(Phase {
-            lo: rowids.done,
+            lo,
             hi: rowids.upto,
             after,
-            check_lo: rowids.check,
-            check_hi,
+            check_hi: check_of(rowids.upto)?,
         });
-        lo = (rowids.upto, check_hi);
+        lo = rowids.upto;
     }
-    if max > lo.0 {
-        let check_hi = check_of(max)?;
+    if max > lo {
         phases.push(Phase {
-            lo: lo.0,
+            lo,
             hi: max,
             after: LastTimestamp::None,
-            check_lo: lo.1,
-            check_hi,
+            check_hi: check_of(max)?,
         });
     }
     Ok(phases)
@@ -249,6 +274,7 @@ fn row_check(db: &Connection, table: &str, rowid: u64) -> rusqlite::Result<Optio
 fn order_index(
     db: &Connection,
     path: &Path,
+    pinned: &File,
     table: &str,
     namespace: &str,
     after: &LastTimestamp,
@@ -285,7 +311,8 @@ fn order_index(
             .map_err(sql(path))?;
         let wanted = |name: &str| (name.to_string(), false, "BINARY".to_string());
         if keys == [wanted("log_name"), wanted("timestamp")] {
-            return IndexWalk::open(path, root, namespace, after.clone())
+            let file = pinned.try_clone().map_err(|e| super::io(path, e))?;
+            return IndexWalk::open(file, root, namespace, after.clone())
                 .map_err(|e| super::io(path, e));
         }
     }
@@ -301,6 +328,7 @@ fn order_index(
 fn direct_pages(
     db: &Connection,
     path: &Path,
+    pinned: &File,
     table: &str,
 ) -> Result<Option<(TablePages, usize)>, ConvertError> {
     let mut wal = path.as_os_str().to_owned();
@@ -329,7 +357,8 @@ fn direct_pages(
     let Some(column) = column else {
         return Ok(None);
     };
-    let pages = TablePages::open(path, root).map_err(|e| super::io(path, e))?;
+    let file = pinned.try_clone().map_err(|e| super::io(path, e))?;
+    let pages = TablePages::open(file, root).map_err(|e| super::io(path, e))?;
     Ok(pages.map(|p| (p, column)))
 }
 
@@ -820,12 +849,27 @@ mod tests {
             all.rowids.done, 20_000,
             "every rowid of the snapshot is converted"
         );
-        // Resuming a conversion interrupted at a timestamp: the rest of its rows, in order.
+        // Resuming a conversion interrupted at a timestamp: the rest of its rows, in order. Its
+        // watermark holds the check of the phase's last row (here the snapshot's last), so the
+        // source is checked even before any phase is done: another file is refused.
         let interrupted = RowidMark {
             done: 0,
             upto: all.rowids.done,
-            check: 0,
+            check: all.rowids.check,
         };
+        let replaced = RowidMark {
+            check: interrupted.check ^ 1,
+            ..interrupted
+        };
+        let refused = open_beaver(
+            path,
+            SourceKind::Beaver1,
+            "_ferret_trace",
+            LastTimestamp::Real(9_999.5),
+            replaced,
+            false,
+        );
+        assert!(matches!(refused, Err(ConvertError::SourceRewritten { .. })));
         let got = streamed(path, LastTimestamp::Real(9_999.5), interrupted);
         let newer: Vec<String> = rows
             .iter()
