@@ -296,43 +296,6 @@ fn a_database_still_being_written_converts_to_a_consistent_snapshot() {
     }
 }
 
-#[test]
-fn a_killed_conversion_leaves_a_valid_file_that_append_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, full) = many_lines_converted(dir.path());
-    let mut interrupted = 0;
-    for delay_ms in [30u64, 120, 400] {
-        let out = dir.path().join(format!("killed-{delay_ms}.ferret"));
-        let mut child = spawn_conversion(&input, &out);
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        child.kill().unwrap(); // SIGKILL: no chance to clean up
-        child.wait().unwrap();
-        if !out.exists() {
-            continue; // killed before it created the file: nothing to check
-        }
-        let file = SpanFile::open(&out).expect("a killed conversion leaves a file that opens");
-        assert_eq!(file.verify().unwrap(), file.record_count());
-        if !file.is_complete() {
-            interrupted += 1;
-        }
-        drop(file);
-        ok!(run!(
-            "ferret-convert",
-            &input,
-            "-o",
-            &out,
-            "--append",
-            "--quiet"
-        ));
-        assert!(SpanFile::open(&out).unwrap().is_complete());
-        ferret_benches::assert_same_records(&out, &full);
-    }
-    assert!(
-        interrupted > 0,
-        "no kill landed mid-conversion; make the input larger"
-    );
-}
-
 /// A chain 100,000 deep, as JSON lines in write order (the deepest span first, as ferret-io
 /// writes a recursion): it converts, and every export walks it without calling it damaged.
 #[test]

@@ -235,3 +235,104 @@ fn a_replaced_cut_or_half_written_json_lines_trace_is_read_as_it_is() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("line 173"));
     ok!(run!("ferret-scan", &converted, "--verify"));
 }
+
+/// Three scans of a trace replaced since its sidecar was made, started at once: the decision to
+/// make the sidecar anew is taken under its lock, so one scan makes it and the others wait and
+/// append nothing; all answer the new trace's numbers, and the sidecar equals a conversion
+/// made from scratch.
+#[test]
+fn scans_of_a_replaced_trace_at_once_make_its_sidecar_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.db");
+    std::fs::copy(fixture("beaver1.db"), &trace).unwrap();
+    ok!(run!("ferret-scan", &trace, "--runs"));
+    let next = dir.path().join("next.db");
+    std::fs::copy(fixture("generated1.db"), &next).unwrap();
+    std::fs::rename(&next, &trace).unwrap();
+    let scans: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+                .arg(&trace)
+                .args(["--format", "json", "--limit", "0"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = scans
+        .into_iter()
+        .map(|s| s.wait_with_output().unwrap())
+        .collect();
+    let notes = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("made anew"))
+        .count();
+    assert_eq!(notes, 1, "one scan makes it anew");
+    let fresh = dir.path().join("fresh.ferret");
+    ok!(run!(
+        "ferret-convert",
+        fixture("generated1.db"),
+        "-o",
+        &fresh,
+        "--quiet"
+    ));
+    let want = ok!(run!(
+        "ferret-scan",
+        &fresh,
+        "--format",
+        "json",
+        "--limit",
+        "0"
+    ));
+    for out in outs {
+        assert_eq!(ok!(out), want);
+    }
+    ferret_benches::assert_same_spans(&dir.path().join("trace.db.ferret"), &fresh);
+}
+
+/// A sidecar takes its trace's permission bits, is named apart for each namespace, and one
+/// not made by this user (owned by another, or hard-linked elsewhere) is refused.
+#[test]
+fn a_sidecar_is_the_traces_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.db");
+    std::fs::copy(fixture("beaver1.db"), &trace).unwrap();
+    std::fs::set_permissions(&trace, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok!(run!("ferret-scan", &trace, "--runs"));
+    let sidecar = dir.path().join("trace.db.ferret");
+    let mode = std::fs::metadata(&sidecar).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // Another namespace: its own name, no dot from the namespace in it.
+    fails!(
+        run!("ferret-scan", &trace, "--namespace", "a.b"),
+        "namespace \"a.b\" not found"
+    );
+    assert!(!dir.path().join("trace.db.ferret-ns-a%2Eb").exists());
+    ok!(run!(
+        "ferret-scan",
+        &trace,
+        "--namespace",
+        "other_ns",
+        "--runs"
+    ));
+    assert!(dir.path().join("trace.db.ferret-ns-other_ns").exists());
+    // A second name for the sidecar (a hard link planted to make us write elsewhere).
+    let link = dir.path().join("elsewhere.ferret");
+    std::fs::hard_link(&sidecar, &link).unwrap();
+    fails!(
+        run!("ferret-scan", &trace, "--runs"),
+        "2 names",
+        "--no-sidecar"
+    );
+    std::fs::remove_file(&link).unwrap();
+    ok!(run!("ferret-scan", &trace, "--runs"));
+    // Owned by another user (where the test may change owners: as root).
+    if std::os::unix::fs::chown(&sidecar, Some(65534), Some(65534)).is_ok() {
+        fails!(
+            run!("ferret-scan", &trace, "--runs"),
+            "belongs to user 65534"
+        );
+    }
+}

@@ -447,26 +447,6 @@ pub fn many_json_lines(copies: u64) -> String {
     out
 }
 
-/// 2000 copies of the fixture as JSON lines in `dir`, and their one-shot conversion.
-pub fn many_lines_converted(dir: &Path) -> (PathBuf, PathBuf) {
-    let input = dir.join("many.jsonl");
-    std::fs::write(&input, many_json_lines(2000)).unwrap();
-    let full = dir.join("full.ferret");
-    ok!(run!("ferret-convert", &input, "-o", &full, "--quiet"));
-    (input, full)
-}
-
-/// Starts converting `input` into `out`, committing every 10,000 spans, to be killed.
-pub fn spawn_conversion(input: &Path, out: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_ferret-convert"))
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--quiet", "--commit-every", "10000"])
-        .spawn()
-        .unwrap()
-}
-
 /// `(span_id, children)` of a tree, from ferret's reference or from our JSON, for comparison.
 pub fn shape(node: &Value) -> (String, Vec<(String, usize)>) {
     let mut flat = Vec::new();

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Zeroable;
 use crossbeam_channel::bounded;
 use ferret_format::{
-    FormatError, LastTimestamp, OutputFile, RowidMark, SpanExtras, SpanFileWriter, SpanRecord,
-    Watermark, WhenLocked, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID, FLAG_HAS_PARENT_ID,
-    FLAG_NULL_DURATION, MAGIC,
+    FormatError, LastTimestamp, OutputFile, Replacement, RowidMark, SpanExtras, SpanFileWriter,
+    SpanRecord, Watermark, WhenLocked, FLAG_CUSTOM_STATUS, FLAG_ERROR, FLAG_HASHED_ID,
+    FLAG_HAS_PARENT_ID, FLAG_NULL_DURATION, MAGIC,
 };
 
 use crate::error::ConvertError;
@@ -201,6 +201,8 @@ pub fn convert(
         WhenLocked::Fail
     };
     let out = OutputFile::lock(path, when).map_err(fmt_err(path))?;
+    // A replacement a killed writer left is garbage now that we hold the lock.
+    Replacement::remove_stale(path).map_err(fmt_err(path))?;
     if opts.trusted_only {
         check_trusted(&out)?;
     }
@@ -471,12 +473,15 @@ fn resume_point(
             want: opts.namespace.clone(),
         });
     }
+    // A JSON lines watermark always names a line; a database's, after a conversion ends, names
+    // no timestamp but its rowids: only a watermark of nothing at all fits either.
+    let nothing = wm.last == LastTimestamp::None && wm.rowids == RowidMark::default();
     let fits = match (&wm.last, kind) {
         (LastTimestamp::Line(_), SourceKind::JsonLines) => true,
-        (LastTimestamp::Line(_), _) | (_, SourceKind::JsonLines) => false,
+        (LastTimestamp::Line(_), _) | (_, SourceKind::JsonLines) => nothing,
         _ => true,
     };
-    if !fits && wm.last != LastTimestamp::None {
+    if !fits {
         return Err(ConvertError::WatermarkKind(opts.output.clone()));
     }
     if wm.source != identity {

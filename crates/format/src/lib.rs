@@ -34,7 +34,7 @@ pub use header::{
     LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,
 };
 pub use links::{Adoption, Links, Orphan};
-pub use lock::{OutputFile, WhenLocked};
+pub use lock::{OutputFile, Replacement, WhenLocked};
 pub use meta::MetaToc;
 pub use reader::{AlignedBytes, Fallback, Segment, SpanFile};
 pub use record::{

@@ -177,18 +177,9 @@ impl Replacement {
     /// permission bits `mode` (the old file's, or a sidecar's trace's).
     pub fn beside(target: &Path, mode: u32) -> Result<Replacement, FormatError> {
         let target = target.to_path_buf();
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = target.with_file_name(format!(".{name}.ferret-new"));
+        let temp = Replacement::remove_stale(&target)?;
         let io = |e| FormatError::io(&temp, e);
-        // One left by a killed writer goes first; writers of the target are serialized, so no
-        // live one is writing it. Created anew (O_EXCL): never a file someone else planted.
-        match std::fs::remove_file(&temp) {
-            Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
+        // Created anew (O_EXCL): never a file someone else planted.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -201,6 +192,21 @@ impl Replacement {
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(io)?;
         Ok(Replacement { file, temp, target })
+    }
+
+    /// Removes the replacement of `target` a killed writer left (writers of the target are
+    /// serialized, and the caller holds its lock, so no live one is writing it), and returns its
+    /// path.
+    pub fn remove_stale(target: &Path) -> Result<PathBuf, FormatError> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = target.with_file_name(format!(".{name}.ferret-new"));
+        match std::fs::remove_file(&temp) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(FormatError::io(&temp, e)),
+            _ => Ok(temp),
+        }
     }
 
     /// The path the new file is written at until it is installed.

@@ -9,7 +9,8 @@
 //! own, so that the caller goes on with the next segment while the disk works: the `fsync`s were
 //! a sixth of a conversion's time. Commits still land in order, as each waits for the one before.
 //! A commit that would change nothing (no record, string or link, the same watermark) is not
-//! made: it would only overwrite the previous commit's slot, the one a reader falls back to.
+//! made, and one that only moves the watermark or the completion flag rewrites the newest slot
+//! in place: the other slot keeps the previous commit, the one a reader falls back to.
 //!
 //! A writer never truncates or rewrites committed bytes (`lock.rs`): a new file
 //! ([`SpanFileWriter::replace`]), setting aside a damaged newest commit, and undoing a `--strict`
@@ -399,7 +400,14 @@ impl SpanFileWriter {
             next.raw.name_count = self.names.len() as u64;
             next.raw.string_count = self.strings.len() as u64;
         }
-        next.raw.sequence += 1;
+        // A commit of new bytes takes the other slot, keeping the newest as the fallback. One
+        // that only moves the watermark or marks the conversion complete rewrites the newest
+        // slot in place under its own sequence number: the other slot keeps the commit before,
+        // which a damaged newest segment falls back to. Torn, it shows that previous commit, as
+        // a crash before this commit would have.
+        if has_data {
+            next.raw.sequence += 1;
+        }
         let file = self.file.try_clone().map_err(io)?;
         let (header, slot) = (next.encode(), Header::slot_offset(next.raw.sequence));
         let done = std::thread::spawn(move || {
