@@ -18,6 +18,7 @@ pub struct IdBloom {
 
 /// The word an id sets and the 4 bits it sets there, in a filter of `words` words (a power of
 /// two).
+#[inline]
 fn slot(words: usize, id: &SpanId) -> (usize, u64) {
     let h = xxhash_rust::xxh3::xxh3_64(&id.0);
     let word = (h as usize) & (words - 1);
@@ -27,6 +28,7 @@ fn slot(words: usize, id: &SpanId) -> (usize, u64) {
 
 /// True when the filter `words` (as [`IdBloom::words`] gives them) may hold `id`; an empty
 /// filter may hold anything (a segment written without one).
+#[inline]
 pub fn words_may_hold(words: &[u64], id: &SpanId) -> bool {
     if words.is_empty() {
         return true;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use memmap2::{Mmap, MmapOptions};
+use rayon::prelude::*;
 
 use crate::bloom::words_may_hold;
 use crate::checksum::{checksum, table_checksum};
@@ -457,8 +458,7 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         if state.load(Ordering::Relaxed) == FILTER_DAMAGED {
             return true;
         }
-        let words: &[u64] = bytemuck::cast_slice(&self.bytes()[segment.meta.id_filter.clone()]);
-        words_may_hold(words, id)
+        words_may_hold(self.filter_words(segment), id)
     }
 
     /// True when every segment has its scan index (version 2), so runs and blocks can be
@@ -671,8 +671,13 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
     }
 
     /// Checks every checksum in the file and every record's references (names, strings, parent,
-    /// root, extras). Returns the number of records checked.
-    pub fn verify(&self) -> Result<u64, FormatError> {
+    /// root, extras), the block zones, run directories and span-id filters against the records.
+    /// Returns the number of records checked. Segments are checked in parallel; the error
+    /// reported is the first damaged segment's, whatever the order they were checked in.
+    pub fn verify(&self) -> Result<u64, FormatError>
+    where
+        D: Sync,
+    {
         if let Some(f) = &self.fallback {
             return Err(FormatError::NewestCommitDamaged {
                 reason: f.reason.clone(),
@@ -680,13 +685,18 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             });
         }
         self.verify_unique_strings()?;
-        for seg in &self.segments {
-            self.verify_segment(seg).map_err(|e| match self.previous {
+        let checked: Vec<Result<(), FormatError>> = self
+            .segments
+            .par_iter()
+            .map(|seg| self.verify_segment(seg))
+            .collect();
+        for (seg, result) in self.segments.iter().zip(checked) {
+            result.map_err(|e| match self.previous {
                 // Damage in what the newest commit added, with the commit before it intact.
                 Some(p) if self.previous_commit_lacks(seg.index) => {
                     FormatError::NewestCommitDamaged {
                         reason: e.brief(),
-                        lost_records: self.record_count() - p.raw.record_count,
+                        lost_records: self.record_count().saturating_sub(p.raw.record_count),
                     }
                 }
                 _ => e,
@@ -724,15 +734,11 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 region: Region::Strings { segment: seg.index },
             });
         }
-        self.verify_segment_checksums(seg)?;
-        for (i, r) in self.records(seg).iter().enumerate() {
-            self.check_record(seg, seg.first_record + i as u64, r)?;
-        }
+        self.verify_tags(seg)?;
+        self.verify_id_filter(seg)?;
+        self.verify_records(seg)?;
         for a in self.adoptions(seg) {
             self.check_adoption(a)?;
-        }
-        if self.has_index() {
-            self.check_index(seg)?;
         }
         if !self.orphans(seg).is_sorted() {
             return Err(FormatError::InvalidSegment {
@@ -787,25 +793,44 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         Ok(())
     }
 
-    /// Checks that the block zones and run directory of `seg` are exactly those of its records.
-    fn check_index(&self, seg: &Segment) -> Result<(), FormatError> {
-        let (zones, run_ids, runs) = index_records(self.records(seg), seg.first_record);
-        let stored = self.zones(seg);
-        // A stored list out of range reads as empty, which a rebuilt zone never is.
-        let zones_agree = stored.len() == zones.len()
-            && stored.iter().zip(&zones).all(|(a, b)| {
-                let rebuilt = &run_ids[b.runs_at as usize..(b.runs_at + b.runs_len) as usize];
-                a.min_start.to_bits() == b.min_start.to_bits()
-                    && a.max_start.to_bits() == b.max_start.to_bits()
-                    && self.zone_runs(seg, a) == rebuilt
-            });
-        let runs_agree = bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
-            == bytemuck::cast_slice::<RunEntry, u8>(&runs);
-        let filtered = self
-            .records(seg)
-            .iter()
-            .all(|r| self.may_hold(seg, &SpanId(r.span_id)));
-        if zones_agree && runs_agree && filtered {
+    /// Checks the records of `seg` a checksum block at a time, in one pass while the block is in
+    /// cache: its checksum, each record's references, and (version 2) that the block's zone, the
+    /// segment's run directory and its span-id filter are exactly those of its records.
+    fn verify_records(&self, seg: &Segment) -> Result<(), FormatError> {
+        let records = self.records(seg);
+        let indexed = self.has_index();
+        let (stored, filter) = (self.zones(seg), self.filter_words(seg));
+        let mut runs: Vec<RunEntry> = Vec::new();
+        let mut index_agrees = !indexed || stored.len() == seg.block_count();
+        for (b, block) in records.chunks(BLOCK_RECORDS).enumerate() {
+            self.verify_blocks(seg, b..b + 1)?;
+            let first = seg.first_record + (b * BLOCK_RECORDS) as u64;
+            for (i, r) in block.iter().enumerate() {
+                self.check_record(seg, first + i as u64, r)?;
+            }
+            if !indexed || !index_agrees {
+                continue;
+            }
+            let (zone, run_ids, block_runs) = index_records(block, first);
+            index_agrees = stored.get(b).is_some_and(|s| {
+                s.min_start.to_bits() == zone[0].min_start.to_bits()
+                    && s.max_start.to_bits() == zone[0].max_start.to_bits()
+                    && self.zone_runs(seg, s) == run_ids
+            }) && block
+                .iter()
+                .all(|r| words_may_hold(filter, &SpanId(r.span_id)));
+            // The directory lists runs as they first appear: merged block by block, in order.
+            for e in block_runs {
+                match runs.iter_mut().find(|known| known.run == e.run) {
+                    Some(known) => *known = known.merge(&e),
+                    None => runs.push(e),
+                }
+            }
+        }
+        let runs_agree = !indexed
+            || bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
+                == bytemuck::cast_slice::<RunEntry, u8>(&runs);
+        if index_agrees && runs_agree {
             return Ok(());
         }
         Err(FormatError::InvalidSegment {
@@ -814,6 +839,11 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             what: "its block zones, run directory or span-id filter do not match its records"
                 .into(),
         })
+    }
+
+    /// The words of `segment`'s span-id filter, unchecked.
+    fn filter_words(&self, segment: &Segment) -> &[u64] {
+        bytemuck::cast_slice(&self.bytes()[segment.meta.id_filter.clone()])
     }
 
     /// Checks that an adoption names a root of the parent's run and the parent's name.
@@ -885,7 +915,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         {
             return bad("status string id out of range".into());
         }
-        if std::str::from_utf8(extras.tags).is_err() {
+        // Tags are nearly always ASCII, checked in place; the rest by the UTF-8 rules.
+        if !extras.tags.is_ascii() && std::str::from_utf8(extras.tags).is_err() {
             return bad("tags are not UTF-8".into());
         }
         if r.flags() & FLAG_CUSTOM_STATUS != 0 && extras.status.is_none() {

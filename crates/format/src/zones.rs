@@ -66,8 +66,13 @@ pub fn index_records(
         let runs_at = run_ids.len();
         let (mut min_start, mut max_start) = (f64::INFINITY, f64::NEG_INFINITY);
         for (i, r) in block.iter().enumerate() {
-            min_start = min_start.min(r.start_time);
-            max_start = max_start.max(r.start_time);
+            // Plain compares (`f64::min` spends instructions on NaN, which verify refuses).
+            if r.start_time < min_start {
+                min_start = r.start_time;
+            }
+            if r.start_time > max_start {
+                max_start = r.start_time;
+            }
             // Runs change rarely from one record to the next: the last one is checked first.
             if runs.get(current).is_none_or(|e| e.run != r.run) {
                 current = match runs.iter().position(|e| e.run == r.run) {
@@ -125,14 +130,21 @@ impl RunEntry {
     }
 
     /// Counts record `r`, of global index `index`, in the entry.
+    #[inline]
     pub fn add(&mut self, index: u64, r: &SpanRecord) {
         self.spans += 1;
         self.errors += u64::from(r.is_error());
-        self.first_start = self.first_start.min(r.start_time);
-        self.last_start = self.last_start.max(r.start_time);
-        self.last_end = self
-            .last_end
-            .max(r.start_time + r.duration().unwrap_or(0.0));
+        let (start, end) = (r.start_time, r.start_time + r.duration().unwrap_or(0.0));
+        // Plain compares: the NaN handling of `f64::min` cost a fifth of this function.
+        if start < self.first_start {
+            self.first_start = start;
+        }
+        if start > self.last_start {
+            self.last_start = start;
+        }
+        if end > self.last_end {
+            self.last_end = end;
+        }
         self.first_index = self.first_index.min(index);
         self.last_index = self.last_index.max(index);
     }
