@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: fuzz build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: fuzz check-references build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -22,7 +22,7 @@ test:
 # root) renders it from disk; the screenshot is kept in target/tmp/browser/report.png.
 test-browser:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
-	$(CARGO) test -p ferret-cli --test tests -- --ignored --exact html::the_html_page_renders_in_a_real_browser
+	tools/one-test.sh html::the_html_page_renders_in_a_real_browser
 
 # The Python wheel of both tools (pyproject.toml, maturin), in target/wheels.
 wheel:
@@ -75,6 +75,11 @@ memtest-ci:
 FUZZ_SECONDS ?= 60
 fuzz:
 	tools/fuzz.sh $(FUZZ_SECONDS)
+
+# ferret-io's own analyzer run again on every committed fixture must still give the committed
+# reference JSON the tests compare against (Python 3.13 and PyPI; in CI).
+check-references:
+	tools/check-references.sh
 
 # Regenerates testdata/fixtures with the real ferret-io (needs Python 3.13 and PyPI).
 fixtures:

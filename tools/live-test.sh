@@ -50,4 +50,4 @@ echo "live-test: $requests requests written in ${SECONDS} s; converted $conversi
 [ "$conversions" -ge 4 ] || { echo "live-test: only $conversions conversions ran during the trace" >&2; exit 1; }
 "$venv/bin/python" "$here/fixtures/reference.py" "$db" "$work/service.reference.json"
 FERRET_LIVE_DB=$db FERRET_LIVE_FERRET=$out \
-  cargo test -p ferret-cli --test tests -- --ignored --exact live::a_live_trace_converted_while_it_runs_equals_ferrets_answers
+  "$here/one-test.sh" live::a_live_trace_converted_while_it_runs_equals_ferrets_answers

@@ -10,43 +10,69 @@ use std::process::Command;
 use crate::util::*;
 
 /// Sum of ferret's own per-span self times over a list of reference trees.
-fn ferret_self_total(nodes: &Value) -> f64 {
-    let mut total = 0.0;
-    let mut stack: Vec<&Value> = nodes.as_array().unwrap().iter().collect();
-    while let Some(n) = stack.pop() {
-        total += n["self_time"].as_f64().unwrap();
-        stack.extend(n["children"].as_array().unwrap());
+/// Each stack path of ferret's trees (names joined by `;`, a name's own `;` made `:`) and the
+/// summed self time of its spans, in microseconds.
+fn ferret_stack_weights(roots: &Value) -> HashMap<String, f64> {
+    let mut weights = HashMap::new();
+    let mut stack: Vec<(&Value, String)> = roots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r, String::new()))
+        .collect();
+    while let Some((n, above)) = stack.pop() {
+        let name = n["name"].as_str().unwrap().replace(';', ":");
+        let path = if above.is_empty() {
+            name
+        } else {
+            format!("{above};{name}")
+        };
+        *weights.entry(path.clone()).or_insert(0.0) += n["self_time"].as_f64().unwrap() * 1e6;
+        for c in n["children"].as_array().unwrap() {
+            stack.push((c, path.clone()));
+        }
     }
-    total
+    weights
 }
 
-/// Folded stacks of every run of `db`: one line per path, weights adding up to ferret's own
-/// per-span self time (each line rounds to the microsecond).
+/// Folded stacks of every run of `db`: one line per path, each weighing its spans' self time in
+/// ferret's own trees (rounded once to the microsecond), and no path ferret's trees lack.
 fn check_folded_weights(db: &str, file: &Path) {
     let reference = reference(db);
     for (run_id, want) in reference["runs"].as_object().unwrap() {
         let folded = ok!(run!("ferret-scan", file, "--folded", "--run", run_id));
-        let lines: Vec<(&str, u64)> = folded
+        let lines: HashMap<&str, u64> = folded
             .lines()
             .map(|l| {
                 let (path, w) = l.rsplit_once(' ').unwrap();
                 (path, w.parse().unwrap())
             })
             .collect();
-        let paths: std::collections::HashSet<&str> = lines.iter().map(|l| l.0).collect();
-        assert_eq!(paths.len(), lines.len(), "one line per stack path");
+        assert_eq!(
+            lines.len(),
+            folded.lines().count(),
+            "one line per stack path"
+        );
         if db == "beaver1.db" {
             assert!(
-                paths.contains("main;a:b c"),
+                lines.contains_key("main;a:b c"),
                 "a `;` inside a name must not split frames"
             );
         }
-        let total: u64 = lines.iter().map(|l| l.1).sum();
-        let want_us = ferret_self_total(&want["roots"]) * 1e6;
-        assert!(
-            (total as f64 - want_us).abs() <= lines.len() as f64,
-            "{run_id}: folded {total} µs vs ferret's self time {want_us} µs"
-        );
+        let weights = ferret_stack_weights(&want["roots"]);
+        for (path, w) in &weights {
+            let got = lines.get(path.as_str()).copied().unwrap_or(0);
+            assert!(
+                (got as f64 - w.round()).abs() <= 1.0,
+                "{run_id} {path}: folded {got} µs vs ferret's {w} µs"
+            );
+        }
+        for path in lines.keys() {
+            assert!(
+                weights.contains_key(*path),
+                "{run_id}: {path} is no stack of ferret's"
+            );
+        }
     }
 }
 
@@ -75,15 +101,67 @@ fn exports_parse_and_add_up_to_ferrets_self_time() {
     };
     let doc = roxmltree::Document::parse_with_options(&text, xml).expect("well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    assert!(text.contains("outliving_task"));
-    // The Chrome trace: every span of the run's trees, complete events nested on each track.
+    // Every stack of the run holding at least 1% of its time is a frame of the graph (inferno
+    // titles each frame `name (n µs self time, p%)`; thinner ones may be folded into their
+    // ancestors, under a pixel), and no frame is a name the stacks lack.
+    let latest = reference["latest_run"].as_str().unwrap();
+    let stacks = ferret_stack_weights(&reference["runs"][latest]["roots"]);
+    let names: std::collections::HashSet<&str> = stacks.keys().flat_map(|p| p.split(';')).collect();
+    let whole: f64 = stacks.values().sum();
+    let inclusive = |path: &str| -> f64 {
+        let below = format!("{path};");
+        stacks
+            .iter()
+            .filter(|(p, _)| p.as_str() == path || p.starts_with(&below))
+            .map(|(_, w)| w)
+            .sum()
+    };
+    let wide: std::collections::HashSet<&str> = stacks
+        .keys()
+        .filter(|p| inclusive(p) >= 0.01 * whole)
+        .map(|p| p.rsplit(';').next().unwrap())
+        .collect();
+    assert!(wide.len() > 5, "the run has stacks to draw");
+    let titles: std::collections::HashSet<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("title"))
+        .filter_map(|n| n.text())
+        .filter_map(|t| t.rsplit_once(" (").map(|(name, _)| name.to_string()))
+        .filter(|t| t != "all")
+        .collect();
+    for name in &wide {
+        assert!(titles.contains(*name), "no frame for {name}");
+    }
+    for title in &titles {
+        assert!(
+            names.contains(title.as_str()),
+            "a frame {title} of no stack"
+        );
+    }
+    // The Chrome trace: every span of the run's trees, by id, with its name and duration;
+    // complete events nested on each track.
     let trace: Value = serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
-    let latest = reference["latest_run"].as_str().unwrap();
-    assert_eq!(
-        events.len() as u64,
-        reference["runs"][latest]["span_count"].as_u64().unwrap()
-    );
+    let mut spans: HashMap<&str, (&str, f64)> = HashMap::new();
+    let mut pending: Vec<&Value> = reference["runs"][latest]["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    while let Some(n) = pending.pop() {
+        let duration = n["duration"].as_f64().unwrap_or(0.0);
+        spans.insert(
+            n["span_id"].as_str().unwrap(),
+            (n["name"].as_str().unwrap(), duration),
+        );
+        pending.extend(n["children"].as_array().unwrap());
+    }
+    assert_eq!(events.len(), spans.len());
+    for e in events {
+        let (name, duration) = spans[e["args"]["span_id"].as_str().unwrap()];
+        assert_eq!(e["name"], name);
+        assert!((e["dur"].as_f64().unwrap() - duration * 1e6).abs() <= 1e-3 + 1e-9 * duration);
+    }
     let mut tracks: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
     for e in events {
         assert_eq!(e["ph"], "X");

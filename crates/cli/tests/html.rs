@@ -92,6 +92,11 @@ fn the_html_page_renders_in_a_real_browser() {
             "p99",
             "self_time",
         ];
+        assert_eq!(
+            values.len(),
+            fields.len(),
+            "{name}: a value for every field"
+        );
         for (field, got) in fields.iter().zip(&values) {
             assert_eq!(*got, w[field].as_f64().unwrap(), "{name} {field}");
         }
