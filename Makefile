@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: fuzz check-references build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: fuzz check-references bench-verdicts readme-example build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -46,20 +46,35 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# criterion first: the end-to-end script copies its scan figures into benches/RESULTS.md.
+# Every benchmark page, each stamped with its date, commit, machine and command: criterion's hot
+# paths, then RESULTS.md (end to end, against the peers), LIVE.md (against FERRET_BASELINE's build)
+# and MEMTEST.md (in a memory cgroup); the verdicts' calibration is printed last.
+FERRET_BASELINE ?= c21f94a
 bench:
 	$(CARGO) bench -p ferret-benches
 	$(MAKE) bench-e2e
 	$(MAKE) bench-live
+	$(MAKE) memtest
+	$(MAKE) bench-verdicts
+
+# How well the comparison's verdicts are calibrated, on generated pairs of runs whose truth is
+# known (the README quotes this output).
+bench-verdicts:
+	$(CARGO) run --release -q -p ferret-benches --bin verdicts
+
+# The README's comparison example: a generated service trace of two runs, compared.
+readme-example: build
+	python3 tools/readme-example.py
 
 # End-to-end against the peers; BENCH_SPANS (default 6,000,000) sets the size.
 bench-e2e:
 	python3 benches/e2e.py
 
 # What exactness on live traces costs: --append of 1% onto the bench trace, 10^5-deep chains in
-# both orders; FERRET_BASELINE=DIR adds another build side by side (writes benches/LIVE.md).
+# both orders; the build of git revision FERRET_BASELINE (default: the commit before this round of
+# work) side by side with this one (writes benches/LIVE.md).
 bench-live:
-	python3 benches/live.py
+	FERRET_BASELINE=$(FERRET_BASELINE) python3 benches/live.py
 
 # A 2.3 GB trace converted and scanned, each step in a 1 GiB memory cgroup (writes benches/MEMTEST.md).
 memtest:

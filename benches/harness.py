@@ -2,11 +2,11 @@
 (optionally inside a memory cgroup) and reading its wall time and peak RSS, reading files into
 or evicting our own files from the page cache, virtualenvs for the peers, and the machine's description."""
 
+import datetime
 import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,48 +14,48 @@ REL = ROOT / "target" / "release"
 
 
 class Outcome:
-    """How one command ended: wall seconds, peak RSS in MiB, exit code or killing signal, and
-    whether it was stopped for running past its time."""
+    """How one command ended: wall seconds, peak RSS in MiB (the command's own), exit code
+    (128 + the signal for a command killed by one), and whether it was stopped for running past
+    its time."""
 
-    def __init__(self, wall, peak_mib, status, timed_out=False):
+    def __init__(self, wall, peak_mib, exit_code, timed_out=False):
         self.wall = wall
         self.peak_mib = peak_mib
-        self.exit_code = os.waitstatus_to_exitcode(status)
+        self.exit_code = exit_code
         self.timed_out = timed_out
 
     @property
     def killed(self):
-        return self.exit_code == -9
+        return self.exit_code == 128 + 9
 
 
 def run(cmd, cgroup=None, quiet=True, timeout=None):
-    """Runs `cmd` as a fresh child (inside `cgroup` if given: the child joins it before exec)
-    and returns its Outcome, measured with wait4; after `timeout` seconds it is killed."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if cgroup is not None:
-                cgroup.join()
-            if quiet:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 1)
-                os.dup2(devnull, 2)
-            os.execvp(str(cmd[0]), [str(c) for c in cmd])
-        finally:
-            os._exit(127)
-    deadline = None if timeout is None else start + timeout
+    """Runs `cmd` through `peak-rss` (inside `cgroup` if given: it joins it before exec) and
+    returns its Outcome: the wall time and peak RSS of the command alone, as the launcher
+    measured them (a child of this Python process would count the interpreter's own memory in
+    its peak); after `timeout` seconds it is killed."""
+    launcher = [REL / "peak-rss"] + [str(c) for c in cmd]
+    child = subprocess.Popen(
+        [str(c) for c in launcher],
+        stdout=subprocess.DEVNULL if quiet else None,
+        stderr=subprocess.PIPE,
+        preexec_fn=cgroup.join if cgroup is not None else None,
+    )
     timed_out = False
-    while True:
-        done, status, usage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
-        if done:
-            break
-        if time.perf_counter() > deadline:
-            os.kill(pid, 9)
-            timed_out, deadline = True, None
-        else:
-            time.sleep(0.1)
-    return Outcome(time.perf_counter() - start, usage.ru_maxrss / 1024, status, timed_out)
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), 9)
+        _, err = child.communicate()
+        timed_out = True
+    lines = err.decode(errors="replace").splitlines()
+    if not quiet:
+        sys.stderr.write("\n".join(lines[:-1]) + "\n")
+    last = lines[-1].split() if lines else []
+    if len(last) != 3 or last[0] != "peak-rss:":
+        raise RuntimeError(f"{' '.join(map(str, cmd))}: no measurement ({lines[-1:] or 'nothing'})")
+    return Outcome(float(last[2]), int(last[1]) / 1024, child.returncode, timed_out)
 
 
 def measured(cmd, runs=1, before=None):
@@ -73,12 +73,19 @@ def measured(cmd, runs=1, before=None):
     return best, peak
 
 
+def stamp(command):
+    """The line a results page opens with: the commit (and whether the tree had changes), the
+    machine, and the exact command that made the page."""
+    head = subprocess.run(["git", "rev-parse", "--short=9", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = f"{head}{' with uncommitted changes' if dirty else ''}" if head else "no git checkout"
+    return f"{datetime.date.today()} · commit {commit} · {machine()} · made by `{command}`"
+
+
 def warm(*paths):
     """Reads these files through, so that a warm run finds them in the page cache: this VM's
     cache lets pages of multi-GB files go between runs (a conversion once read 600 MB of its
     2.3 GB database from disk)."""
-    # One small buffer, reused: a child's peak RSS (wait4) starts from this process's RSS at
-    # fork, and fresh 16 MB reads left glibc's heap 16 MB bigger.
     buf = bytearray(1 << 20)
     for p in paths:
         with open(p, "rb", buffering=0) as f:

@@ -51,6 +51,7 @@ pub fn write_trace(path: &std::path::Path, spans: u64, names: u32) {
         }
     }
     w.commit(true).expect("commit");
+    w.finish().expect("finish");
 }
 
 /// Asserts two record files hold the same spans, field by field (segment boundaries, and so

@@ -8,22 +8,22 @@
 - Deep chains of CHAIN_SPANS spans (default 100,000) as JSON lines, in start order (parents
   first) and in write order (the deepest span first, as ferret-io writes a recursion): convert,
   `--tree`, `--folded`, `--to-parquet`.
-- FERRET_BASELINE=DIR, a directory holding another build's `ferret-convert` and `ferret-scan`
-  (say, of the commit before format version 2): the full conversion, the table scan of the same
-  trace, and the table of a one-run trace of WHOLE_SPANS spans (default 3,000,000: every block is
-  read) with both builds, run by run alternately, so that the ratio is side by side.
+- FERRET_BASELINE=REV, a git revision (`make bench-live` gives the commit before the last round
+  of work): its tree is exported and built under BENCH_DIR, and named in the page by its commit;
+  the full conversion, the table scan of the same trace, and the table of a one-run trace of
+  WHOLE_SPANS spans (default 3,000,000: every block is read) with both builds, run by run
+  alternately, so that the ratio is side by side.
 
 Each time is the best of BENCH_RUNS runs (default 5; 3 for commands of several seconds).
 """
 
-import datetime
 import os
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
-from harness import REL, ROOT, generate, machine, measured, warm
+from harness import REL, ROOT, generate, measured, stamp, warm
 
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 CHAIN = int(os.environ.get("CHAIN_SPANS", 100_000))
@@ -41,9 +41,26 @@ def main():
     rows = []  # (what, seconds, peak MiB, note)
     rows += append_one_percent()
     rows += deep_chains()
+    baseline = None
     if BASELINE:
-        rows += against_baseline(Path(BASELINE))
-    write_results(rows)
+        base, baseline = baseline_build(BASELINE)
+        rows += against_baseline(base)
+    write_results(rows, baseline)
+
+
+def baseline_build(rev):
+    """The release binaries of git revision `rev`, built from its exported tree (once), and
+    its commit."""
+    sha = subprocess.run(["git", "rev-parse", "--short=9", rev], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    tree = WORK / f"baseline-{sha}"
+    binaries = tree / "target" / "release"
+    if not (binaries / "ferret-scan").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli"], cwd=tree, check=True)
+    return binaries, sha
 
 
 def append_one_percent():
@@ -142,12 +159,15 @@ def against_baseline(base):
     return rows
 
 
-def write_results(rows):
+def write_results(rows, baseline):
+    against = (f" The baseline build is commit {baseline} (`FERRET_BASELINE={BASELINE}`), built from its own tree."
+               if baseline else " No baseline build was given (FERRET_BASELINE).")
     lines = [
         "# Live traces: what exactness costs",
         "",
-        f"{datetime.date.today()} · {machine()} · made by `make bench-live` (`benches/live.py`). Each time "
-        f"is the best of {RUNS} runs ({LONG_RUNS} for commands of several seconds), warm page cache.",
+        f"{stamp(f'make bench-live FERRET_BASELINE={BASELINE}' if BASELINE else 'make bench-live')} (`benches/live.py`, "
+        f"part of `make bench`). Each time is the best of {RUNS} runs ({LONG_RUNS} for commands of several seconds), "
+        f"warm page cache; times and peak RSS are each command's own (the `peak-rss` launcher).{against}",
         "",
         "| what | seconds | peak RSS MiB | note |",
         "|---|---:|---:|---|",

@@ -7,20 +7,21 @@ child of this process's own, v1 or v2, removed afterwards) limited to 1 GiB. Fai
 killed, fails, or its peak RSS crosses its budget: convert 256 MiB, scan 64 MiB, Parquet export
 256 MiB. Then runs
 ferret-io's own analyzer under the same limit, when it can be installed, for contrast (stopped
-after FERRET_IO_TIMEOUT seconds if the limit has not killed it by then). If no
-cgroup can be made it says so and still checks peak RSS. Writes benches/MEMTEST.md.
+after FERRET_IO_TIMEOUT seconds if the limit has not killed it by then). If no cgroup can be
+made, or a canary touching twice the limit is not killed in one, the test fails saying why: a
+memory test that cannot enforce its limit proves nothing. Peak RSS is each command's own, from
+the `peak-rss` launcher. Writes benches/MEMTEST.md.
 
 `--ci`: the CI-sized version: 500,000 spans (about 190 MB), the convert and the export limited to
 256 MiB and the scans to 64 MiB, no ferret-io, no results file.
 """
 
-import datetime
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from harness import REL, ROOT, evict, generate, machine, run, venv_python
+from harness import REL, ROOT, evict, generate, run, stamp, venv_python
 
 MIB = 1024 * 1024
 CONVERT_BUDGET_MIB = 256
@@ -88,14 +89,14 @@ def step(what, cmd, limit_mib, budget_mib, tag, timeout=None):
     a result row and whether it passed."""
     cg, why = MemoryCgroup.create(f"ferret-memtest-{os.getpid()}-{tag}", limit_mib * MIB)
     if cg is None:
-        print(f"{what}: {why}; running without a limit, peak RSS still checked")
+        print(f"{what}: FAILED: {why}: the limit cannot be enforced")
+        return (what, "none", 0.0, 0.0, None, budget_mib, f"no limit: {why}"), False
     try:
         out = run(cmd, cgroup=cg, timeout=timeout)
-        charged = cg.peak_mib() if cg else None
-        kills = cg.oom_kills() if cg else 0
+        charged = cg.peak_mib()
+        kills = cg.oom_kills()
     finally:
-        if cg:
-            cg.close()
+        cg.close()
     if out.timed_out:
         verdict = f"stopped after {timeout} s, still running at the limit"
     elif out.killed:
@@ -106,8 +107,7 @@ def step(what, cmd, limit_mib, budget_mib, tag, timeout=None):
         verdict = f"over budget ({budget_mib} MiB)"
     else:
         verdict = "ok" if budget_mib is not None else "finished"
-    limit = f"{limit_mib} MiB" if cg else "none"
-    row = (what, limit, out.wall, out.peak_mib, charged, budget_mib, verdict)
+    row = (what, f"{limit_mib} MiB", out.wall, out.peak_mib, charged, budget_mib, verdict)
     print(f"{what}: {verdict}, {out.wall:.1f} s, peak RSS {out.peak_mib:.0f} MiB")
     return row, verdict == "ok" or budget_mib is None
 
@@ -116,7 +116,8 @@ def canary(limit_mib):
     """Proves the limit is real: a process touching twice the limit must be killed in a cgroup."""
     cg, why = MemoryCgroup.create(f"ferret-memtest-{os.getpid()}-canary", limit_mib * MIB)
     if cg is None:
-        return True
+        print(f"canary: FAILED: {why}: the limit cannot be enforced")
+        return False
     try:
         out = run([sys.executable, "-c", f"b = b'x' * {2 * limit_mib * MIB}"], cgroup=cg)
     finally:
@@ -133,7 +134,8 @@ def main():
     convert_limit, scan_limit = (256, 64) if ci else (limit, limit)
     work = Path(os.environ.get("MEMTEST_DIR", ROOT / "target" / "memtest"))
     work.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli", "-p", "ferret-gen"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret-cli", "-p", "ferret-gen", "-p", "ferret-benches"],
+                   cwd=ROOT, check=True)
     db, rec = work / f"trace-{spans}.db", work / f"trace-{spans}.ferret"
     generate(db, "beaver1", spans)
     steps = [
@@ -168,11 +170,12 @@ def write_results(rows, spans, db):
     lines = [
         "# Memory test: a multi-GB trace on a 1 GiB machine",
         "",
-        f"{datetime.date.today()} · {machine()} · {spans:,} generated spans, BeaverDB file "
-        f"{db.stat().st_size / 1e9:.2f} GB. Made by `make memtest` (`benches/memtest.py`).",
+        f"{stamp('make memtest')} (`benches/memtest.py`, part of `make bench`) · {spans:,} generated spans, "
+        f"BeaverDB file {db.stat().st_size / 1e9:.2f} GB.",
         "",
-        "Each command runs in its own memory cgroup, with our files evicted from the page cache first. Peak RSS is the process's own (wait4);",
-        "the cgroup's peak also counts the page cache it touched, which the kernel reclaims under the limit.",
+        "Each command runs in its own memory cgroup, with our files evicted from the page cache first. Peak RSS is the",
+        "command's own (measured by the `peak-rss` launcher, so no harness memory is in it); the cgroup's peak also counts",
+        "the page cache it touched, which the kernel reclaims under the limit.",
         "",
         "| command | cgroup limit | seconds | peak RSS MiB | cgroup peak MiB | budget MiB | result |",
         "|---|---|---:|---:|---:|---:|---|",

@@ -300,3 +300,35 @@ fn a_slowed_function_is_ranked_first_called_slower_and_gates_a_pipeline() {
     );
     assert!(text.contains("against base"));
 }
+
+/// The README's comparison example is what `tools/readme-example.py` prints, line for line (but
+/// the header's elapsed time), from these binaries.
+#[test]
+fn the_readme_quotes_the_comparison_example_its_script_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .parent()
+        .unwrap();
+    let script = repo_root().join("tools/readme-example.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path())
+        .env("FERRET_BIN", bin)
+        .output()
+        .unwrap();
+    let printed = ok!(out);
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let without_elapsed = |line: &str| {
+        line.rsplit_once(" · ")
+            .map_or(line, |(head, _)| head)
+            .to_string()
+    };
+    let quoted: Vec<String> = readme.lines().map(without_elapsed).collect();
+    assert!(printed.lines().count() >= 8, "{printed}");
+    for line in printed.lines() {
+        assert!(
+            quoted.contains(&without_elapsed(line)),
+            "the README does not quote this line of tools/readme-example.py:\n{line}"
+        );
+    }
+}

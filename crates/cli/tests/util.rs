@@ -50,16 +50,17 @@ macro_rules! fails {
     }};
 }
 
+/// The repository's top folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/golden")
-        .join(name)
+    repo_root().join("testdata/golden").join(name)
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/fixtures")
-        .join(name)
+    repo_root().join("testdata/fixtures").join(name)
 }
 
 pub fn reference(db: &str) -> Value {

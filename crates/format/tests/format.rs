@@ -375,7 +375,10 @@ fn a_reader_during_appends_sees_only_whole_commits() {
         w.commit_in_background(false).unwrap();
         // In flight: the segment may be written and the header not: either whole state.
         let (_, during) = open();
-        assert!(during == batch * 100 || during == (batch + 1) * 100, "{during}");
+        assert!(
+            during == batch * 100 || during == (batch + 1) * 100,
+            "{during}"
+        );
         w.wait_for_commit().unwrap();
         let (f, n) = open();
         assert_eq!(n, (batch + 1) * 100);

@@ -429,11 +429,13 @@ fn table_cells(f: &FunctionChange) -> Vec<String> {
     let both = f.base.as_ref().zip(f.target.as_ref());
     let d = f.deltas();
     let secs = |s: f64| format!("{s:.3}s");
-    let signed_secs = |s: f64| format!("{s:+.3}s");
+    let signed_secs = |s: f64| format!("{}s", signed(s, 3));
     let ms = |s: f64| format!("{:.2}ms", s * 1000.0);
     // A relative change of a value both sides have.
     let percent = |pick: fn(&FunctionRow) -> f64| match both {
-        Some((b, t)) if pick(b) != 0.0 => format!("{:+.1}%", (pick(t) / pick(b) - 1.0) * 100.0),
+        Some((b, t)) if pick(b) != 0.0 => {
+            format!("{}%", signed((pick(t) / pick(b) - 1.0) * 100.0, 1))
+        }
         _ => String::new(),
     };
     let ratio = match both {
@@ -442,7 +444,7 @@ fn table_cells(f: &FunctionChange) -> Vec<String> {
         }
         _ => String::new(),
     };
-    let percent_of = |x: f64| format!("{:+.1}%", x * 100.0);
+    let percent_of = |x: f64| format!("{}%", signed(x * 100.0, 1));
     let verdict = match (f.change, f.shift) {
         (change, Some(s)) => {
             let interval = s.interval.map_or(String::new(), |[low, high]| {
@@ -478,37 +480,28 @@ fn table_cells(f: &FunctionChange) -> Vec<String> {
     ]
 }
 
+/// `x` with its sign and `decimals` decimals; a value that rounds to zero is `+0.000`, never
+/// `-0.000` (a change too small to show has no direction).
+pub(crate) fn signed(x: f64, decimals: usize) -> String {
+    let text = format!("{x:+.decimals$}");
+    match text.strip_prefix('-') {
+        Some(digits) if digits.bytes().all(|b| b == b'0' || b == b'.') => format!("+{digits}"),
+        _ => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{rngs::StdRng, Rng, SeedableRng};
-    use rand_distr::{Distribution, LogNormal};
+    use crate::calibration;
 
-    /// A program of `functions` functions: each a median duration (0.5-20 ms, log-uniform) and
-    /// a call count that gives it 10-20 s of total time.
-    fn program(functions: usize, rng: &mut StdRng) -> Vec<(f64, usize)> {
-        (0..functions)
-            .map(|_| {
-                let median = 0.0005 * 40f64.powf(rng.gen::<f64>());
-                let total = 10.0 + 10.0 * rng.gen::<f64>();
-                (median, (total / (median * 1.13)) as usize)
-            })
-            .collect()
-    }
-
-    /// One run of `program`: every count jittered by up to 3% (a service's load varies), the
-    /// medians multiplied by `factor`.
-    fn run(program: &[(f64, usize)], factor: &[f64], rng: &mut StdRng) -> ChunkStats {
-        let mut stats = ChunkStats::new(program.len());
-        for (name, &(median, calls)) in program.iter().enumerate() {
-            let calls = (calls as f64 * (0.97 + 0.06 * rng.gen::<f64>())) as usize;
-            let noise = LogNormal::new((median * factor[name]).ln(), 0.5).unwrap();
-            for _ in 0..calls {
-                let d = noise.sample(rng);
-                stats.add_span(name, Some(d), rng.gen::<f64>() < 0.01);
-            }
-        }
-        stats
+    #[test]
+    fn a_change_that_rounds_to_zero_has_no_sign_of_its_own() {
+        assert_eq!(signed(-0.0004, 3), "+0.000");
+        assert_eq!(signed(-0.0, 1), "+0.0");
+        assert_eq!(signed(-0.0006, 3), "-0.001");
+        assert_eq!(signed(0.25, 1), "+0.2");
+        assert_eq!(signed(-12.5, 1), "-12.5");
     }
 
     fn compare(base: &ChunkStats, target: &ChunkStats, sort: &str) -> ComparisonReport {
@@ -524,43 +517,14 @@ mod tests {
 
     #[test]
     fn a_function_made_20_to_30_percent_slower_is_ranked_first_and_called_slower() {
-        let mut rng = StdRng::seed_from_u64(0x5eed);
-        let (mut false_alarms, mut unchanged, mut covered) = (0, 0, 0);
-        for _seed in 0..12 {
-            let program = program(60, &mut rng);
-            let slowed = rng.gen_range(0..60);
-            let mut factor = vec![1.0; 60];
-            factor[slowed] = 1.2 + 0.1 * rng.gen::<f64>();
-            let report = compare(
-                &run(&program, &[1.0; 60], &mut rng),
-                &run(&program, &factor, &mut rng),
-                "total",
-            );
-            let first = &report.functions[0];
-            assert_eq!(
-                (first.name.as_str(), first.change),
-                (format!("f{slowed}").as_str(), Change::Slower)
-            );
-            let (shift, truth) = (first.shift.unwrap(), factor[slowed] - 1.0);
-            let [low, high] = shift.interval.unwrap();
-            covered += usize::from(low < truth && truth < high);
-            unchanged += 59;
-            false_alarms += report.functions[1..]
-                .iter()
-                .filter(|f| f.change != Change::Same)
-                .count();
-        }
+        // `make bench-verdicts` runs 100 pairs; a dozen here, with binomial slack.
+        let got = calibration::slowed_pairs(12, 60, 0x5eed);
+        assert_eq!(got.found, 12, "{got:?}");
         // A 95% interval holds the truth 11.4 times in 12: fewer than 10 has a 2% chance.
-        assert!(
-            covered >= 10,
-            "the interval held the shift in {covered} of 12 runs"
-        );
+        assert!(got.covered >= 10, "{got:?}");
         // The documented rate: at most 5% of the functions called changed are false alarms;
         // with a 5% minimum effect, an unchanged function is all but never called changed.
-        assert!(
-            false_alarms * 100 <= unchanged,
-            "{false_alarms} of {unchanged} unchanged functions called changed"
-        );
+        assert!(got.false_alarms * 100 <= got.unchanged, "{got:?}");
     }
 
     #[test]
@@ -568,27 +532,11 @@ mod tests {
         // With nothing changed, every call is a false alarm, and Benjamini-Hochberg keeps the
         // chance of any at 5%; the minimum effect lowers it further. Here the effect is set to
         // zero, so that the rate is the test's own.
-        let mut rng = StdRng::seed_from_u64(0xa1a2);
-        let mut with_alarm = 0;
-        for _seed in 0..40 {
-            let program = program(30, &mut rng);
-            let (base, target) = (
-                run(&program, &[1.0; 30], &mut rng),
-                run(&program, &[1.0; 30], &mut rng),
-            );
-            let name_of = |id: u32| format!("f{id}");
-            let side = |stats| Side {
-                run_id: String::new(),
-                stats,
-                name_of: &name_of,
-            };
-            let options = CompareOptions {
-                min_effect: 0.0,
-                fdr: 0.05,
-            };
-            let report = ComparisonReport::build(side(&base), side(&target), options, "total", 0);
-            with_alarm += usize::from(report.functions.iter().any(|f| f.change != Change::Same));
-        }
+        let options = CompareOptions {
+            min_effect: 0.0,
+            fdr: 0.05,
+        };
+        let with_alarm = calibration::equal_pairs_with_alarm(40, 30, options, 0xa1a2);
         // 5% of 40 is 2; 6 or more has a binomial chance below 2%.
         assert!(
             with_alarm <= 5,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use html_escape::{encode_double_quoted_attribute as attribute, encode_text as text};
 
-use crate::comparison::ComparisonReport;
+use crate::comparison::{signed, ComparisonReport};
 use crate::functions::StatsReport;
 use crate::timeline::{BucketRow, TimelineReport};
 
@@ -448,7 +448,7 @@ fn write_comparison(
         };
         let cells = [
             format!("<td class=\"change\">{}</td>", f.change.as_str()),
-            number_cell(shift, &format!("{:+.1}%", shift * 100.0)),
+            number_cell(shift, &format!("{}%", signed(shift * 100.0, 1))),
             number_cell(
                 f.q_value.unwrap_or(1.0),
                 &f.q_value.map_or(String::new(), |q| format!("{q:.2e}")),
@@ -459,8 +459,8 @@ fn write_comparison(
                 shown.total_duration,
                 &format!("{:.3}s", shown.total_duration),
             ),
-            number_cell(d[1], &format!("{:+.3}s", d[1])),
-            number_cell(p99, &format!("{:+.1}%", p99 * 100.0)),
+            number_cell(d[1], &format!("{}s", signed(d[1], 3))),
+            number_cell(p99, &format!("{}%", signed(p99 * 100.0, 1))),
         ];
         writeln!(
             out,

@@ -8,10 +8,11 @@
 //!   trace events;
 //! - [`flame`]: folded stacks and inferno's flame graphs, plain and differential;
 //! - [`timeline`]: the buckets of a timeline, with sparklines;
-//! - [`verdict`]: the statistics of a comparison's verdicts, and [`comparison`] the comparison
-//!   report;
+//! - [`verdict`]: the statistics of a comparison's verdicts, [`comparison`] the comparison
+//!   report, and [`calibration`] how well the verdicts are calibrated on generated runs;
 //! - [`html`]: one self-contained page of all of them.
 
+pub mod calibration;
 pub mod chrome;
 pub mod comparison;
 pub mod flame;
