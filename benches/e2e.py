@@ -178,7 +178,18 @@ def criterion_lines():
             verdict = "" if name == "top_10_trees" else (": met" if v >= ceiling / 2 else ": **short**")
             lines.append(f"- {label}: {v:.1f} GiB/s = {v / ceiling * 100:.0f}% of the ceiling's {ceiling:.1f} GiB/s"
                          + (f" (target ≥ 50%{verdict})" if verdict else ""))
-    return lines + ["  (criterion `scan_2M_records`, 2M records in the page cache, both cores, the same run)", ""]
+    lines.append("  (criterion `scan_2M_records`, 2M records in the page cache, both cores, the same run)")
+    json_group = ROOT / "target" / "criterion" / "json"
+    ns = {}
+    for name in ("parse_span", "parse_span_general"):
+        p = json_group / name / "new" / "estimates.json"
+        if p.exists():
+            ns[name] = json.loads(p.read_text())["mean"]["point_estimate"]
+    if len(ns) == 2:
+        lines.append(f"- one span's JSON: pydantic's compact shape (the fast path) {ns['parse_span']:.0f} ns, "
+                     f"the same span spaced (serde_json) {ns['parse_span_general']:.0f} ns: "
+                     f"{ns['parse_span_general'] / ns['parse_span']:.2f}× (criterion `json`, the same run)")
+    return lines + [""]
 
 
 def whole_file_against_the_ceiling():
