@@ -15,6 +15,9 @@ actually reads (the records of the run it asks about) over its time, a ceiling c
 a whole process against a whole process reading the same bytes, and `--run R` asks about a run
 that is not the default one.
 
+And a service's workers: 8 files of MANY_SPANS / 8 spans as one population against one file of
+MANY_SPANS (default 6,000,000).
+
 Environment: BENCH_SPANS (default 6,000,000), FERRET_SPANS (ferret-io's size, default 1,000,000),
 BENCH_DIR (scratch, default target/bench), BENCH_RUNS (runs of each short command, default 5;
 commands of several seconds run 3 times, sqlite3 and ferret-io once; the best run counts). Each
@@ -37,6 +40,7 @@ WORK = Path(os.environ.get("BENCH_DIR", ROOT / "target" / "bench"))
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
 LONG_RUNS = min(RUNS, 3)
 RUNS_SPANS = int(os.environ.get("RUNS_SPANS", 30_000_000))
+MANY_SPANS = int(os.environ.get("MANY_SPANS", 6_000_000))
 RUN = "0000000000000000000000005eed0002"  # the generator's last run: ferret's default
 OTHER_RUN = "0000000000000000000000005eed0000"  # its first: not the default
 
@@ -118,6 +122,7 @@ def main():
 
     rows += sidecar_calls()
     rows += whole_file_against_the_ceiling()
+    rows += many_files()
     write_results(rows, scan_vs_ceiling(), selective_questions(), reports(rec))
 
 
@@ -208,6 +213,34 @@ def whole_file_against_the_ceiling():
          f"{size / scan / 1e9:.2f} GB/s; {read / scan * 100:.0f}% of the plain read's speed"),
         (f"one-run trace ({size / 1e6:.0f} MB): plain mmap read, whole process", read, read_mib,
          f"{size / read / 1e9:.2f} GB/s"),
+    ]
+
+
+def many_files():
+    """A service's workers: 8 files of MANY_SPANS / 8 spans each (one run each, their own seeds)
+    as one population, against one file of MANY_SPANS spans in one run: the table of each,
+    whole processes, warm, in the same run (the population issue's goal: within 1.2×)."""
+    total = MANY_SPANS
+    workers = []
+    for n in range(8):
+        lines = WORK / f"worker-{n}.jsonl"
+        generate(lines, "jsonl", total // 8, runs=1, seed=100 + n)
+        rec = WORK / f"worker-{n}.ferret"
+        if not rec.exists() or rec.stat().st_mtime < lines.stat().st_mtime:
+            subprocess.run([REL / "ferret-convert", lines, "-o", rec, "--force", "--quiet"], check=True)
+        workers.append(rec)
+    one_lines = WORK / "one-file.jsonl"
+    generate(one_lines, "jsonl", total, runs=1, seed=99)
+    one = WORK / "one-file.ferret"
+    if not one.exists() or one.stat().st_mtime < one_lines.stat().st_mtime:
+        subprocess.run([REL / "ferret-convert", one_lines, "-o", one, "--force", "--quiet"], check=True)
+    measured([REL / "ferret-scan"] + workers)
+    many, many_mib = measured([REL / "ferret-scan"] + workers, RUNS, lambda: warm(*workers))
+    single, single_mib = measured([REL / "ferret-scan", one], RUNS, lambda: warm(one))
+    return [
+        (f"ferret-scan of 8 worker files × {total // 8:,} spans as one population (warm)", many, many_mib,
+         f"{many / single:.2f}× one file of {total:,} (goal ≤ 1.2×)"),
+        (f"ferret-scan of one file of {total:,} spans, one run (warm)", single, single_mib, ""),
     ]
 
 

@@ -77,7 +77,9 @@ def stamp(command):
     """The line a results page opens with: the commit (and whether the tree had changes), the
     machine, and the exact command that made the page."""
     head = subprocess.run(["git", "rev-parse", "--short=9", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # The pages a bench run writes are not changes to what it measured.
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = [line for line in status.splitlines() if not line.endswith(".md")]
     commit = f"{head}{' with uncommitted changes' if dirty else ''}" if head else "no git checkout"
     return f"{datetime.date.today()} · commit {commit} · {machine()} · made by `{command}`"
 
@@ -118,11 +120,12 @@ def venv_python(work, name, packages):
     return py
 
 
-def generate(path, layout, spans, runs=None):
-    """A ferret-gen trace at `path` (of `runs` runs, or the generator's default), made anew only
-    when missing or older than the generator."""
+def generate(path, layout, spans, runs=None, seed=None):
+    """A ferret-gen trace at `path` (of `runs` runs, or the generator's default; from `seed`, or
+    the generator's), made anew only when missing or older than the generator."""
     if not path.exists() or path.stat().st_mtime < (ROOT / "tools/gen/src/main.rs").stat().st_mtime:
         extra = [] if runs is None else ["--runs", str(runs)]
+        extra += [] if seed is None else ["--seed", str(seed)]
         t, _ = measured([REL / "ferret-gen", "-o", path, "--spans", str(spans), "--layout", layout] + extra)
         print(f"generated {path.name}: {spans:,} spans, {path.stat().st_size / 1e9:.2f} GB in {t:.1f} s "
               f"({spans / t / 1e6:.2f}M spans/s)")

@@ -11,9 +11,11 @@ venvs=${FERRET_VENVS:-$root/target/fixture-venvs}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 checked=0
-for pair in beaver1:1.3.0 beaver2:2.4.1 generated1:1.3.0 oddities:1.3.0; do
+for pair in beaver1:1.3.0 beaver2:2.4.1 generated1:1.3.0 oddities:1.3.0 \
+  workers/worker-0:1.3.0 workers/worker-1:1.3.0 workers/worker-2:1.3.0; do
   name=${pair%%:*}
   venv=$(ferret_venv "${pair##*:}" "$venvs")
+  mkdir -p "$(dirname "$work/$name")"
   cp "$root/testdata/fixtures/$name.db" "$work/$name.db"
   "$venv/bin/python" "$here/fixtures/reference.py" "$work/$name.db" "$work/$name.json"
   "$venv/bin/python" - "$root/testdata/fixtures/$name.reference.json" "$work/$name.json" <<'PY'

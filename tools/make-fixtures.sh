@@ -57,6 +57,14 @@ rm -f "$out/oddities.db" "$out/oddities.db-wal" "$out/oddities.db-shm"
 "$venvs/beaver1/bin/python" "$here/fixtures/reference.py" "$out/oddities.db" "$out/oddities.reference.json"
 settle "$out/oddities.db"
 echo "wrote $out/oddities.db and its reference"
+# A pre-fork service: three worker processes, a trace file each, db.query made slower at a
+# known moment (workers.json); ferret's own results for each file.
+"$venvs/beaver1/bin/python" "$here/fixtures/workers.py" "$out/workers" 3 120
+for db in "$out"/workers/worker-*.db; do
+  "$venvs/beaver1/bin/python" "$here/fixtures/reference.py" "$db" "${db%.db}.reference.json"
+  settle "$db"
+done
+echo "wrote $out/workers and their references"
 # A service with a traced main() and more than 300,000 descendants, converted while it runs: too
 # big for the repository (about 120 MB), so it is made here, with ferret-io's own answers, and
 # checked at once.

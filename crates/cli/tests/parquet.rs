@@ -68,9 +68,11 @@ fn parquet_export_filters_replaces_whole_and_names_bad_outputs() {
         "damaged.ferret: checksum"
     );
     assert!(!fresh.exists());
-    // --all-runs means nothing without --to-parquet: a usage error.
+    // --all-runs and --run ask for different runs: a usage error.
     assert_eq!(
-        run!("ferret-scan", &file, "--all-runs").status.code(),
+        run!("ferret-scan", &file, "--all-runs", "--run", "x")
+            .status
+            .code(),
         Some(2)
     );
 }

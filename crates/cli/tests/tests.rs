@@ -14,6 +14,7 @@ mod html;
 mod live;
 mod oddities;
 mod parquet;
+mod population;
 mod self_time;
 mod sidecar;
 mod table;

@@ -1,9 +1,9 @@
 //! Streams a ferret record file into Parquet, for the engines a team already runs over a fleet's
 //! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side.
 //!
-//! The pipeline: one pass over the chosen runs' records fills a `DerivedTable` (the scan
-//! crate's `derived.rs`: each span's children's time and depth, in a mapped temporary file);
-//! then, run by run in run-id order, ranges of records become row groups (`rows.rs`), built,
+//! The pipeline, file by file of the population: one pass over the chosen runs' records fills a
+//! `DerivedTable` (the scan crate's `derived.rs`: each span's children's time and depth, in a
+//! mapped temporary file); then, run by run in run-id order, ranges of records become row groups (`rows.rs`), built,
 //! encoded and compressed (`write.rs`) by rayon workers one per core at a time and appended in
 //! order. Memory is bounded by those few row groups; the output appears under its name only
 //! when complete.
@@ -90,131 +90,172 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-/// Writes the spans of `runs` (from `ferret_scan::scan_runs`) that pass the filter to the Parquet
-/// file `out`, sorted by run id; each row group's rows in ferret's order (start time).
-/// `release` is handed the records each pass has left behind (to drop their pages).
-pub fn export_parquet<D: AsRef<[u8]> + Sync>(
-    file: &SpanFile<D>,
-    runs: &[RunSummary],
-    options: &ExportOptions,
-    out: &Path,
-    release: AfterChunk,
-) -> Result<ExportSummary, ExportError> {
-    let mut runs: Vec<&RunSummary> = runs.iter().collect();
-    runs.sort_by_key(|r| file.string(r.run).unwrap_or(""));
-    // Rows carry tags, statuses and hashed ids from the tag heaps: checked before any is written
-    // (record blocks are checked as the first pass reads them).
-    for seg in file.segments() {
-        file.verify_tags(seg)?;
-    }
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ExportError::Io { path, source }
-    };
-    let mut wanted = vec![false; file.string_count()];
-    for r in &runs {
-        if let Some(w) = wanted.get_mut(r.run as usize) {
-            *w = true;
-        }
-    }
-    let range = runs.iter().map(|r| r.first_index).min().unwrap_or(0)
-        ..runs.iter().map(|r| r.last_index + 1).max().unwrap_or(0);
-    // Depths and child times need every record of the chosen runs, whatever the time filter:
-    // the first pass skips only blocks without them (one run; several may share every block).
-    let of_runs = BlockSelect {
-        run: (runs.len() == 1).then(|| runs[0].run),
-        ..BlockSelect::default()
-    };
-    let derived = DerivedTable::build(
-        file,
-        range,
-        &of_runs,
-        |run| wanted.get(run as usize).copied().unwrap_or(false),
-        Derive {
-            verify: true,
-            depth: true,
-        },
-        dir,
-        &mut Behind::new(file, release),
-    )?;
-    // Written beside the output and renamed into place only when complete: an interrupted or
-    // failed export leaves no file that looks valid.
-    let partial = tempfile::Builder::new()
-        .prefix(".ferret-export-")
-        .suffix(".partial")
-        // The mode a plain create would give (the umask applies), not a temp file's 0600.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    let sink = partial.as_file().try_clone().map_err(io(out))?;
-    let parquet_err = |source| ExportError::Parquet {
-        path: out.to_path_buf(),
-        source,
-    };
-    let mut writer = SpanParquetWriter::new(sink, options.zstd_level).map_err(parquet_err)?;
-    let encoder = writer.encoder();
-    let table = Arc::new(ValueTable::new(file));
-    // Every tag heap was checked above.
-    let filter = options.filter.compile(file, None, false)?;
-    let mut behind = Behind::new(file, release);
-    let (mut rows, mut row_groups) = (0u64, 0u64);
-    // Row groups are built and encoded in parallel, one per worker at a time, and written in
-    // order: memory holds at most this many groups (about 25 MB each).
-    let in_flight = rayon::current_num_threads();
-    for run in &runs {
-        // Rows: only blocks holding the run with a start inside the time filter.
-        let select = BlockSelect {
-            run: Some(run.run),
-            since: options.filter.since,
-            until: options.filter.until,
+/// A Parquet export under way: files are added one by one (each its chosen runs, in run-id
+/// order), and the output appears under its name only when [`finish`](ParquetExport::finish)ed.
+/// Dropped before that, it leaves nothing behind.
+pub struct ParquetExport {
+    out: PathBuf,
+    dir: PathBuf,
+    options: ExportOptions,
+    /// Written beside the output and renamed into place only when complete: an interrupted or
+    /// failed export leaves no file that looks valid.
+    partial: tempfile::NamedTempFile,
+    writer: SpanParquetWriter<std::fs::File>,
+    summary: ExportSummary,
+}
+
+impl ParquetExport {
+    /// Starts an export to `out`.
+    pub fn create(out: &Path, options: &ExportOptions) -> Result<ParquetExport, ExportError> {
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
         };
-        let ranges = group_ranges(run, options.rows_per_group);
-        for batch in ranges.chunks(in_flight) {
-            let encoded: Vec<Option<EncodedGroup>> = batch
-                .par_iter()
-                .map(|range| {
-                    let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
-                    let keep = |seg: &Segment, r: &SpanRecord| {
-                        r.run == run.run && filter.keep(file, seg, r)
-                    };
-                    for (seg, index, r) in group_in_start_order(file, range.clone(), &select, keep)
-                    {
-                        builder.push(seg, index, r, derived.get(index));
-                    }
-                    // A range the filters emptied is not encoded at all.
-                    let group = builder.finish();
-                    (group.len() > 0)
-                        .then(|| encoder.encode(group, &table))
-                        .transpose()
-                })
-                .collect::<Result<_, ParquetError>>()
-                .map_err(parquet_err)?;
-            for group in encoded.into_iter().flatten() {
-                rows += group.rows;
-                row_groups += 1;
-                writer.append(group).map_err(parquet_err)?;
-            }
-            if let Some(last) = batch.last() {
-                derived.release_before(last.end);
-                behind.advance(last.end);
+        let partial = tempfile::Builder::new()
+            .prefix(".ferret-export-")
+            .suffix(".partial")
+            // The mode a plain create would give (the umask applies), not a temp file's 0600.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        let sink = partial.as_file().try_clone().map_err(io(out))?;
+        let writer = SpanParquetWriter::new(sink, options.zstd_level).map_err(parquet_err(out))?;
+        Ok(ParquetExport {
+            out: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+            options: options.clone(),
+            partial,
+            writer,
+            summary: ExportSummary::default(),
+        })
+    }
+
+    /// Appends the spans of `file`'s `runs` (from `ferret_scan::scan_runs`) that pass the
+    /// filter, sorted by run id; each row group's rows in ferret's order (start time).
+    /// `release` is handed the records each pass has left behind (to drop their pages).
+    pub fn add_file<D: AsRef<[u8]> + Sync>(
+        &mut self,
+        file: &SpanFile<D>,
+        runs: &[RunSummary],
+        release: AfterChunk,
+    ) -> Result<(), ExportError> {
+        let mut runs: Vec<&RunSummary> = runs.iter().collect();
+        runs.sort_by_key(|r| file.string(r.run).unwrap_or(""));
+        // Rows carry tags, statuses and hashed ids from the tag heaps: checked before any is
+        // written (record blocks are checked as the first pass reads them).
+        for seg in file.segments() {
+            file.verify_tags(seg)?;
+        }
+        let mut wanted = vec![false; file.string_count()];
+        for r in &runs {
+            if let Some(w) = wanted.get_mut(r.run as usize) {
+                *w = true;
             }
         }
-        // The next run starts its own pass from its first record.
-        behind.restart();
+        let range = runs.iter().map(|r| r.first_index).min().unwrap_or(0)
+            ..runs.iter().map(|r| r.last_index + 1).max().unwrap_or(0);
+        // Depths and child times need every record of the chosen runs, whatever the time
+        // filter: the first pass skips only blocks without them (one run; several may share
+        // every block).
+        let of_runs = BlockSelect {
+            run: (runs.len() == 1).then(|| runs[0].run),
+            ..BlockSelect::default()
+        };
+        let derived = DerivedTable::build(
+            file,
+            range,
+            &of_runs,
+            |run| wanted.get(run as usize).copied().unwrap_or(false),
+            Derive {
+                verify: true,
+                depth: true,
+            },
+            &self.dir,
+            &mut Behind::new(file, release),
+        )?;
+        let encoder = self.writer.encoder();
+        let table = Arc::new(ValueTable::new(file));
+        // Every tag heap was checked above.
+        let filter = self.options.filter.compile(file, None, false)?;
+        let mut behind = Behind::new(file, release);
+        let since_until = (self.options.filter.since, self.options.filter.until);
+        // Row groups are built and encoded in parallel, one per worker at a time, and written
+        // in order: memory holds at most this many groups (about 25 MB each).
+        let in_flight = rayon::current_num_threads();
+        for run in &runs {
+            // Rows: only blocks holding the run with a start inside the time filter.
+            let select = BlockSelect {
+                run: Some(run.run),
+                since: since_until.0,
+                until: since_until.1,
+            };
+            let ranges = group_ranges(run, self.options.rows_per_group);
+            for batch in ranges.chunks(in_flight) {
+                let encoded: Vec<Option<EncodedGroup>> = batch
+                    .par_iter()
+                    .map(|range| {
+                        let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
+                        let keep = |seg: &Segment, r: &SpanRecord| {
+                            r.run == run.run && filter.keep(file, seg, r)
+                        };
+                        let chosen = group_in_start_order(file, range.clone(), &select, keep);
+                        for (seg, index, r) in chosen {
+                            builder.push(seg, index, r, derived.get(index));
+                        }
+                        // A range the filters emptied is not encoded at all.
+                        let group = builder.finish();
+                        (group.len() > 0)
+                            .then(|| encoder.encode(group, &table))
+                            .transpose()
+                    })
+                    .collect::<Result<_, ParquetError>>()
+                    .map_err(parquet_err(&self.out))?;
+                for group in encoded.into_iter().flatten() {
+                    self.summary.rows += group.rows;
+                    self.summary.row_groups += 1;
+                    self.writer.append(group).map_err(parquet_err(&self.out))?;
+                }
+                if let Some(last) = batch.last() {
+                    derived.release_before(last.end);
+                    behind.advance(last.end);
+                }
+            }
+            // The next run starts its own pass from its first record.
+            behind.restart();
+        }
+        self.summary.runs += runs.len();
+        Ok(())
     }
-    writer.close().map_err(parquet_err)?;
-    partial.as_file().sync_all().map_err(io(out))?;
-    let done = partial.persist(out).map_err(|e| io(out)(e.error))?;
-    Ok(ExportSummary {
-        rows,
-        row_groups,
-        runs: runs.len(),
-        bytes: done.metadata().map_err(io(out))?.len(),
-    })
+
+    /// Closes the Parquet file, makes it durable and renames it into place.
+    pub fn finish(self) -> Result<ExportSummary, ExportError> {
+        let out = self.out;
+        self.writer.close().map_err(parquet_err(&out))?;
+        self.partial.as_file().sync_all().map_err(io(&out))?;
+        let done = self.partial.persist(&out).map_err(|e| io(&out)(e.error))?;
+        Ok(ExportSummary {
+            bytes: done.metadata().map_err(io(&out))?.len(),
+            ..self.summary
+        })
+    }
+}
+
+/// An I/O error about `path`.
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ExportError {
+    let path = path.to_path_buf();
+    move |source| ExportError::Io {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// A Parquet encoder's error writing `out`.
+fn parquet_err(out: &Path) -> impl Fn(ParquetError) -> ExportError {
+    let path = out.to_path_buf();
+    move |source| ExportError::Parquet {
+        path: path.clone(),
+        source,
+    }
 }
 
 /// The records of `range` that `keep` accepts, in ferret's order: by start time, then position.

@@ -3,7 +3,9 @@
 use std::io::{self, Write};
 
 use ferret_format::SpanFile;
-use ferret_scan::tree::{CallTree, TreeNode};
+use ferret_scan::tree::TreeNode;
+
+use crate::trees::TreeIn;
 
 /// One event of a Chrome trace.
 struct Placed {
@@ -57,20 +59,33 @@ fn place<D: AsRef<[u8]>>(
 }
 
 /// Writes the trees as Chrome trace-event JSON (`ph: "X"`, microseconds), one process per tree
-/// and one thread id per track, which Perfetto UI and speedscope open.
+/// and one thread id per track, which Perfetto UI and speedscope open. A population's trees get
+/// a process name each: the file and run they come from.
 pub fn write_chrome_trace<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    trees: &[CallTree],
+    trees: &[TreeIn<D>],
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let base = trees
         .iter()
-        .filter_map(|t| file.record(t.root.index))
+        .filter_map(|t| t.file.record(t.tree.root.index))
         .map(|r| r.start_time)
         .fold(f64::INFINITY, f64::min);
+    // Every string goes through serde_json, which escapes what JSON needs escaped (a hashed id
+    // keeps the source's text, which may hold `"` or `\\`).
+    let text = |s: &str| serde_json::Value::from(s).to_string();
     write!(out, "{{\"traceEvents\":[")?;
     let mut first = true;
-    for (pid, tree) in trees.iter().enumerate() {
+    for (pid, TreeIn { file, tree, origin }) in trees.iter().enumerate() {
+        if let Some((path, run)) = origin {
+            write!(
+                out,
+                "{}{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"args\":{{\"name\":{}}}}}",
+                if first { "" } else { "," },
+                pid + 1,
+                text(&format!("{path} · run {run}")),
+            )?;
+            first = false;
+        }
         let mut tracks = Vec::new();
         let mut placed = Vec::new();
         place(file, &tree.root, &mut tracks, &mut placed);
@@ -78,9 +93,6 @@ pub fn write_chrome_trace<D: AsRef<[u8]>>(
             let (Some(seg), Some(r)) = (file.segment_of(p.index), file.record(p.index)) else {
                 continue;
             };
-            // Every string goes through serde_json, which escapes what JSON needs escaped
-            // (a hashed id keeps the source's text, which may hold `"` or `\\`).
-            let text = |s: &str| serde_json::Value::from(s).to_string();
             let name = text(file.name(r.name).unwrap_or("?"));
             let status = text(file.status(seg, r));
             let span_id = text(&file.span_id_text(seg, r));

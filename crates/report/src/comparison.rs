@@ -254,10 +254,10 @@ impl ComparisonReport {
     /// "delta", "ratio"}]}`: `base` and `target` of a function are today's `functions` entries
     /// (or null), `delta` and `ratio` are target minus and over base per value (null for a
     /// function on one side; a ratio over zero is null).
-    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+    pub fn to_json(&self) -> serde_json::Value {
         let t = self.tally();
         let functions: Vec<serde_json::Value> = self.shown().iter().map(function_json).collect();
-        let doc = json!({
+        json!({
             "base": {"run_id": self.base_run_id, "spans": self.base_spans},
             "target": {"run_id": self.target_run_id, "spans": self.target_spans},
             "min_effect": self.options.min_effect,
@@ -266,9 +266,7 @@ impl ComparisonReport {
                 "slower": t.slower, "faster": t.faster, "same": t.same, "new": t.new, "gone": t.gone,
             },
             "functions": functions,
-        });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)
+        })
     }
 
     /// One row per function: name, change, p and q values, the shift and its interval, then
@@ -593,9 +591,7 @@ mod tests {
         let by_count = compare(&base, &target, "count");
         let order: Vec<&str> = by_count.functions.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(order, ["f2", "f1", "f0"]);
-        let mut json = Vec::new();
-        by_total.write_json(&mut json).unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let doc = by_total.to_json();
         let gone = doc["functions"]
             .as_array()
             .unwrap()

@@ -192,22 +192,19 @@ impl StatsReport {
 
     /// ferret's table with p50/p90/p99 and self-time columns, names as plain text.
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let header = [
-            "Function Name",
-            "Count",
-            "Total Time",
-            "Avg Time",
-            "Min",
-            "Max",
-            "Error %",
-            "p50",
-            "p90",
-            "p99",
-            "Self",
-        ];
+        write_table(
+            out,
+            &TABLE_HEADER,
+            &[0],
+            &self.table_rows(),
+            |_, _, cell| cell,
+        )
+    }
+
+    /// The table's cells, a row per function.
+    fn table_rows(&self) -> Vec<Vec<String>> {
         let ms = |s: f64| format!("{:.2}ms", s * 1000.0);
-        let rows: Vec<Vec<String>> = self
-            .functions
+        self.functions
             .iter()
             .map(|f| {
                 vec![
@@ -224,26 +221,101 @@ impl StatsReport {
                     format!("{:.3}s", f.self_time),
                 ]
             })
-            .collect();
-        write_table(out, &header, &[0], &rows, |_, _, cell| cell)
+            .collect()
     }
 
     /// `{"run_id", "spans", "functions": [...]}` with ferret's `AggregatedStats` field names.
-    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        let functions: Vec<serde_json::Value> =
-            self.functions.iter().map(FunctionRow::to_json).collect();
-        let doc = json!({"run_id": self.run_id, "spans": self.spans, "functions": functions});
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({"run_id": self.run_id, "spans": self.spans, "functions": self.functions_json()})
+    }
+
+    fn functions_json(&self) -> Vec<serde_json::Value> {
+        self.functions.iter().map(FunctionRow::to_json).collect()
     }
 
     /// The JSON fields as CSV columns, one row per function.
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut w = csv::Writer::from_writer(out);
         w.write_record(std::iter::once("name").chain(VALUE_FIELDS))?;
+        self.csv_rows(&mut w, None)?;
+        w.flush()
+    }
+
+    /// The CSV rows, each after `key` when given.
+    fn csv_rows<W: Write>(&self, w: &mut csv::Writer<W>, key: Option<&str>) -> io::Result<()> {
         for f in &self.functions {
             let values = f.values().map(|v| v.to_string());
-            w.write_record(std::iter::once(f.name.clone()).chain(values))?;
+            let row = key.map(str::to_string).into_iter();
+            w.write_record(row.chain(std::iter::once(f.name.clone())).chain(values))?;
+        }
+        Ok(())
+    }
+}
+
+/// The column titles of ferret's table.
+const TABLE_HEADER: [&str; 11] = [
+    "Function Name",
+    "Count",
+    "Total Time",
+    "Avg Time",
+    "Min",
+    "Max",
+    "Error %",
+    "p50",
+    "p90",
+    "p99",
+    "Self",
+];
+
+/// A population's statistics broken down by file or by run (`--by`): a report per group, each
+/// exactly what a scan of that group alone gives.
+#[derive(Clone, Debug)]
+pub struct GroupedReport {
+    /// What the groups are: `file` or `run`.
+    pub by: &'static str,
+    /// Each group's key (a file as given, or a run id) and report.
+    pub groups: Vec<(String, StatsReport)>,
+}
+
+impl GroupedReport {
+    /// ferret's table with a leading column naming each row's group.
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let title = match self.by {
+            "file" => "File",
+            _ => "Run",
+        };
+        let header: Vec<&str> = std::iter::once(title).chain(TABLE_HEADER).collect();
+        let rows: Vec<Vec<String>> = self
+            .groups
+            .iter()
+            .flat_map(|(key, report)| {
+                report
+                    .table_rows()
+                    .into_iter()
+                    .map(move |row| std::iter::once(key.clone()).chain(row).collect::<Vec<_>>())
+            })
+            .collect();
+        write_table(out, &header, &[0, 1], &rows, |_, _, cell| cell)
+    }
+
+    /// `{"by", "groups": [{"key", "spans", "functions"}]}`, each group's `functions` entries
+    /// those of a scan's JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let groups: Vec<serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|(key, r)| json!({"key": key, "spans": r.spans, "functions": r.functions_json()}))
+            .collect();
+        json!({"by": self.by, "groups": groups})
+    }
+
+    /// The scan's CSV with a leading column (`file` or `run`) naming each row's group.
+    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        let header = [self.by, "name"].into_iter().chain(VALUE_FIELDS);
+        w.write_record(header)?;
+        for (key, report) in &self.groups {
+            report.csv_rows(&mut w, Some(key))?;
         }
         w.flush()
     }

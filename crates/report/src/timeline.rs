@@ -131,12 +131,6 @@ impl TimelineReport {
         json!({"run_id": self.run_id, "bucket_seconds": self.bucket_seconds, "buckets": buckets})
     }
 
-    /// The JSON, pretty-printed.
-    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, &self.to_json())?;
-        writeln!(out)
-    }
-
     /// The JSON's bucket fields as CSV columns, one row per bucket (empty percentiles where
     /// JSON has null).
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {

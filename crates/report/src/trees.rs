@@ -18,6 +18,31 @@ pub struct TextStyle {
     pub color: bool,
 }
 
+/// A tree to print, the file its spans are in, and, for trees of a population of files and
+/// runs, where it comes from (`(file, run id)`, printed with it).
+pub struct TreeIn<'a, D> {
+    /// The file holding the tree's records.
+    pub file: &'a SpanFile<D>,
+    /// The tree.
+    pub tree: &'a CallTree,
+    /// The file (as given) and run id, when the trees come from several runs.
+    pub origin: Option<(String, String)>,
+}
+
+impl<'a, D> TreeIn<'a, D> {
+    /// Trees of one file and run: no origin printed.
+    pub fn of_one_run(file: &'a SpanFile<D>, trees: &'a [CallTree]) -> Vec<TreeIn<'a, D>> {
+        trees
+            .iter()
+            .map(|tree| TreeIn {
+                file,
+                tree,
+                origin: None,
+            })
+            .collect()
+    }
+}
+
 struct Span<'a> {
     id: String,
     name: &'a str,
@@ -49,14 +74,22 @@ enum TextFrame<'t> {
     Elided,
 }
 
-/// Writes the trees as ferret prints them, plus each span's self time.
+/// Writes the trees as ferret prints them, plus each span's self time (a population's trees
+/// each under a line naming its file and run).
 pub fn write_trees_text<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    trees: &[CallTree],
+    trees: &[TreeIn<D>],
     style: TextStyle,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    for tree in trees {
+    for &TreeIn {
+        file,
+        tree,
+        ref origin,
+    } in trees
+    {
+        if let Some((path, run)) = origin {
+            writeln!(out, "{} · run {}", printable(path), printable(run))?;
+        }
         let mut stack = vec![TextFrame::Node(&tree.root, String::new(), "")];
         while let Some(frame) = stack.pop() {
             let (node, prefix, guide) = match frame {
@@ -113,13 +146,22 @@ enum HtmlFrame<'t> {
 /// second level), a `<div>` per leaf, each labelled as the text prints it (errors marked), and
 /// the root's summary of elided spans under its children.
 pub fn write_trees_html<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    trees: &[CallTree],
+    trees: &[TreeIn<D>],
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let style = TextStyle { color: false };
-    for tree in trees {
+    for &TreeIn {
+        file,
+        tree,
+        ref origin,
+    } in trees
+    {
         writeln!(out, "<div class=\"tree\">")?;
+        if let Some((path, run)) = origin {
+            let origin = format!("{} · run {}", printable(path), printable(run));
+            let origin = html_escape::encode_text(&origin);
+            writeln!(out, "<div class=\"origin\">{origin}</div>")?;
+        }
         let mut stack = vec![HtmlFrame::Open(&tree.root, 0)];
         while let Some(frame) = stack.pop() {
             let (node, depth) = match frame {
@@ -345,16 +387,28 @@ fn js(v: impl Into<Value>) -> String {
     v.into().to_string()
 }
 
-/// Writes `{"run_id", "roots": [...]}`; every node has span_id, name, start_time, duration,
-/// self_time, status, tags and children, and each root an `elided` summary.
+/// Writes `{FIELDS..., "roots": [...]}` (`fields`: the run id, or the population); every node
+/// has span_id, name, start_time, duration, self_time, status, tags and children, and each root
+/// an `elided` summary, and a population's roots their `file` and `run_id` too.
 pub fn write_trees_json<D: AsRef<[u8]>>(
-    file: &SpanFile<D>,
-    run_id: &str,
-    trees: &[CallTree],
+    fields: &serde_json::Map<String, Value>,
+    trees: &[TreeIn<D>],
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    write!(out, "{{\"run_id\":{},\"roots\":[", js(run_id))?;
-    for (t, tree) in trees.iter().enumerate() {
+    write!(out, "{{")?;
+    for (key, value) in fields {
+        write!(out, "{}:{value},", js(key.as_str()))?;
+    }
+    write!(out, "\"roots\":[")?;
+    for (
+        t,
+        &TreeIn {
+            file,
+            tree,
+            ref origin,
+        },
+    ) in trees.iter().enumerate()
+    {
         let mut stack = vec![JsonFrame::Open(&tree.root, t == 0)];
         while let Some(frame) = stack.pop() {
             match frame {
@@ -362,9 +416,18 @@ pub fn write_trees_json<D: AsRef<[u8]>>(
                     let s = span(file, node.index).ok_or_else(|| {
                         io::Error::other("a tree names a record outside the file")
                     })?;
+                    let is_root = std::ptr::eq(node, &tree.root);
+                    let origin = match (origin, is_root) {
+                        (Some((path, run)), true) => format!(
+                            "\"file\":{},\"run_id\":{},",
+                            js(path.as_str()),
+                            js(run.as_str())
+                        ),
+                        _ => String::new(),
+                    };
                     write!(
                         out,
-                        "{}{{\"span_id\":{},\"name\":{},\"start_time\":{},\"duration\":{},\"self_time\":{},\"status\":{},\"tags\":{},\"children\":[",
+                        "{}{{{origin}\"span_id\":{},\"name\":{},\"start_time\":{},\"duration\":{},\"self_time\":{},\"status\":{},\"tags\":{},\"children\":[",
                         if first { "" } else { "," },
                         js(s.id),
                         js(s.name),
@@ -374,7 +437,7 @@ pub fn write_trees_json<D: AsRef<[u8]>>(
                         js(s.status),
                         s.tags,
                     )?;
-                    stack.push(JsonFrame::Close(std::ptr::eq(node, &tree.root)));
+                    stack.push(JsonFrame::Close(is_root));
                     for (i, child) in node.children.iter().enumerate().rev() {
                         stack.push(JsonFrame::Open(child, i == 0));
                     }

@@ -391,9 +391,29 @@ impl SketchTable {
 
     /// Adds another table's counts (same number of names).
     pub fn merge(&mut self, other: &SketchTable) {
-        for name in 0..self.names().min(other.names()) {
-            self.nonpositive[name] += other.nonpositive[name];
-            let theirs = other.windows[name];
+        let names = self.names().min(other.names());
+        self.merge_pairs(other, (0..names).map(|name| (name, name)));
+    }
+
+    /// Adds another table's counts, its name `i` counted as this table's name `to[i]` (names
+    /// mapped beyond this table are left out): how the sketches of several files, each with its
+    /// own name ids, merge by name.
+    pub fn merge_renamed(&mut self, other: &SketchTable, to: &[u32]) {
+        let names = self.names();
+        let pairs = to.iter().take(other.names()).enumerate();
+        self.merge_pairs(
+            other,
+            pairs
+                .map(|(theirs, &mine)| (theirs, mine as usize))
+                .filter(|&(_, mine)| mine < names),
+        );
+    }
+
+    /// Adds the counts of `other`'s name `theirs` to this table's `mine`, for each pair.
+    fn merge_pairs(&mut self, other: &SketchTable, pairs: impl Iterator<Item = (usize, usize)>) {
+        for (theirs_name, name) in pairs {
+            self.nonpositive[name] += other.nonpositive[theirs_name];
+            let theirs = other.windows[theirs_name];
             if theirs.len == 0 {
                 continue;
             }

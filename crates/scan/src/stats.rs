@@ -173,6 +173,28 @@ impl ChunkStats {
     }
 }
 
+impl ChunkStats {
+    /// Merges `other`, whose name `i` is this table's name `to[i]` (several files' statistics,
+    /// each with its own name ids, merged by name text into one table). Exact as [`merge`]:
+    /// the same spans in any files and any order give the same bits.
+    ///
+    /// [`merge`]: ChunkStats::merge
+    pub fn merge_renamed(mut self, mut other: ChunkStats, to: &[u32]) -> ChunkStats {
+        self.settle();
+        other.settle();
+        for (theirs, &mine) in to.iter().enumerate().take(other.names.len()) {
+            let mine = mine as usize;
+            self.names[mine].merge(&other.names[theirs]);
+            let total = other.totals[theirs];
+            self.totals[mine].sum.merge(&total.sum);
+            self.totals[mine].timed += total.timed;
+            self.child_time[mine].merge(&other.child_time[theirs]);
+        }
+        self.sketches.merge_renamed(&other.sketches, to);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +233,44 @@ mod tests {
         for (a, b) in [(small.clone(), big.clone()), (big, small)] {
             let m = a.merge(b);
             assert_eq!((m.names.len(), m.spans(), m.names[1].count), (4, 1, 1));
+        }
+    }
+
+    #[test]
+    fn merging_by_name_map_equals_folding_under_the_merged_ids() {
+        // File A names (0: x, 1: y), file B names (0: y, 1: z, 2: x); merged: x 0, y 1, z 2.
+        let (to_a, to_b) = ([0u32, 1], [1u32, 2, 0]);
+        let a_spans = [
+            (0, Some(0.25), false),
+            (1, Some(2.0), true),
+            (0, None, false),
+        ];
+        let b_spans = [
+            (0, Some(1.5), false),
+            (2, Some(0.125), false),
+            (1, Some(3.0), true),
+        ];
+        let (mut a, mut b) = (ChunkStats::new(2), ChunkStats::new(3));
+        let mut whole = ChunkStats::new(3);
+        for &(name, d, e) in &a_spans {
+            a.add_span(name, d, e);
+            whole.add_span(to_a[name] as usize, d, e);
+        }
+        for &(name, d, e) in &b_spans {
+            b.add_span(name, d, e);
+            whole.add_span(to_b[name] as usize, d, e);
+        }
+        let ab = ChunkStats::new(3)
+            .merge_renamed(a.clone(), &to_a)
+            .merge_renamed(b.clone(), &to_b);
+        let ba = ChunkStats::new(3)
+            .merge_renamed(b, &to_b)
+            .merge_renamed(a, &to_a);
+        for m in [&ab, &ba] {
+            assert_eq!(key(m), key(&whole));
+            for name in 0..3 {
+                assert_eq!(m.total(name).to_bits(), whole.total(name).to_bits());
+            }
         }
     }
 

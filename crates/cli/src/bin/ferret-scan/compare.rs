@@ -1,72 +1,92 @@
-//! `--baseline`: the chosen run compared with a baseline run (of the same file, or of another
-//! trace or record file), function by function, with a verdict per function, an optional
+//! A comparison: the population (the files, runs and window asked for) against a baseline
+//! (other runs of the same files, another trace or record file, or the same population in
+//! another window), function by function, with a verdict per function, an optional
 //! differential flame graph, and `--fail-on-regression`'s exit code 3.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
 use ferret_report::comparison::{CompareOptions, ComparisonReport, Side};
 use ferret_report::flame::{write_differential_flamegraph, FoldedLine};
 use ferret_scan::stats::ChunkStats;
-use ferret_scan::{scan_stats, ScanError, ScanOptions};
+use ferret_scan::ScanError;
+use serde_json::Value;
 
-use crate::{asking, flame, html, select, source, Args, Format};
+use crate::select::{self, Runs};
+use crate::source::{self, RecordFile};
+use crate::{asking, flame, html, print_json, runs_asked, stats, window, Args, Format};
 
-/// One side's run, scanned: what the comparison needs once the file is closed.
-struct ScannedRun {
-    /// The file it came from, as given.
-    path: std::path::PathBuf,
+/// One side, scanned: what the comparison needs once its files are closed.
+struct ScannedSide {
+    /// What the side is, for the header: `FILE · run ID`, or the population's size.
+    label: String,
+    /// The run id of a one-run side; the label otherwise.
     run_id: String,
+    /// What JSON says the side is.
+    population: Value,
+    /// True when the side is one run.
+    one_run: bool,
     stats: ChunkStats,
-    /// The file's names, by name id.
+    /// The side's names (the union of its files'), by name id.
     names: Vec<String>,
-    /// Its folded stacks, for `--flamegraph`.
+    /// Its folded stacks, for `--flamegraph` and the page.
     stacks: Option<Vec<FoldedLine>>,
 }
 
 /// Where the baseline comes from.
 enum Baseline<'a> {
-    /// A run of the target's file.
-    RunOfTarget(&'a str),
-    /// Another trace or record file, and the run in it (`None`: its default run).
-    OtherFile(&'a Path, Option<&'a str>),
+    /// Runs of the files given: `--baseline RUN`, or without `--baseline` the same runs (in the
+    /// baseline's window).
+    SameFiles(Runs<'a>),
+    /// Another trace or record file, and the runs in it.
+    OtherFile(&'a Path, Runs<'a>),
 }
 
-/// Scans both runs, prints the comparison, draws the differential flame graph, writes the
+/// True when the arguments ask for a comparison.
+pub fn asked(args: &Args) -> bool {
+    args.baseline.is_some() || args.baseline_since.is_some() || args.baseline_until.is_some()
+}
+
+/// Scans both sides, prints the comparison, draws the differential flame graph, writes the
 /// page, and fails with exit code 3 when `--fail-on-regression` finds a regression.
-pub fn compare(args: &Args, base: &str, started: Instant) -> anyhow::Result<()> {
+pub fn compare(args: &Args, started: Instant) -> anyhow::Result<()> {
     let options = options(args)?;
-    let baseline = baseline(args, base)?;
-    let target_file = source::record_file(&args.file, &args.namespace, !args.no_sidecar)?;
-    let target_path = (args.file.as_path(), target_file.path.as_path());
+    let baseline = baseline(args)?;
+    let targets = source::record_files(&args.files, &args.namespace, !args.no_sidecar)?;
+    let base_window = match (&args.baseline_since, &args.baseline_until) {
+        (None, None) => window(args),
+        (since, until) => (since.as_deref(), until.as_deref()),
+    };
     let base = match baseline {
-        Baseline::RunOfTarget(run) => {
-            scan_side(args, target_path, Some(run), started).map_err(|e| unknown_run(e, run))?
-        }
-        Baseline::OtherFile(path, run) => {
-            let base_file = source::record_file(path, &args.namespace, !args.no_sidecar)?;
-            scan_side(args, (path, &base_file.path), run, started)?
+        Baseline::SameFiles(runs) => scan_side(args, &targets, runs, base_window, started)
+            .map_err(|e| unknown_run(e, args.baseline.as_deref()))?,
+        Baseline::OtherFile(path, runs) => {
+            let files =
+                source::record_files(&[path.to_path_buf()], &args.namespace, !args.no_sidecar)?;
+            scan_side(args, &files, runs, base_window, started)?
         }
     };
-    let target = scan_side(args, target_path, args.run.as_deref(), started)?;
+    let target = scan_side(args, &targets, runs_asked(args), window(args), started)?;
     let report = build_report(&base, &target, options, args);
     // The differential flame graph, drawn once for `--flamegraph` and the page.
     let mut svg = Vec::new();
     if let (Some(b), Some(t)) = (&base.stacks, &target.stacks) {
-        let title = format!("ferret · run {} against {}", target.run_id, base.run_id);
+        let title = match (target.one_run, base.one_run) {
+            (true, true) => format!("ferret · run {} against {}", target.run_id, base.run_id),
+            _ => format!("ferret · {} against {}", target.label, base.label),
+        };
         write_differential_flamegraph(b, t, &title, &mut svg)?;
     }
     if let Some(path) = &args.flamegraph {
         flame::save(path, &svg)?;
     }
     if let Some(page) = &args.html {
-        let svg = String::from_utf8(svg).context("the flame graph is not UTF-8")?;
-        let path = &target_file.path;
-        source::with_span_file(path, false, |file| {
-            asking(args, (path, file), started, |q| {
-                let chosen = select::select(q, args.run.as_deref(), true)?;
+        let svg =
+            String::from_utf8(svg).map_err(|_| anyhow::anyhow!("the flame graph is not UTF-8"))?;
+        source::with_span_files(&targets, false, |files| {
+            asking(args, files, started, |q| {
+                let chosen = select::select(q, runs_asked(args), window(args), true)?;
                 let comparison = Some((&report, svg.clone()));
                 html::write_html(q, (page, None), chosen, comparison)
             })
@@ -95,37 +115,46 @@ fn options(args: &Args) -> anyhow::Result<CompareOptions> {
     })
 }
 
-/// What `--baseline BASE` names: a file when one is there, else a run of the target's file.
-fn baseline<'a>(args: &'a Args, base: &'a str) -> anyhow::Result<Baseline<'a>> {
+/// What the baseline is: `--baseline BASE` names a file when one is there, else a run of the
+/// files given; without it, the population itself (in the baseline's window).
+fn baseline(args: &Args) -> anyhow::Result<Baseline<'_>> {
+    let Some(base) = &args.baseline else {
+        return Ok(Baseline::SameFiles(runs_asked(args)));
+    };
+    let runs = match args.baseline_run.is_empty() {
+        true => Runs::Default,
+        false => Runs::Given(&args.baseline_run),
+    };
     match Path::new(base) {
-        path if path.exists() => Ok(Baseline::OtherFile(path, args.baseline_run.as_deref())),
-        _ if args.baseline_run.is_some() => anyhow::bail!(
-            "--baseline {base}: no such file (--baseline-run picks a run in another file; to compare two runs of {}, give --baseline RUN)",
-            args.file.display()
+        path if path.exists() => Ok(Baseline::OtherFile(path, runs)),
+        _ if !args.baseline_run.is_empty() => anyhow::bail!(
+            "--baseline {base}: no such file (--baseline-run picks a run in another file; to compare with another run of the files given, give --baseline RUN)"
         ),
-        _ => Ok(Baseline::RunOfTarget(base)),
+        _ => Ok(Baseline::SameFiles(Runs::Given(std::slice::from_ref(base)))),
     }
 }
 
-/// A baseline run the target's file does not have is a baseline that is neither a file nor a
-/// run: said so, with the runs it comes closest to. Other errors pass unchanged.
-fn unknown_run(e: anyhow::Error, run: &str) -> anyhow::Error {
+/// A baseline run the files given do not have is a baseline that is neither a file nor a run:
+/// said so, with the runs it comes closest to. Other errors pass unchanged.
+fn unknown_run(e: anyhow::Error, run: Option<&str>) -> anyhow::Error {
     let unknown = e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ScanError>(),
-            Some(ScanError::UnknownRun { .. } | ScanError::AmbiguousRun { .. })
-        )
+        c.is::<select::NoSuchRun>()
+            || matches!(
+                c.downcast_ref::<ScanError>(),
+                Some(ScanError::UnknownRun { .. } | ScanError::AmbiguousRun { .. })
+            )
     });
-    match unknown {
-        true => e.context(format!("--baseline {run} is neither a file nor a run")),
-        false => e,
+    match (unknown, run) {
+        (true, Some(run)) => e.context(format!("--baseline {run} is neither a file nor a run")),
+        _ => e,
     }
 }
 
-/// The comparison as a table (with both sides named), JSON or CSV.
+/// The comparison as a table (with both sides named), JSON (each side with its population)
+/// or CSV.
 fn print(
     report: &ComparisonReport,
-    (base, target): (&ScannedRun, &ScannedRun),
+    (base, target): (&ScannedSide, &ScannedSide),
     args: &Args,
     started: Instant,
 ) -> anyhow::Result<()> {
@@ -134,27 +163,35 @@ fn print(
         Format::Table => {
             writeln!(
                 out,
-                "base {} · run {} · {} spans  →  target {} · run {} · {} spans · {:.3} s",
-                base.path.display(),
-                report.base_run_id,
+                "base {} · {} spans  →  target {} · {} spans · {:.3} s",
+                base.label,
                 report.base_spans,
-                target.path.display(),
-                report.target_run_id,
+                target.label,
                 report.target_spans,
                 started.elapsed().as_secs_f64()
             )?;
             report.write_table(&mut out, std::io::stdout().is_terminal())?;
         }
-        Format::Json => report.write_json(&mut out)?,
+        Format::Json => {
+            let mut doc = report.to_json();
+            // A side of several runs is named by its population, as every mode's JSON does.
+            for (key, side) in [("base", base), ("target", target)] {
+                if let (Some(fields), false) = (doc[key].as_object_mut(), side.one_run) {
+                    fields.remove("run_id");
+                    fields.insert("population".into(), side.population.clone());
+                }
+            }
+            print_json(&doc, &mut out)?;
+        }
         Format::Csv => report.write_csv(&mut out)?,
     }
     Ok(out.flush()?)
 }
 
-/// The comparison of the two scanned runs.
+/// The comparison of the two scanned sides.
 fn build_report(
-    base: &ScannedRun,
-    target: &ScannedRun,
+    base: &ScannedSide,
+    target: &ScannedSide,
     options: CompareOptions,
     args: &Args,
 ) -> ComparisonReport {
@@ -173,39 +210,47 @@ fn build_report(
     ComparisonReport::build(base_side, target_side, options, &args.sort, args.limit)
 }
 
-/// Scans `run` (`None`: the default run) of the record file at `path`, the record file of
-/// `given`, with the filters of `args`, relative times counted from that run's end.
+/// Scans the population of `records` (the runs `runs`, in the window `window`, relative times
+/// counted from its own last span end) with the filters of `args`.
 fn scan_side(
     args: &Args,
-    (given, path): (&Path, &Path),
-    run: Option<&str>,
+    records: &[RecordFile],
+    runs: Runs,
+    window: (Option<&str>, Option<&str>),
     started: Instant,
-) -> anyhow::Result<ScannedRun> {
-    source::with_span_file(path, false, |file| {
-        asking(args, (path, file), started, |q| {
-            let chosen = select::select(q, run, false)?;
-            let run = chosen.run;
-            let opts = ScanOptions {
-                verify: !args.no_verify,
-                filter: chosen.filter,
-                ..ScanOptions::default()
-            };
-            let stats = scan_stats(file, run, &opts, q.release)
-                .with_context(|| path.display().to_string())?;
+) -> anyhow::Result<ScannedSide> {
+    source::with_span_files(records, false, |files| {
+        asking(args, files, started, |q| {
+            let chosen = select::select(q, runs, window, false)?;
+            if chosen.members.is_empty() {
+                anyhow::bail!("the files given hold no spans");
+            }
+            let names = stats::name_union(q);
+            let merged = stats::merged(q, &chosen, &chosen.members, &names)?;
             // Exact: a differential graph colours by the change of each stack.
             let differential = args.flamegraph.is_some() || args.html.is_some();
             let stacks = match differential {
-                true => Some(flame::stacks(q, run, false)?),
+                true => Some(flame::stacks(q, &chosen, false)?),
                 false => None,
             };
-            let names = (0..file.name_count() as u32)
-                .map(|id| file.name(id).unwrap_or_default().to_string())
-                .collect();
-            Ok(ScannedRun {
-                path: given.to_path_buf(),
-                run_id: file.string(run).unwrap_or_default().to_string(),
-                stats,
-                names,
+            let (label, run_id) = match chosen.members[..] {
+                [m] => {
+                    let id = chosen.run_id(q, m);
+                    let given = q.files[m.file].given.display();
+                    (format!("{given} · run {id}"), id)
+                }
+                _ => (chosen.describe(q), chosen.describe(q)),
+            };
+            let (union, _) = names;
+            Ok(ScannedSide {
+                label,
+                run_id,
+                population: chosen.population_json(q),
+                one_run: chosen.is_one_run(),
+                stats: merged,
+                names: (0..union.len() as u32)
+                    .map(|id| union.name(id).to_string())
+                    .collect(),
                 stacks,
             })
         })

@@ -1,5 +1,5 @@
-//! `--html OUT.html`: one self-contained page of the chosen run, built from the same reports as
-//! the text answers (and, with `--baseline`, the comparison's).
+//! `--html OUT.html`: one self-contained page of the population, built from the same reports as
+//! the text answers (and, with a baseline, the comparison's).
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,7 @@ use crate::{create, flame, local, local_time, stats, timeline, trees, Asked};
 /// Spans kept per tree on a page unless `--max-nodes` says otherwise.
 const PAGE_MAX_NODES: usize = 300;
 
-/// Scans the chosen run (statistics, timeline, stacks, slowest trees) and writes the page to
+/// Scans the population (statistics, timeline, stacks, slowest trees) and writes the page to
 /// `page` (and its flame graph to `flamegraph`, when given), with the comparison and its
 /// differential flame graph (an SVG document) when a baseline was given.
 pub fn write_html(
@@ -24,43 +24,21 @@ pub fn write_html(
     chosen: Selection,
     comparison: Option<(&ComparisonReport, String)>,
 ) -> anyhow::Result<()> {
-    let (args, file) = (q.args, q.file);
-    let functions = stats::report(q, chosen.clone(), 0)?;
-    let timeline = timeline::timeline(q, chosen.clone())?;
-    let stacks = flame::stacks(q, chosen.run, true)?;
-    let svg = flame::svg(q, chosen.run, &stacks)?;
+    let args = q.args;
+    let functions = stats::report(q, &chosen, 0)?;
+    let timeline = timeline::timeline(q, &chosen)?;
+    let stacks = flame::stacks(q, &chosen, true)?;
+    let svg = flame::svg(q, &chosen, &stacks)?;
     if let Some(path) = flamegraph {
         flame::save(path, &svg)?;
     }
     let max_nodes = args.max_nodes.unwrap_or(PAGE_MAX_NODES);
     let slowest = trees::slowest(q, &chosen, max_nodes)?;
     let mut trees_html = Vec::new();
-    write_trees_html(file, &slowest, &mut trees_html)?;
-    let run = chosen.runs.iter().find(|r| r.run == chosen.run);
-    let mut facts = vec![
-        ("File".to_string(), args.file.display().to_string()),
-        ("Run".to_string(), functions.run_id.clone()),
-        (
-            "Spans".to_string(),
-            format!("{} of {} in the file", functions.spans, file.record_count()),
-        ),
-    ];
-    if let Some(r) = run {
-        facts.push(("First start".into(), local_time(r.first_start)));
-        facts.push(("Last start".into(), local_time(r.last_start)));
-        facts.push((
-            "Wall time".into(),
-            format!("{:.3} s", r.last_end - r.first_start),
-        ));
-    }
-    facts.push(("Format version".into(), file.version().to_string()));
-    let title = args.file.file_name().map_or_else(
-        || args.file.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    write_trees_html(&trees::printable(q, &chosen, &slowest), &mut trees_html)?;
     let page_parts = Page {
-        title,
-        facts,
+        title: title(q, &chosen),
+        facts: facts(q, &chosen, functions.spans),
         functions: &functions,
         timeline: &timeline,
         local_time: &local_time,
@@ -73,6 +51,67 @@ pub fn write_html(
     write_page(&page_parts, &mut w)
         .and_then(|()| w.flush())
         .with_context(|| page.display().to_string())
+}
+
+/// The page's title: the file's name, or the population's size.
+fn title(q: &Asked, chosen: &Selection) -> String {
+    match chosen.members[..] {
+        [m] => {
+            let given = &q.files[m.file].given;
+            given.file_name().map_or_else(
+                || given.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        }
+        _ => chosen.describe(q),
+    }
+}
+
+/// The header's facts: the files and runs (each run's first and last start and wall time when
+/// the population is one run), the spans, the format version.
+fn facts(q: &Asked, chosen: &Selection, spans: u64) -> Vec<(String, String)> {
+    let mut facts = Vec::new();
+    let given = |file: usize| q.files[file].given.display().to_string();
+    let records = stats::records(q, chosen);
+    if let [m] = chosen.members[..] {
+        facts.push(("File".to_string(), given(m.file)));
+        facts.push(("Run".to_string(), chosen.run_id(q, m)));
+        facts.push((
+            "Spans".to_string(),
+            format!("{spans} of {records} in the file"),
+        ));
+        if let Some(r) = chosen.summary(m) {
+            facts.push(("First start".into(), local_time(r.first_start)));
+            facts.push(("Last start".into(), local_time(r.last_start)));
+            facts.push((
+                "Wall time".into(),
+                format!("{:.3} s", r.last_end - r.first_start),
+            ));
+        }
+        facts.push((
+            "Format version".into(),
+            q.files[m.file].file.version().to_string(),
+        ));
+        return facts;
+    }
+    let files: Vec<String> = chosen.files().map(given).collect();
+    facts.push((format!("Files ({})", files.len()), files.join(", ")));
+    let runs: Vec<String> = chosen
+        .members
+        .iter()
+        .map(|&m| format!("{} ({})", chosen.run_id(q, m), given(m.file)))
+        .collect();
+    facts.push((format!("Runs ({})", runs.len()), runs.join(", ")));
+    facts.push((
+        "Spans".to_string(),
+        format!("{spans} of {records} in the files"),
+    ));
+    let window = |t: Option<f64>| t.map_or_else(|| "-".to_string(), local_time);
+    if chosen.filter.since.is_some() || chosen.filter.until.is_some() {
+        facts.push(("Since".into(), window(chosen.filter.since)));
+        facts.push(("Until".into(), window(chosen.filter.until)));
+    }
+    facts
 }
 
 /// The local time of day with milliseconds, for the chart's axis.

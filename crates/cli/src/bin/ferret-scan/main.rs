@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use ferret_format::SpanFile;
 use ferret_report::functions::SORT_KEYS;
-use ferret_scan::engine::AfterChunk;
-use memmap2::Mmap;
+
+use crate::select::Runs;
+use crate::source::Opened;
 
 /// Per-function statistics, call trees, flame graphs and Parquet exports of a ferret trace
 /// converted by ferret-convert, computed over the mapped file in memory bounded by the number of
@@ -30,20 +30,31 @@ use memmap2::Mmap;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ferret-scan", version)]
 struct Args {
-    /// The record file written by ferret-convert, or a trace itself (a BeaverDB file or JSON
-    /// lines): its record file (a sidecar beside it, or in the cache folder when its folder is
-    /// read-only) is made the first time and brought up to date with only the new rows after.
-    file: PathBuf,
-    /// BeaverDB namespace (log name) of a trace given directly.
+    /// Record files written by ferret-convert, or traces themselves (BeaverDB files or JSON
+    /// lines), in any mix: each trace's record file (a sidecar beside it, or in the cache folder
+    /// when its folder is read-only) is made the first time and brought up to date with only
+    /// the new rows after. Several files are one population (a service's workers): every mode
+    /// answers over the union of their chosen runs.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// BeaverDB namespace (log name) of the traces given directly.
     #[arg(long, default_value = ferret_convert::sidecar::DEFAULT_NAMESPACE)]
     namespace: String,
     /// For a trace given directly: convert into a temporary file, removed at exit, instead of
     /// keeping a sidecar.
     #[arg(long)]
     no_sidecar: bool,
-    /// Run id or unique prefix (default: the run of the latest span, as ferret picks).
-    #[arg(short, long)]
-    run: Option<String>,
+    /// Run id or unique prefix, in whichever file holds it; repeat for several runs (default:
+    /// each file's run of its latest span, as ferret picks).
+    #[arg(short, long, value_name = "RUN")]
+    run: Vec<String>,
+    /// Every run of every file.
+    #[arg(long, conflicts_with = "run")]
+    all_runs: bool,
+    /// Break the table down by file or by run: a leading column (JSON: groups, each a scan's
+    /// functions).
+    #[arg(long, value_enum, conflicts_with_all = ["runs", "tree", "folded", "flamegraph", "chrome_trace", "to_parquet", "verify", "timeline", "html", "baseline", "baseline_since", "baseline_until"])]
+    by: Option<By>,
     /// Rows to print (0 = all).
     #[arg(short, long, default_value_t = 20)]
     limit: usize,
@@ -53,8 +64,8 @@ struct Args {
     /// Sort key (descending; `name` ascending).
     #[arg(long, default_value = "total", value_parser = clap::builder::PossibleValuesParser::new(SORT_KEYS))]
     sort: String,
-    /// Only spans starting at or after T: RFC 3339, Unix seconds, or relative to the run's end
-    /// like -1h.
+    /// Only spans starting at or after T: RFC 3339, Unix seconds, or relative to the
+    /// population's last span end like -1h.
     #[arg(long, allow_hyphen_values = true)]
     since: Option<String>,
     /// Only spans starting before T (same forms as --since).
@@ -70,7 +81,7 @@ struct Args {
     /// code=200 or retried=true).
     #[arg(long, value_parser = select::parse_tag)]
     tag: Option<(String, String)>,
-    /// List the runs in the file instead of statistics.
+    /// List the runs of the files instead of statistics.
     #[arg(long)]
     runs: bool,
     /// Print the --limit slowest call trees (roots chosen by the filters) instead of statistics.
@@ -92,22 +103,28 @@ struct Args {
     /// Write the --limit slowest trees as Chrome trace-event JSON (Perfetto UI, speedscope).
     #[arg(long, value_name = "OUT.json")]
     chrome_trace: Option<PathBuf>,
-    /// Write the run's spans (every run's with --all-runs) to a Parquet file for DuckDB, Spark,
-    /// DataFusion or Trino (see docs/SCALE-OUT.md); the filters choose the spans.
+    /// Write the population's spans to a Parquet file for DuckDB, Spark, DataFusion or Trino
+    /// (see docs/SCALE-OUT.md); the filters choose the spans.
     #[arg(long, value_name = "OUT.parquet")]
     to_parquet: Option<PathBuf>,
-    /// With --to-parquet: export every run, not one.
-    #[arg(long, requires = "to_parquet", conflicts_with = "run")]
-    all_runs: bool,
-    /// Compare the run with a baseline: a run id or unique prefix in FILE, or another trace or
-    /// record file (its default run, or --baseline-run). The filters apply to both sides; each
-    /// function gets a verdict (slower, faster, same, new, gone) from its two duration
-    /// distributions. With --flamegraph, the graph is the differential one.
+    /// Compare the population with a baseline: a run id or unique prefix in the files given, or
+    /// another trace or record file (its default run, or --baseline-run). The filters apply to
+    /// both sides; each function gets a verdict (slower, faster, same, new, gone) from its two
+    /// duration distributions. With --flamegraph, the graph is the differential one.
     #[arg(long, value_name = "BASE", conflicts_with_all = ["runs", "tree", "folded", "chrome_trace", "to_parquet", "verify"])]
     baseline: Option<String>,
-    /// With --baseline naming another file: the run in it (id or unique prefix).
+    /// With --baseline naming another file: the run in it (id or unique prefix); repeat for
+    /// several.
     #[arg(long, requires = "baseline", value_name = "RUN")]
-    baseline_run: Option<String>,
+    baseline_run: Vec<String>,
+    /// The baseline's window: spans starting at or after T (same forms as --since; relative
+    /// times count back from the baseline's last span end). Without --baseline, the baseline
+    /// is the same population in this window.
+    #[arg(long, value_name = "T", allow_hyphen_values = true, conflicts_with_all = ["runs", "tree", "folded", "chrome_trace", "to_parquet", "verify"])]
+    baseline_since: Option<String>,
+    /// The baseline's window: spans starting before T (see --baseline-since).
+    #[arg(long, value_name = "T", allow_hyphen_values = true, conflicts_with_all = ["runs", "tree", "folded", "chrome_trace", "to_parquet", "verify"])]
+    baseline_until: Option<String>,
     /// With --baseline: the smallest shift of a function's median duration called slower or
     /// faster, in percent, however significant a smaller one is.
     #[arg(long, default_value_t = 5.0, value_name = "PCT")]
@@ -116,9 +133,9 @@ struct Args {
     /// over every function compared).
     #[arg(long, default_value_t = 5.0, value_name = "PCT")]
     fdr: f64,
-    /// With --baseline: exit with code 3 when a function is called slower and its median
+    /// With a baseline: exit with code 3 when a function is called slower and its median
     /// duration moved up by more than PCT percent (a CI gate).
-    #[arg(long, requires = "baseline", value_name = "PCT")]
+    #[arg(long, value_name = "PCT")]
     fail_on_regression: Option<f64>,
     /// Print the run (or the --since/--until window) cut into time buckets by span start: per
     /// bucket spans, errors, total time, p50, p90, p99 (the filters apply: --name gives one
@@ -152,6 +169,13 @@ enum Format {
     Csv,
 }
 
+/// What `--by` breaks the table down by.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum By {
+    File,
+    Run,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StatusArg {
     Ok,
@@ -164,64 +188,83 @@ fn main() -> ExitCode {
     ferret_cli::finish("ferret-scan", result, args.print_peak_rss)
 }
 
-/// Answers on the record file of the file given (itself, or a trace's sidecar).
+/// Answers on the record files of the files given (each itself, or a trace's sidecar).
 fn scan(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    if let Some(base) = &args.baseline {
-        return compare::compare(args, base, started);
+    if args.fail_on_regression.is_some() && !compare::asked(args) {
+        bail!("--fail-on-regression needs a baseline: --baseline, --baseline-since or --baseline-until");
     }
-    let record = source::record_file(&args.file, &args.namespace, !args.no_sidecar)?;
-    let path = &record.path;
-    source::with_span_file(path, args.verify, |file| answer(args, path, file, started))
+    if compare::asked(args) {
+        return compare::compare(args, started);
+    }
+    let records = source::record_files(&args.files, &args.namespace, !args.no_sidecar)?;
+    source::with_span_files(&records, args.verify, |files| answer(args, files, started))
 }
 
-/// What every mode answers from: the arguments, the record file (its path and its mapping),
-/// when the question started, and how a pass hands back its pages.
+/// What every mode answers from: the arguments, the files opened, and when the question
+/// started.
 struct Asked<'a> {
     args: &'a Args,
-    path: &'a Path,
-    file: &'a SpanFile<Mmap>,
+    files: &'a [Opened],
     started: Instant,
-    release: AfterChunk<'a>,
 }
 
-/// The answer of the mode `args` ask for, from `file`.
-fn answer(args: &Args, path: &Path, file: &SpanFile<Mmap>, started: Instant) -> anyhow::Result<()> {
+/// The answer of the mode `args` ask for, from `files`.
+fn answer(args: &Args, files: &[Opened], started: Instant) -> anyhow::Result<()> {
     if args.verify {
-        let n = file.verify().with_context(|| path.display().to_string())?;
-        println!(
-            "{}: ok, {n} records, format version {}",
-            path.display(),
-            file.version()
-        );
+        for m in files {
+            let n = m.file.verify().with_context(|| m.ctx())?;
+            println!(
+                "{}: ok, {n} records, format version {}",
+                m.path.display(),
+                m.file.version()
+            );
+        }
         return Ok(());
     }
-    asking(args, (path, file), started, dispatch)
+    asking(args, files, started, dispatch)
 }
 
-/// Prepares `file` for a question's scans (its notes said, sequential reading advised, an
-/// empty file refused) and answers with `answer`.
+/// Prepares the files for a question's scans (their notes said, sequential reading advised,
+/// a population without spans refused) and answers with `answer`.
 fn asking<T>(
     args: &Args,
-    (path, file): (&Path, &SpanFile<Mmap>),
+    files: &[Opened],
     started: Instant,
     answer: impl FnOnce(&Asked) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    source::note_state(path, file);
-    if file.record_count() == 0 {
-        bail!("{}: the file holds no spans", path.display());
+    for m in files {
+        source::note_state(&m.path, &m.file);
+        m.file.advise_sequential();
     }
-    file.advise_sequential();
-    // Each pass hands a chunk's pages back to the page cache once folded: resident memory stays
-    // at a few chunks per worker, whatever the file's size.
-    let release = |seg: &ferret_format::Segment, range| file.release_records(seg, range);
+    match files {
+        [m] if m.file.record_count() == 0 => {
+            bail!("{}: the file holds no spans", m.path.display())
+        }
+        _ if files.iter().all(|m| m.file.record_count() == 0) => {
+            bail!("none of the {} files holds spans", files.len())
+        }
+        _ => {}
+    }
     answer(&Asked {
         args,
-        path,
-        file,
+        files,
         started,
-        release: &release,
     })
+}
+
+/// The runs the arguments ask for.
+fn runs_asked(args: &Args) -> Runs<'_> {
+    match (args.all_runs, args.run.is_empty()) {
+        (true, _) => Runs::All,
+        (false, false) => Runs::Given(&args.run),
+        (false, true) => Runs::Default,
+    }
+}
+
+/// The window `--since`/`--until` gives.
+fn window(args: &Args) -> (Option<&str>, Option<&str>) {
+    (args.since.as_deref(), args.until.as_deref())
 }
 
 /// The mode the arguments ask for.
@@ -231,7 +274,10 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
         return runs::list_runs(q);
     }
     let need_runs = args.to_parquet.is_some() || args.timeline || args.html.is_some();
-    let chosen = select::select(q, args.run.as_deref(), need_runs)?;
+    let chosen = select::select(q, runs_asked(args), window(args), need_runs)?;
+    if chosen.members.is_empty() {
+        bail!("the files given hold no spans");
+    }
     if let Some(page) = &args.html {
         // `--flamegraph` beside `--html` gets the page's own graph.
         let outputs = (page.as_path(), args.flamegraph.as_deref());
@@ -244,7 +290,7 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
         return parquet::write_parquet(q, output, chosen);
     }
     if args.folded || args.flamegraph.is_some() {
-        flame::write(q, chosen.run)?;
+        flame::write(q, &chosen)?;
         if !args.tree && args.chrome_trace.is_none() {
             return Ok(());
         }
@@ -253,6 +299,12 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
         return trees::write_trees(q, chosen);
     }
     stats::write_stats(q, chosen)
+}
+
+/// Prints `doc` as pretty JSON and a newline.
+fn print_json(doc: &serde_json::Value, out: &mut dyn io::Write) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc)?;
+    Ok(writeln!(out)?)
 }
 
 /// Warns once about spans whose parent links loop.

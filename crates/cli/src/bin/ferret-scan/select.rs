@@ -1,57 +1,258 @@
-//! Which spans a question is about: its run (given, or the one ferret picks) and the filters of
-//! the command line, with relative times counted back from the run's end.
+//! Which spans a question is about: its population (the files given, a run or several of each,
+//! a time window) and the filters of the command line, with relative times counted back from
+//! the population's last span end.
 
-use anyhow::Context;
-use ferret_scan::{default_run, resolve_run, scan_runs, Filter, RunSummary, ScanOptions};
+use anyhow::{bail, Context};
+use ferret_scan::{
+    default_run, resolve_run, scan_runs, Filter, RunSummary, ScanError, ScanOptions,
+};
+use serde_json::{json, Value};
 
-use crate::{Asked, StatusArg};
+use crate::{local_time, Asked, StatusArg};
 
-/// A run and the filters, as they apply to one file.
+/// One run of one file of the population.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The file's place among the files given.
+    pub file: usize,
+    /// The run's string id in that file.
+    pub run: u32,
+}
+
+/// The runs a population holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Runs<'a> {
+    /// Each file's default run (ferret's pick: the run of its latest span).
+    Default,
+    /// Every run of every file.
+    All,
+    /// The runs these ids or unique prefixes name, each in whichever file holds it.
+    Given(&'a [String]),
+}
+
+/// A question's population and filters.
 #[derive(Clone)]
 pub struct Selection {
-    /// The run's string id in the file.
-    pub run: u32,
-    /// The file's runs, when the question needed them (empty otherwise).
-    pub runs: Vec<RunSummary>,
+    /// The runs chosen, file by file.
+    pub members: Vec<Member>,
+    /// Per file: its runs, when the question needed them (empty otherwise).
+    pub runs: Vec<Vec<RunSummary>>,
     /// The filters, times resolved.
     pub filter: Filter,
 }
 
-/// The run of the file that `run` names (an id or a unique prefix; `None`: the run of the latest
-/// span, as ferret picks) and the filters of the arguments. The file's runs are read (a second pass)
-/// only when a run is named, a time is relative to the run's end, or `need_runs`.
-pub fn select(q: &Asked, run: Option<&str>, need_runs: bool) -> anyhow::Result<Selection> {
-    let (args, file) = (q.args, q.file);
-    let ctx = || q.path.display().to_string();
-    let relative = |t: &Option<String>| t.as_deref().is_some_and(|t| t.starts_with('-'));
+impl Selection {
+    /// The run directory's entry of a member, when the runs were read.
+    pub fn summary(&self, m: Member) -> Option<&RunSummary> {
+        self.runs.get(m.file)?.iter().find(|r| r.run == m.run)
+    }
+
+    /// The runs chosen in file `file`.
+    pub fn runs_of(&self, file: usize) -> impl Iterator<Item = u32> + '_ {
+        self.members
+            .iter()
+            .filter(move |m| m.file == file)
+            .map(|m| m.run)
+    }
+
+    /// True when the population is one run of one file: outputs read as they always have.
+    pub fn is_one_run(&self) -> bool {
+        self.members.len() == 1
+    }
+
+    /// The run id of a member.
+    pub fn run_id(&self, q: &Asked, m: Member) -> String {
+        q.files[m.file]
+            .file
+            .string(m.run)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What the population is, for a text output's first line: `FILE · run ID` for one run,
+    /// else `N files · M runs` and the window.
+    pub fn describe(&self, q: &Asked) -> String {
+        if let [m] = self.members[..] {
+            return format!(
+                "{} · run {}",
+                q.files[m.file].path.display(),
+                self.run_id(q, m)
+            );
+        }
+        let files = self.files().count();
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let mut text = format!(
+            "{} · {}",
+            plural(files, "file"),
+            plural(self.members.len(), "run")
+        );
+        match (self.filter.since, self.filter.until) {
+            (Some(a), Some(b)) => {
+                text += &format!(" · from {} until {}", local_time(a), local_time(b))
+            }
+            (Some(a), None) => text += &format!(" · since {}", local_time(a)),
+            (None, Some(b)) => text += &format!(" · until {}", local_time(b)),
+            (None, None) => {}
+        }
+        text
+    }
+
+    /// The files that hold a chosen run, in the order given.
+    pub fn files(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut files: Vec<usize> = self.members.iter().map(|m| m.file).collect();
+        files.dedup();
+        files.into_iter()
+    }
+
+    /// `{"files": [...], "runs": [{"file", "run_id"}], "since", "until"}`: what every JSON
+    /// output says the population is (files as given, times as Unix seconds or null).
+    pub fn population_json(&self, q: &Asked) -> Value {
+        let given = |file: usize| q.files[file].given.display().to_string();
+        let runs: Vec<Value> = self
+            .members
+            .iter()
+            .map(|&m| json!({"file": given(m.file), "run_id": self.run_id(q, m)}))
+            .collect();
+        let files: Vec<String> = self.files().map(given).collect();
+        json!({"files": files, "runs": runs, "since": self.filter.since, "until": self.filter.until})
+    }
+
+    /// `doc` (a JSON object) as a population of several runs says it: its `run_id` replaced by
+    /// the population. A one-run question's JSON stays as it always was.
+    pub fn with_population(&self, q: &Asked, mut doc: Value) -> Value {
+        if let (Some(fields), false) = (doc.as_object_mut(), self.is_one_run()) {
+            fields.remove("run_id");
+            fields.insert("population".into(), self.population_json(q));
+        }
+        doc
+    }
+}
+
+/// The population the arguments ask for: the runs `runs` of the files, and the filters with the
+/// window `since`/`until`. Every file's runs are read (from its run directory; a second pass
+/// for a version 1 file) only when runs are named or all asked for, a time is relative, or
+/// `need_runs`.
+pub fn select(
+    q: &Asked,
+    runs: Runs,
+    (since, until): (Option<&str>, Option<&str>),
+    need_runs: bool,
+) -> anyhow::Result<Selection> {
+    let args = q.args;
+    let relative = |t: Option<&str>| t.is_some_and(|t| t.starts_with('-'));
+    let read_runs =
+        need_runs || !matches!(runs, Runs::Default) || relative(since) || relative(until);
     let opts = ScanOptions {
         verify: !args.no_verify,
         ..ScanOptions::default()
     };
-    let runs = if need_runs || run.is_some() || relative(&args.since) || relative(&args.until) {
-        scan_runs(file, &opts, q.release).with_context(ctx)?
-    } else {
-        Vec::new()
+    let mut summaries = Vec::with_capacity(q.files.len());
+    for m in q.files {
+        summaries.push(match read_runs {
+            true => scan_runs(&m.file, &opts, &m.release()).with_context(|| m.ctx())?,
+            false => Vec::new(),
+        });
+    }
+    let members = match runs {
+        Runs::Default => default_members(q)?,
+        Runs::All => summaries
+            .iter()
+            .enumerate()
+            .flat_map(|(file, runs)| runs.iter().map(move |r| Member { file, run: r.run }))
+            .collect(),
+        Runs::Given(given) => given_members(q, &summaries, given)?,
     };
-    let run = match run {
-        Some(given) => resolve_run(file, &runs, given).with_context(ctx)?,
-        None => default_run(file).with_context(ctx)?,
-    };
-    // Relative times count back from the run's end (the latest run's end with --all-runs).
-    let run_end = runs
+    // Relative times count back from the population's last span end.
+    let end = members
         .iter()
-        .filter(|r| args.all_runs || r.run == run)
+        .filter_map(|m| summaries[m.file].iter().find(|r| r.run == m.run))
         .map(|r| r.last_end)
         .fold(0.0, f64::max);
-    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, run_end)).transpose();
+    let time = |t: Option<&str>| t.map(|t| parse_time(t, end)).transpose();
     let filter = Filter {
         name: args.name.clone(),
         errors: args.status.map(|s| matches!(s, StatusArg::Error)),
-        since: time(&args.since)?,
-        until: time(&args.until)?,
+        since: time(since)?,
+        until: time(until)?,
         tag: args.tag.clone(),
     };
-    Ok(Selection { run, runs, filter })
+    Ok(Selection {
+        members,
+        runs: summaries,
+        filter,
+    })
+}
+
+/// Each file's default run; a file without spans has none (one file alone says so).
+fn default_members(q: &Asked) -> anyhow::Result<Vec<Member>> {
+    let mut members = Vec::new();
+    for (file, m) in q.files.iter().enumerate() {
+        match default_run(&m.file) {
+            Ok(run) => members.push(Member { file, run }),
+            Err(ScanError::Empty) if q.files.len() > 1 => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(m.ctx())),
+        }
+    }
+    Ok(members)
+}
+
+/// A run named that none of several files holds.
+#[derive(Debug)]
+pub struct NoSuchRun {
+    given: String,
+    files: usize,
+}
+
+impl std::fmt::Display for NoSuchRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no run {:?} in any of the {} files given (--runs lists them)",
+            self.given, self.files
+        )
+    }
+}
+
+impl std::error::Error for NoSuchRun {}
+
+/// The runs named by `given` (ids or unique prefixes), each in the one file that holds it; a
+/// run named twice counts once.
+fn given_members(
+    q: &Asked,
+    summaries: &[Vec<RunSummary>],
+    given: &[String],
+) -> anyhow::Result<Vec<Member>> {
+    let mut members: Vec<Member> = Vec::new();
+    for id in given {
+        let mut found = Vec::new();
+        for (file, m) in q.files.iter().enumerate() {
+            match resolve_run(&m.file, &summaries[file], id) {
+                Ok(run) => found.push(Member { file, run }),
+                // Among several files, a run is in one of them.
+                Err(ScanError::UnknownRun { .. }) if q.files.len() > 1 => {}
+                Err(e) => return Err(anyhow::Error::new(e).context(m.ctx())),
+            }
+        }
+        let path = |m: &Member| q.files[m.file].given.display().to_string();
+        match found[..] {
+            [] => {
+                return Err(NoSuchRun {
+                    given: id.clone(),
+                    files: q.files.len(),
+                }
+                .into())
+            }
+            [one] if !members.contains(&one) => members.push(one),
+            [_] => {}
+            [a, b, ..] => bail!(
+                "run {id:?} matches a run in {} and one in {}: give more of its id",
+                path(&a),
+                path(&b)
+            ),
+        }
+    }
+    members.sort_by_key(|m| (m.file, m.run));
+    Ok(members)
 }
 
 /// Parses `--tag KEY=VALUE`.
@@ -63,7 +264,7 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 /// Parses a time bound: Unix seconds, RFC 3339 with any offset (`Z`, `+02:00`), a date and
 /// time without an offset (read as local time, as every output shows times), or `-DURATION`
-/// counted back from the run's end (`-10m`, `-1h30m`). A bare negative number is refused: it
+/// counted back from the population's last span end (`-10m`, `-1h30m`). A bare negative number is refused: it
 /// would read as a time in 1969, and is nearly always a duration missing its unit.
 pub fn parse_time(t: &str, run_end: f64) -> anyhow::Result<f64> {
     let t = t.trim();

@@ -13,9 +13,46 @@ use memmap2::Mmap;
 
 /// A record file to scan; a temporary sidecar lives as long as this.
 pub struct RecordFile {
+    /// The file as given on the command line (a trace, or the record file itself).
+    pub given: PathBuf,
     /// The record file's path.
     pub path: PathBuf,
     _sidecar: Option<Sidecar>,
+}
+
+/// The record files of the files given, in order: each trace brought up to date through its
+/// own sidecar. A file given twice (or a trace and its own sidecar) is refused, naming both.
+pub fn record_files(
+    given: &[PathBuf],
+    namespace: &str,
+    keep: bool,
+) -> anyhow::Result<Vec<RecordFile>> {
+    // Every file is checked before any sidecar is made: a bad one stops the question with
+    // nothing written.
+    for path in given {
+        check_readable(path)?;
+    }
+    let mut files: Vec<RecordFile> = Vec::with_capacity(given.len());
+    let mut seen: Vec<(std::fs::Metadata, usize)> = Vec::new();
+    for path in given {
+        let record = record_file(path, namespace, keep)?;
+        if let Ok(meta) = std::fs::metadata(&record.path) {
+            use std::os::unix::fs::MetadataExt;
+            let same = seen
+                .iter()
+                .find(|(m, _)| m.dev() == meta.dev() && m.ino() == meta.ino());
+            if let Some(&(_, earlier)) = same {
+                bail!(
+                    "{} and {} are the same trace: give each file once",
+                    files[earlier].given.display(),
+                    path.display()
+                );
+            }
+            seen.push((meta, files.len()));
+        }
+        files.push(record);
+    }
+    Ok(files)
 }
 
 /// The record file of `path`: itself, or for a trace (a BeaverDB file or JSON lines) its
@@ -24,15 +61,13 @@ pub struct RecordFile {
 pub fn record_file(path: &Path, namespace: &str, keep: bool) -> anyhow::Result<RecordFile> {
     if !is_trace(path)? {
         return Ok(RecordFile {
+            given: path.to_path_buf(),
             path: path.to_path_buf(),
             _sidecar: None,
         });
     }
     let sidecar = match sidecar::refresh(path, namespace, keep) {
-        Err(ferret_convert::ConvertError::UnknownInput(path)) => bail!(
-            "{}: not a ferret span file, a SQLite database or a JSON lines file (.jsonl, .ndjson): give a trace ferret-io wrote, or its conversion",
-            path.display()
-        ),
+        Err(ferret_convert::ConvertError::UnknownInput(path)) => return Err(unknown_input(&path)),
         refreshed => refreshed?,
     };
     if let Some(why) = &sidecar.rebuilt {
@@ -53,9 +88,32 @@ pub fn record_file(path: &Path, namespace: &str, keep: bool) -> anyhow::Result<R
         );
     }
     Ok(RecordFile {
+        given: path.to_path_buf(),
         path: sidecar.path.clone(),
         _sidecar: Some(sidecar),
     })
+}
+
+/// A file that is neither a record file nor a trace.
+fn unknown_input(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: not a ferret span file, a SQLite database or a JSON lines file (.jsonl, .ndjson): give a trace ferret-io wrote, or its conversion",
+        path.display()
+    )
+}
+
+/// Fails, naming `path`, when it cannot be opened or is neither a record file nor a trace.
+fn check_readable(path: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    if is_trace(path)? {
+        match ferret_convert::detect(path) {
+            Err(ferret_convert::ConvertError::UnknownInput(path)) => {
+                return Err(unknown_input(&path))
+            }
+            detected => drop(detected?),
+        }
+    }
+    Ok(())
 }
 
 /// True when `path` is a trace rather than a record file: it exists, is not empty, and does
@@ -71,36 +129,113 @@ fn is_trace(path: &Path) -> anyhow::Result<bool> {
     Ok(!head.is_empty() && !head.starts_with(&ferret_format::MAGIC[..6]))
 }
 
-/// Opens the record file at `path` and answers with `answer`. When the newest commit fails its
-/// checks (on open, or in a record block or tag heap a scan reads) and the commit before it is
-/// intact, the answer is the previous commit's, with one warning naming what was left out.
-/// `verify` (for `--verify`) reports the damage as the error instead.
-pub fn with_span_file<T>(
-    path: &Path,
-    verify: bool,
-    answer: impl Fn(&SpanFile<Mmap>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
-    if let (Some(f), false) = (file.fallback(), verify) {
-        warn_fallback(path, f.lost_records, &f.reason);
+/// One file of a question's population, opened: as given, its record file, its mapping, and
+/// its place among the files given.
+pub struct Opened {
+    /// Its place among the files given.
+    pub index: usize,
+    /// The file as given.
+    pub given: PathBuf,
+    /// The record file's path.
+    pub path: PathBuf,
+    /// The record file, mapped.
+    pub file: SpanFile<Mmap>,
+    /// True once the answer falls back to the commit before a damaged newest one.
+    fell_back: bool,
+}
+
+impl Opened {
+    /// The context of an error about this file: its record file's path, and which of the files
+    /// given it is (for the fallback to a previous commit).
+    pub fn ctx(&self) -> InFile {
+        InFile {
+            index: self.index,
+            path: self.path.clone(),
+        }
     }
-    let answered = answer(&file);
-    // A record block or tag heap that the newest commit added failed its checksum during the
-    // scan: answered again from the commit before it.
-    let damage = match &answered {
-        Err(e) if !verify => checksum_damage(e)
-            .filter(|(segment, _)| file.previous_commit_lacks(*segment))
-            .map(|(_, damage)| damage.brief()),
-        _ => None,
+
+    /// What a pass hands a chunk's pages to once folded: back to the page cache, so resident
+    /// memory stays at a few chunks per worker, whatever the file's size.
+    pub fn release(&self) -> impl Fn(&ferret_format::Segment, std::ops::Range<u64>) + Sync + '_ {
+        |seg, range| self.file.release_records(seg, range)
+    }
+}
+
+/// An error's file: printed as its record file's path.
+#[derive(Debug)]
+pub struct InFile {
+    index: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Display for InFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+/// Opens the record files and answers with `answer`. When a file's newest commit fails its
+/// checks (on open, or in a record block or tag heap a scan reads) and the commit before it is
+/// intact, that file answers from the previous commit, with one warning naming what was left
+/// out. `verify` (for `--verify`) reports the damage as the error instead.
+pub fn with_span_files<T>(
+    records: &[RecordFile],
+    verify: bool,
+    answer: impl Fn(&[Opened]) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut opened = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let path = &record.path;
+        let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
+        if let (Some(f), false) = (file.fallback(), verify) {
+            warn_fallback(path, f.lost_records, &f.reason);
+        }
+        opened.push(Opened {
+            index,
+            given: record.given.clone(),
+            path: path.clone(),
+            file,
+            fell_back: false,
+        });
+    }
+    loop {
+        let answered = answer(&opened);
+        // A record block or tag heap that a file's newest commit added failed its checksum
+        // during the scan: that file answers again from the commit before it.
+        let damaged = match &answered {
+            Err(e) if !verify => damaged_file(e, &opened),
+            _ => None,
+        };
+        let Some((index, reason)) = damaged else {
+            return answered;
+        };
+        let m = &opened[index];
+        let previous =
+            SpanFile::open_previous(&m.path).with_context(|| m.path.display().to_string())?;
+        // Saturating: an append may have committed between the two opens.
+        let lost = m
+            .file
+            .record_count()
+            .saturating_sub(previous.record_count());
+        warn_fallback(&m.path, lost, &reason);
+        opened[index].file = previous;
+        opened[index].fell_back = true;
+    }
+}
+
+/// The file (by index) whose newest commit's record block or tag heap failed its checksum in
+/// `e`, and that failure, when the commit before it lacks the damaged segment and the file
+/// has not fallen back already.
+fn damaged_file(e: &anyhow::Error, opened: &[Opened]) -> Option<(usize, String)> {
+    let index = match opened {
+        [_] => 0,
+        _ => e.downcast_ref::<InFile>()?.index,
     };
-    let Some(reason) = damage else {
-        return answered;
-    };
-    let previous = SpanFile::open_previous(path).with_context(|| path.display().to_string())?;
-    // Saturating: an append may have committed between the two opens.
-    let lost = file.record_count().saturating_sub(previous.record_count());
-    warn_fallback(path, lost, &reason);
-    answer(&previous)
+    let m = opened.get(index).filter(|m| !m.fell_back)?;
+    let (segment, damage) = checksum_damage(e)?;
+    m.file
+        .previous_commit_lacks(segment)
+        .then(|| (index, damage.brief()))
 }
 
 /// Says once that the answer comes from the commit before a damaged newest one.
