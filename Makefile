@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: fuzz check-references bench-verdicts readme-example build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: fuzz check-references bench-watch bench-verdicts readme-example build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -55,7 +55,12 @@ bench:
 	$(MAKE) bench-e2e
 	$(MAKE) bench-live
 	$(MAKE) memtest
+	$(MAKE) bench-watch
 	$(MAKE) bench-verdicts
+
+# A live view of a big trace that grows (writes benches/WATCH.md): refresh cost and memory.
+bench-watch:
+	python3 benches/watch.py
 
 # How well the comparison's verdicts are calibrated, on generated pairs of runs whose truth is
 # known (the README quotes this output).

@@ -1,5 +1,8 @@
 //! What both binaries share: how a run ends (the error chain on one line, exit codes, a closed
-//! pipe that is not an error) and the process's peak memory for the hidden `--print-peak-rss`.
+//! pipe that is not an error), the process's peak memory for the hidden `--print-peak-rss`, and
+//! a conversion's [`progress`] bar.
+
+pub mod progress;
 
 use std::process::ExitCode;
 

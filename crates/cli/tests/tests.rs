@@ -20,4 +20,5 @@ mod sidecar;
 mod table;
 mod timeline;
 mod trees;
+mod watch;
 mod writers;

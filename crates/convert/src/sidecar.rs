@@ -125,14 +125,25 @@ pub fn is_writable(folder: &Path) -> bool {
 }
 
 /// Brings the sidecar of `source` up to date and returns it. With `keep` false, converts into
-/// a temporary file instead, removed when the returned [`Sidecar`] is dropped.
-pub fn refresh(source: &Path, namespace: &str, keep: bool) -> Result<Sidecar, ConvertError> {
+/// a temporary file instead, removed when the returned [`Sidecar`] is dropped. `progress`, when
+/// given, is called after each batch with the rows done and the rows expected, counted up
+/// front for a first conversion (a sidecar made the first time, or a temporary one; an
+/// append's total is 0, unknown).
+pub fn refresh(
+    source: &Path,
+    namespace: &str,
+    keep: bool,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Sidecar, ConvertError> {
     if source == Path::new("-") {
         return Err(ConvertError::SidecarOfStdin);
     }
     detect(source)?;
+    let counted = progress.is_some();
+    let mut ignore = |_, _| {};
+    let progress = progress.unwrap_or(&mut ignore);
     if !keep {
-        return temporary(source, namespace);
+        return temporary(source, namespace, counted, progress);
     }
     let cache = cache_folder();
     let location = locate(source, namespace, cache.as_deref(), is_writable)?;
@@ -141,13 +152,14 @@ pub fn refresh(source: &Path, namespace: &str, keep: bool) -> Result<Sidecar, Co
     opts.namespace = namespace.to_string();
     opts.append = true;
     opts.wait = true;
+    opts.count_rows = counted && !path.exists();
     // Whether to append or make it anew is decided under the writer's lock, by the conversion:
     // two scans of a replaced trace rebuild it once, the second appending nothing to it.
     opts.rebuild_stale = true;
     opts.trusted_only = true;
     let trace = std::fs::metadata(source).map_err(|e| crate::source::io(source, e))?;
     opts.mode = Some(trace.permissions().mode() & 0o666);
-    let mut summary = convert(&opts, &mut |_, _| {})?;
+    let mut summary = convert(&opts, progress)?;
     Ok(Sidecar {
         path,
         rebuilt: summary.rebuilt.take(),
@@ -156,8 +168,14 @@ pub fn refresh(source: &Path, namespace: &str, keep: bool) -> Result<Sidecar, Co
     })
 }
 
-/// Converts `source` into a temporary record file (in the system's temporary folder).
-fn temporary(source: &Path, namespace: &str) -> Result<Sidecar, ConvertError> {
+/// Converts `source` into a temporary record file (in the system's temporary folder), its rows
+/// counted first when `counted`.
+fn temporary(
+    source: &Path,
+    namespace: &str,
+    counted: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Sidecar, ConvertError> {
     let io = |e| crate::source::io(&std::env::temp_dir(), e);
     let file = tempfile::Builder::new()
         .prefix(".ferret-scan-")
@@ -167,7 +185,8 @@ fn temporary(source: &Path, namespace: &str) -> Result<Sidecar, ConvertError> {
     let temp = file.into_temp_path();
     let mut opts = ConvertOptions::new(source, temp.to_path_buf());
     opts.namespace = namespace.to_string();
-    let summary = convert(&opts, &mut |_, _| {})?;
+    opts.count_rows = counted;
+    let summary = convert(&opts, progress)?;
     Ok(Sidecar {
         path: temp.to_path_buf(),
         rebuilt: None,

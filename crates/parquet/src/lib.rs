@@ -178,17 +178,12 @@ impl ParquetExport {
         // Every tag heap was checked above.
         let filter = self.options.filter.compile(file, None, false)?;
         let mut behind = Behind::new(file, release);
-        let since_until = (self.options.filter.since, self.options.filter.until);
         // Row groups are built and encoded in parallel, one per worker at a time, and written
         // in order: memory holds at most this many groups (about 25 MB each).
         let in_flight = rayon::current_num_threads();
         for run in &runs {
             // Rows: only blocks holding the run with a start inside the time filter.
-            let select = BlockSelect {
-                run: Some(run.run),
-                since: since_until.0,
-                until: since_until.1,
-            };
+            let select = BlockSelect::of(Some(run.run), &self.options.filter);
             let ranges = group_ranges(run, self.options.rows_per_group);
             for batch in ranges.chunks(in_flight) {
                 let encoded: Vec<Option<EncodedGroup>> = batch

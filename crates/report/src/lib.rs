@@ -10,7 +10,8 @@
 //! - [`timeline`]: the buckets of a timeline, with sparklines;
 //! - [`verdict`]: the statistics of a comparison's verdicts, [`comparison`] the comparison
 //!   report, and [`calibration`] how well the verdicts are calibrated on generated runs;
-//! - [`html`]: one self-contained page of all of them.
+//! - [`html`]: one self-contained page of all of them;
+//! - [`live`]: the live view's snapshot of a window of span ends (`--watch`).
 
 pub mod calibration;
 pub mod chrome;
@@ -18,6 +19,7 @@ pub mod comparison;
 pub mod flame;
 pub mod functions;
 pub mod html;
+pub mod live;
 pub mod text_table;
 pub mod timeline;
 pub mod trees;

@@ -173,6 +173,7 @@ pub fn scan_timeline<D: AsRef<[u8]> + Sync>(
         run: Some(run),
         since: Some(opts.filter.since.map_or(from, |t| t.max(from))),
         until: Some(opts.filter.until.map_or(end, |t| t.min(end))),
+        ended_since: None,
     };
     fold_chunks(
         file,

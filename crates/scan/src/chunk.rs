@@ -61,9 +61,28 @@ pub struct BlockSelect {
     pub since: Option<f64>,
     /// Only blocks with a start before this.
     pub until: Option<f64>,
+    /// Only segments where the run (any run, without `run`) has an end at or after this: its
+    /// run directory's `last_end`.
+    pub ended_since: Option<f64>,
 }
 
 impl BlockSelect {
+    /// The blocks a filter's conditions on time can need, of `run` (or every run): starts in
+    /// `since..until`; for a window of ends, a start before its end, in a segment with an end
+    /// in its reach.
+    pub fn of(run: Option<u32>, filter: &crate::Filter) -> BlockSelect {
+        let ended_to = filter.ended.map(|(_, to)| to);
+        BlockSelect {
+            run,
+            since: filter.since,
+            until: match (filter.until, ended_to) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            ended_since: filter.ended.map(|(from, _)| from),
+        }
+    }
+
     /// Blocks holding `run`.
     pub fn run(run: u32) -> BlockSelect {
         BlockSelect {
@@ -96,5 +115,22 @@ impl BlockSelect {
             .is_none_or(|run| file.zone_runs(seg, zone).binary_search(&run).is_ok())
             && self.since.is_none_or(|t| zone.max_start >= t)
             && self.until.is_none_or(|t| zone.min_start < t)
+            && self
+                .ended_since
+                .is_none_or(|t| self.segment_ends_after(file, seg, t))
+    }
+
+    /// True when the segment's run directory has an end (of the run, or of any run) at or
+    /// after `t`.
+    fn segment_ends_after<D: AsRef<[u8]>>(
+        &self,
+        file: &SpanFile<D>,
+        seg: &Segment,
+        t: f64,
+    ) -> bool {
+        file.runs(seg)
+            .iter()
+            .filter(|e| self.run.is_none_or(|run| e.run == run))
+            .any(|e| e.last_end >= t)
     }
 }

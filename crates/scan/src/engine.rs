@@ -67,6 +67,12 @@ pub struct Filter {
     /// Only spans with this tag: `(key, value)`, where a string tag matches its text and any
     /// other tag its JSON text (`200`, `true`, `null`).
     pub tag: Option<(String, String)>,
+    /// Only spans that ended in `[from, to)` (start + duration; a span without a duration has
+    /// no end and is left out): the live view's window, which observes a call when it
+    /// completes. A scan under it reads only the segments whose run directory has an end in
+    /// the window's reach, so a name's child time counts only the children in those: the live
+    /// view shows no self time.
+    pub ended: Option<(f64, f64)>,
 }
 
 impl Filter {
@@ -110,18 +116,24 @@ impl CompiledFilter<'_> {
             && f.since.is_none()
             && f.until.is_none()
             && f.tag.is_none()
+            && f.ended.is_none()
     }
 
     /// True when the only conditions set are on start times.
     pub fn only_time(&self) -> bool {
-        self.name_ok.is_none() && self.filter.errors.is_none() && self.filter.tag.is_none()
+        let f = self.filter;
+        self.name_ok.is_none() && f.errors.is_none() && f.tag.is_none() && f.ended.is_none()
     }
 
     /// True when no condition but the name pattern is set: every span of a kept name is kept,
     /// so every child of its spans counts toward its self time without asking of the parent.
     pub fn only_names(&self) -> bool {
         let f = self.filter;
-        f.errors.is_none() && f.since.is_none() && f.until.is_none() && f.tag.is_none()
+        f.errors.is_none()
+            && f.since.is_none()
+            && f.until.is_none()
+            && f.tag.is_none()
+            && f.ended.is_none()
     }
 
     /// True when record `r` (of segment `seg` of `file`) passes every condition.
@@ -134,6 +146,12 @@ impl CompiledFilter<'_> {
             && f.errors.is_none_or(|e| r.is_error() == e)
             && f.since.is_none_or(|t| r.start_time >= t)
             && f.until.is_none_or(|t| r.start_time < t)
+            && f.ended.is_none_or(|(from, to)| {
+                r.duration().is_some_and(|d| {
+                    let end = r.start_time + d;
+                    end >= from && end < to
+                })
+            })
             && f.tag
                 .as_ref()
                 .is_none_or(|(key, want)| tag_matches(file.extras(seg, r).tags_json(), key, want))
@@ -214,11 +232,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         };
         Ok(parent.is_some_and(|pr| pr.run == run && filter.keep(file, seg, pr)))
     };
-    let select = BlockSelect {
-        run: Some(run),
-        since: opts.filter.since,
-        until,
-    };
+    let select = BlockSelect::of(Some(run), &opts.filter);
     let mut stats = fold_chunks(
         file,
         opts,
@@ -307,6 +321,7 @@ fn add_late_child_time<D: AsRef<[u8]> + Sync>(
         run: Some(run),
         since: Some(until),
         until: Some((until + longest.max(0.0)).next_up()),
+        ended_since: None,
     };
     let late = fold_chunks(
         file,
@@ -854,6 +869,10 @@ mod tests {
             && f.errors.is_none_or(|e| e == s.error)
             && f.since.is_none_or(|t| s.start >= t)
             && f.until.is_none_or(|t| s.start < t)
+            && f.ended.is_none_or(|(from, to)| {
+                s.duration
+                    .is_some_and(|d| s.start + d >= from && s.start + d < to)
+            })
     }
 
     #[test]
@@ -1047,18 +1066,21 @@ mod tests {
     fn filter() -> impl Strategy<Value = Filter> {
         let name = prop::option::of(prop::sample::select(vec!["f[01]", "^f4$", "f"]));
         let window = prop::option::of(0.0f64..4.0);
+        let ended = prop::option::of((0.0f64..4.0, 0.0f64..4.0));
         (
             name,
             prop::option::of(any::<bool>()),
             window.clone(),
             window,
+            ended,
         )
-            .prop_map(|(name, errors, since, until)| Filter {
+            .prop_map(|(name, errors, since, until, ended)| Filter {
                 name: name.map(|re| Regex::new(re).unwrap()),
                 errors,
                 since,
                 until,
                 tag: None,
+                ended: ended.map(|(from, length)| (from, from + length)),
             })
     }
 

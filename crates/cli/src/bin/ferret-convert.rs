@@ -1,11 +1,10 @@
 //! `ferret-convert`: argument parsing, progress and messages over the `ferret-convert` crate.
 
-use std::fmt::Write;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ferret_cli::progress::Progress;
 use ferret_convert::{convert, ConvertOptions, Summary};
 
 /// Stream a ferret-io trace (BeaverDB file of either layout, or JSON lines) into a ferret record
@@ -59,77 +58,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     opts.wait = args.wait;
     opts.strict = args.strict;
     opts.commit_every = args.commit_every.max(1);
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(progress_bar);
+    let bar = Progress::on_terminal(!args.quiet);
     opts.count_rows = bar.is_some();
-    let mut on_progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            show_progress(bar, done, total);
-        }
-    };
+    let mut on_progress = |done: u64, total: u64| Progress::show(&bar, done, total);
     let summary = convert(&opts, &mut on_progress)?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    Progress::finish(bar);
     if !args.quiet {
         report(args, &summary);
     }
     Ok(())
-}
-
-/// A progress bar whose style waits for the first total: a bar with an ETA when the rows can be
-/// estimated, a row counter when they cannot (stdin).
-fn progress_bar() -> indicatif::ProgressBar {
-    indicatif::ProgressBar::no_length()
-}
-
-fn style(template: &str) -> indicatif::ProgressStyle {
-    indicatif::ProgressStyle::with_template(template)
-        .expect("a valid template")
-        .with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn Write| {
-                let _ = write!(w, "{:.2}M rows/s", average_rate(state) / 1e6);
-            },
-        )
-        .with_key(
-            "left",
-            |state: &indicatif::ProgressState, w: &mut dyn Write| {
-                let rate = average_rate(state);
-                let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
-                let _ = if rate > 0.0 {
-                    let secs = std::time::Duration::from_secs_f64(left / rate);
-                    write!(w, "{:#}", indicatif::HumanDuration(secs))
-                } else {
-                    w.write_str("-")
-                };
-            },
-        )
-}
-
-/// Rows per second since the start. indicatif's own rate is a moving estimate that starts near
-/// zero and takes ~15 s to settle: longer than most conversions, so its ETA said minutes for a
-/// conversion of seconds.
-fn average_rate(state: &indicatif::ProgressState) -> f64 {
-    state.pos() as f64 / state.elapsed().as_secs_f64().max(1e-3)
-}
-
-/// Shows `done` rows of about `total` (0: unknown), choosing the bar's style on the first call.
-fn show_progress(bar: &indicatif::ProgressBar, done: u64, total: u64) {
-    let first = bar.position() == 0 && bar.length().is_none();
-    if first {
-        bar.set_style(if total > 0 {
-            // `wide_bar` fills what the counters leave: a fixed width wrapped on narrow terminals.
-            style("{wide_bar} {human_pos}/{human_len} rows  {rate}  ETA {left}")
-        } else {
-            style("{spinner} {human_pos} rows  {rate}")
-        });
-    }
-    if total > 0 {
-        bar.set_length(total);
-    } else {
-        bar.tick();
-    }
-    bar.set_position(done);
 }
 
 fn report(args: &Args, s: &Summary) {

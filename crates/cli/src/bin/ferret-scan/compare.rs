@@ -53,7 +53,9 @@ pub fn asked(args: &Args) -> bool {
 pub fn compare(args: &Args, started: Instant) -> anyhow::Result<()> {
     let options = options(args)?;
     let baseline = baseline(args)?;
-    let targets = source::record_files(&args.files, &args.namespace, !args.no_sidecar)?;
+    let keep = !args.no_sidecar;
+    let targets = source::record_files(&args.files, &args.namespace, keep, !args.quiet)?;
+    source::say_notes(&targets);
     let base_window = match (&args.baseline_since, &args.baseline_until) {
         (None, None) => window(args),
         (since, until) => (since.as_deref(), until.as_deref()),
@@ -62,8 +64,9 @@ pub fn compare(args: &Args, started: Instant) -> anyhow::Result<()> {
         Baseline::SameFiles(runs) => scan_side(args, &targets, runs, base_window, started)
             .map_err(|e| unknown_run(e, args.baseline.as_deref()))?,
         Baseline::OtherFile(path, runs) => {
-            let files =
-                source::record_files(&[path.to_path_buf()], &args.namespace, !args.no_sidecar)?;
+            let given = [path.to_path_buf()];
+            let files = source::record_files(&given, &args.namespace, keep, !args.quiet)?;
+            source::say_notes(&files);
             scan_side(args, &files, runs, base_window, started)?
         }
     };

@@ -11,6 +11,8 @@ mod source;
 mod stats;
 mod timeline;
 mod trees;
+mod watch;
+mod watch_view;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -157,6 +159,23 @@ struct Args {
     /// Skip the per-block checksum checks of the scan.
     #[arg(long)]
     no_verify: bool,
+    /// Watch the population live: at each --interval, add the traces' new rows and show each
+    /// function over the last --window of span ends (a full-screen view on a terminal; one
+    /// JSON object per line otherwise, or with --format json).
+    #[arg(long, conflicts_with_all = ["runs", "tree", "folded", "flamegraph", "chrome_trace", "to_parquet", "verify", "timeline", "html", "baseline", "baseline_since", "baseline_until", "by", "since", "until"])]
+    watch: bool,
+    /// With --watch: time between refreshes.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "watch")]
+    interval: std::time::Duration,
+    /// With --watch: the window of span ends each refresh shows.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m", requires = "watch")]
+    window: std::time::Duration,
+    /// With --watch: stop after this many refreshes.
+    #[arg(long, requires = "watch")]
+    count: Option<u64>,
+    /// No progress bar while a trace's sidecar is made the first time.
+    #[arg(short, long)]
+    quiet: bool,
     /// Print the process's peak resident memory to stderr at exit (tests and benchmarks).
     #[arg(long, hide = true)]
     print_peak_rss: bool,
@@ -197,7 +216,12 @@ fn scan(args: &Args) -> anyhow::Result<()> {
     if compare::asked(args) {
         return compare::compare(args, started);
     }
-    let records = source::record_files(&args.files, &args.namespace, !args.no_sidecar)?;
+    if args.watch {
+        return watch::watch(args);
+    }
+    let keep = !args.no_sidecar;
+    let records = source::record_files(&args.files, &args.namespace, keep, !args.quiet)?;
+    source::say_notes(&records);
     source::with_span_files(&records, args.verify, |files| answer(args, files, started))
 }
 

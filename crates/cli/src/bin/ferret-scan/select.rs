@@ -175,6 +175,7 @@ pub fn select(
         since: time(since)?,
         until: time(until)?,
         tag: args.tag.clone(),
+        ended: None,
     };
     Ok(Selection {
         members,

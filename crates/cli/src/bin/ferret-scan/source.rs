@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use ferret_cli::progress::Progress;
 use ferret_convert::sidecar::{self, Sidecar};
 use ferret_format::{FormatError, Region, SpanFile};
 use ferret_parquet::ExportError;
@@ -17,15 +18,19 @@ pub struct RecordFile {
     pub given: PathBuf,
     /// The record file's path.
     pub path: PathBuf,
+    /// What bringing it up to date noted or warned of (`note: ...`, `warning: ...`).
+    pub notes: Vec<String>,
     _sidecar: Option<Sidecar>,
 }
 
 /// The record files of the files given, in order: each trace brought up to date through its
-/// own sidecar. A file given twice (or a trace and its own sidecar) is refused, naming both.
+/// own sidecar (with a progress bar on a terminal when `progress`). A file given twice (or a
+/// trace and its own sidecar) is refused, naming both.
 pub fn record_files(
     given: &[PathBuf],
     namespace: &str,
     keep: bool,
+    progress: bool,
 ) -> anyhow::Result<Vec<RecordFile>> {
     // Every file is checked before any sidecar is made: a bad one stops the question with
     // nothing written.
@@ -35,7 +40,7 @@ pub fn record_files(
     let mut files: Vec<RecordFile> = Vec::with_capacity(given.len());
     let mut seen: Vec<(std::fs::Metadata, usize)> = Vec::new();
     for path in given {
-        let record = record_file(path, namespace, keep)?;
+        let record = record_file(path, namespace, keep, progress)?;
         if let Ok(meta) = std::fs::metadata(&record.path) {
             use std::os::unix::fs::MetadataExt;
             let same = seen
@@ -57,41 +62,59 @@ pub fn record_files(
 
 /// The record file of `path`: itself, or for a trace (a BeaverDB file or JSON lines) its
 /// sidecar, made the first time and brought up to date with only the new rows after (`keep`
-/// false: a temporary one), with its notes and warnings on stderr.
-pub fn record_file(path: &Path, namespace: &str, keep: bool) -> anyhow::Result<RecordFile> {
+/// false: a temporary one; a progress bar on a terminal while it is made, with `progress`),
+/// with its notes and warnings.
+fn record_file(
+    path: &Path,
+    namespace: &str,
+    keep: bool,
+    progress: bool,
+) -> anyhow::Result<RecordFile> {
     if !is_trace(path)? {
         return Ok(RecordFile {
             given: path.to_path_buf(),
             path: path.to_path_buf(),
+            notes: Vec::new(),
             _sidecar: None,
         });
     }
-    let sidecar = match sidecar::refresh(path, namespace, keep) {
+    let bar = Progress::on_terminal(progress);
+    let mut shown = |done, total| Progress::show(&bar, done, total);
+    let refreshed = sidecar::refresh(path, namespace, keep, bar.is_some().then_some(&mut shown));
+    Progress::finish(bar);
+    let sidecar = match refreshed {
         Err(ferret_convert::ConvertError::UnknownInput(path)) => return Err(unknown_input(&path)),
         refreshed => refreshed?,
     };
+    let mut notes = Vec::new();
     if let Some(why) = &sidecar.rebuilt {
-        eprintln!(
-            "ferret-scan: note: {}: made anew: {why}",
+        notes.push(format!(
+            "note: {}: made anew: {why}",
             sidecar.path.display()
-        );
+        ));
     }
     let s = &sidecar.summary;
-    for w in &s.warnings {
-        eprintln!("ferret-scan: warning: {w}");
-    }
+    notes.extend(s.warnings.iter().map(|w| format!("warning: {w}")));
     if s.rows_skipped > 0 {
-        eprintln!(
-            "ferret-scan: warning: {}: {} rows skipped as bad (ferret-convert names them)",
+        notes.push(format!(
+            "warning: {}: {} rows skipped as bad (ferret-convert names them)",
             path.display(),
             s.rows_skipped
-        );
+        ));
     }
     Ok(RecordFile {
         given: path.to_path_buf(),
         path: sidecar.path.clone(),
+        notes,
         _sidecar: Some(sidecar),
     })
+}
+
+/// Prints the notes and warnings of bringing the record files up to date.
+pub fn say_notes(records: &[RecordFile]) {
+    for note in records.iter().flat_map(|r| &r.notes) {
+        eprintln!("ferret-scan: {note}");
+    }
 }
 
 /// A file that is neither a record file nor a trace.
