@@ -10,7 +10,7 @@ use ferret_format::{AlignedBytes, SpanFile};
 use ferret_report::chrome::write_chrome_trace;
 use ferret_report::flame::folded_lines;
 use ferret_report::timeline::TimelineReport;
-use ferret_report::trees::{write_trees_json, write_trees_text, TextStyle};
+use ferret_report::trees::{write_trees_json, write_trees_text, TextStyle, TreeIn};
 use ferret_report::StatsReport;
 use ferret_scan::buckets::{scan_timeline, Buckets};
 use ferret_scan::stacks::folded_stacks;
@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                     0,
                 );
                 let _ = report.write_table(&mut std::io::sink());
-                let _ = report.write_json(&mut std::io::sink());
+                let _ = serde_json::to_writer(std::io::sink(), &report.to_json());
             }
         }
         for max_nodes in [1, 1_000] {
@@ -75,9 +75,11 @@ fuzz_target!(|data: &[u8]| {
             let keep = |_: &_, _: &_| true;
             if let Ok(trees) = slowest_trees(&file, run, &plain, &tree_opts, &keep, &none) {
                 let style = TextStyle { color: false };
-                let _ = write_trees_text(&file, &trees, style, &mut std::io::sink());
-                let _ = write_trees_json(&file, "run", &trees, &mut std::io::sink());
-                let _ = write_chrome_trace(&file, &trees, &mut std::io::sink());
+                let shown = TreeIn::of_one_run(&file, &trees);
+                let _ = write_trees_text(&shown, style, &mut std::io::sink());
+                let fields = serde_json::Map::new();
+                let _ = write_trees_json(&fields, &shown, &mut std::io::sink());
+                let _ = write_chrome_trace(&shown, &mut std::io::sink());
             }
         }
         if let Ok(folded) = folded_stacks(&file, run, true, 1e-5, &scratch, &none) {
@@ -87,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(buckets) = Buckets::over(entry.first_start, entry.last_start, width) {
             if let Ok(stats) = scan_timeline(&file, run, &plain, &buckets, &none) {
                 let report = TimelineReport::build("run".into(), &stats, &buckets);
-                let _ = report.write_json(&mut std::io::sink());
+                let _ = serde_json::to_writer(std::io::sink(), &report.to_json());
             }
         }
     }

@@ -15,12 +15,7 @@ const DB: &str = "oddities.db";
 #[test]
 fn null_durations_and_odd_strings_give_ferret_ios_numbers_trees_and_rows() {
     let reference = reference(DB);
-    let run = reference["runs"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
+    let run = only_run(&reference);
     // What the fixture must hold for this test to mean anything.
     assert!(
         run["stats"].get("never_ended").is_none(),
@@ -60,15 +55,17 @@ fn want_roots_of(run: &Value) -> Vec<&Value> {
     run["roots"].as_array().unwrap().iter().collect()
 }
 
+/// The one run of ferret-io's reference.
+fn only_run(reference: &Value) -> &Value {
+    let runs = reference["runs"].as_object().unwrap();
+    assert_eq!(runs.len(), 1, "the fixture holds one run");
+    runs.values().next().unwrap()
+}
+
 /// The names ferret-io's table holds.
 fn reference_names() -> BTreeSet<String> {
     let reference = reference(DB);
-    let run = reference["runs"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
+    let run = only_run(&reference);
     run["stats"].as_object().unwrap().keys().cloned().collect()
 }
 
@@ -90,14 +87,7 @@ fn every_output_of_odd_strings_parses_back() {
     assert!(names.iter().any(|n| n.contains('\n')) && spans.contains_key("id\"with\\quote"));
 
     // The function table as JSON, CSV and text.
-    let table = json_of(run!(
-        "ferret-scan",
-        &file,
-        "--format",
-        "json",
-        "--limit",
-        "0"
-    ));
+    let table = table_json(&file);
     let got: BTreeSet<String> = table["functions"]
         .as_array()
         .unwrap()

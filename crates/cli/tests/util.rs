@@ -207,6 +207,18 @@ pub fn json_of(out: Output) -> Value {
     serde_json::from_str(&ok!(out)).expect("JSON output")
 }
 
+/// `ferret-scan FILE --format json --limit 0` (the default run's whole table), parsed.
+pub fn table_json(file: &Path) -> Value {
+    json_of(run!(
+        "ferret-scan",
+        file,
+        "--format",
+        "json",
+        "--limit",
+        "0"
+    ))
+}
+
 /// `ferret-scan FILE --run RUN --format json --limit 0`, parsed.
 pub fn scan_json(file: &Path, run_id: &str) -> Value {
     serde_json::from_str(&ok!(run!(

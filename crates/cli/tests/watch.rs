@@ -197,3 +197,49 @@ fn the_terminal_view_draws_quits_and_restores_the_terminal() {
         assert_eq!(got["drew"].as_array().unwrap().len(), 5, "{how}: {got}");
     }
 }
+
+/// A trace replaced under the watch (the service restarted and wrote a new file) is followed:
+/// its sidecar is made anew, the watch says so and shows the new trace, without exiting.
+#[test]
+fn a_trace_replaced_under_the_watch_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("service.jsonl");
+    std::fs::write(&trace, write_order_lines(&fixture("beaver1.db")).concat()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .arg(&trace)
+        .args(["--watch", "--interval", "100ms", "--count", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let names = |line: String| -> Vec<String> {
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        let mut names: Vec<String> = doc["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names(lines.next().unwrap().unwrap());
+    let replacement = dir.path().join("new.jsonl");
+    let worker = fixture("workers/worker-0.db");
+    std::fs::write(&replacement, write_order_lines(&worker).concat()).unwrap();
+    std::fs::rename(&replacement, &trace).unwrap();
+    let said = errors.next().unwrap().unwrap();
+    assert!(said.contains("made anew"), "{said}");
+    let after = loop {
+        let now = names(lines.next().unwrap().unwrap());
+        if now != before {
+            break now;
+        }
+    };
+    assert_eq!(after, ["auth.check", "db.query", "handle", "render"]);
+    assert!(child.try_wait().unwrap().is_none(), "the watch goes on");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

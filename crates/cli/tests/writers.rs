@@ -29,6 +29,25 @@ fn rowid_snapshots(db: &Path, dir: &Path, cuts: &[f64]) -> Vec<(PathBuf, PathBuf
         .collect()
 }
 
+/// Converts the first snapshot's database into `out`, then appends the second's: two commits.
+fn convert_then_append(snapshots: &[(PathBuf, PathBuf)], out: &Path) {
+    ok!(run!(
+        "ferret-convert",
+        &snapshots[0].0,
+        "-o",
+        out,
+        "--quiet"
+    ));
+    ok!(run!(
+        "ferret-convert",
+        &snapshots[1].0,
+        "-o",
+        out,
+        "--append",
+        "--quiet"
+    ));
+}
+
 /// Runs ferret-convert with `args` and the fault-injection variables `env` (a test build kills
 /// or pauses at a named step: `FERRET_FAULT`, `FERRET_PAUSE`).
 fn convert_with(env: &[(&str, &str)], args: &[OsString]) -> Command {
@@ -366,21 +385,7 @@ fn readers_keep_the_file_they_opened_whatever_a_writer_does() {
     // A damaged newest commit set aside by an append.
     let snapshots = rowid_snapshots(&fixture("generated1.db"), dir.path(), &[0.5, 1.0]);
     let set_aside = dir.path().join("set-aside.ferret");
-    ok!(run!(
-        "ferret-convert",
-        &snapshots[0].0,
-        "-o",
-        &set_aside,
-        "--quiet"
-    ));
-    ok!(run!(
-        "ferret-convert",
-        &snapshots[1].0,
-        "-o",
-        &set_aside,
-        "--append",
-        "--quiet"
-    ));
+    convert_then_append(&snapshots, &set_aside);
     let last = SpanFile::open(&set_aside)
         .unwrap()
         .segments()
@@ -456,21 +461,7 @@ fn an_empty_append_keeps_the_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let snapshots = rowid_snapshots(&fixture("generated1.db"), dir.path(), &[0.5, 1.0]);
     let out = dir.path().join("out.ferret");
-    ok!(run!(
-        "ferret-convert",
-        &snapshots[0].0,
-        "-o",
-        &out,
-        "--quiet"
-    ));
-    ok!(run!(
-        "ferret-convert",
-        &snapshots[1].0,
-        "-o",
-        &out,
-        "--append",
-        "--quiet"
-    ));
+    convert_then_append(&snapshots, &out);
     let header = |p: &Path| std::fs::read(p).unwrap()[..8192].to_vec();
     let before = header(&out);
     for _ in 0..3 {

@@ -241,15 +241,29 @@ fn convert_fresh(
     if let Some(mode) = opts.mode {
         out.set_mode(mode).map_err(fmt_err(path))?;
     }
-    let mut writer = SpanFileWriter::create_in(&out).map_err(fmt_err(path))?;
+    let writer = SpanFileWriter::create_in(&out).map_err(fmt_err(path))?;
+    run_and_finish(opts, kind, writer, progress, |writer| {
+        drop(writer.abandon());
+        out.remove().map_err(fmt_err(path))
+    })
+}
+
+/// Runs the conversion into `writer` and finishes it (its last commit made durable, or its
+/// replacement renamed into place); on failure, hands the writer to `undo` first.
+fn run_and_finish(
+    opts: &ConvertOptions,
+    kind: SourceKind,
+    mut writer: SpanFileWriter,
+    progress: &mut dyn FnMut(u64, u64),
+    undo: impl FnOnce(SpanFileWriter) -> Result<(), ConvertError>,
+) -> Result<Summary, ConvertError> {
     match run(opts, kind, &mut writer, progress) {
         Ok(summary) => {
-            writer.finish().map_err(fmt_err(path))?;
+            writer.finish().map_err(fmt_err(&opts.output))?;
             Ok(summary)
         }
         Err(e) => {
-            drop(writer.abandon());
-            out.remove().map_err(fmt_err(path))?;
+            undo(writer)?;
             Err(e)
         }
     }
@@ -265,7 +279,7 @@ fn convert_append(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, ConvertError> {
     let path = &opts.output;
-    let mut writer = SpanFileWriter::append_to(out).map_err(fmt_err(path))?;
+    let writer = SpanFileWriter::append_to(out).map_err(fmt_err(path))?;
     if opts.rebuild_stale && writer.committed_sequence() == 0 {
         // A ferret file never committed to: made by a conversion killed at once, or not by us.
         return Err(ConvertError::NeverCommitted(path.clone()));
@@ -278,19 +292,13 @@ fn convert_append(
             f.reason
         )
     });
-    match run(opts, kind, &mut writer, progress) {
-        Ok(mut summary) => {
-            writer.finish().map_err(fmt_err(path))?;
-            summary.warnings.splice(0..0, fell_back);
-            Ok(summary)
-        }
-        Err(e) => {
-            if opts.strict {
-                writer.abandon().map_err(fmt_err(path))?;
-            }
-            Err(e)
-        }
-    }
+    let mut summary = run_and_finish(opts, kind, writer, progress, |writer| match opts.strict {
+        true => writer.abandon().map_err(fmt_err(path)),
+        // What earlier commits of this run added stays.
+        false => Ok(()),
+    })?;
+    summary.warnings.splice(0..0, fell_back);
+    Ok(summary)
 }
 
 /// A conversion into a new file beside the locked `out`, renamed over it once complete; a
@@ -306,10 +314,9 @@ fn convert_replacing(
         Some(mode) => mode,
         None => out.metadata().map_err(fmt_err(path))?.permissions().mode(),
     };
-    let mut writer = SpanFileWriter::replace(out, mode).map_err(fmt_err(path))?;
-    let summary = run(opts, kind, &mut writer, progress)?;
-    writer.finish().map_err(fmt_err(path))?;
-    Ok(summary)
+    let writer = SpanFileWriter::replace(out, mode).map_err(fmt_err(path))?;
+    // A writer dropped unfinished discards its replacement.
+    run_and_finish(opts, kind, writer, progress, |_| Ok(()))
 }
 
 /// Refuses an output this process must not trust as its own (a sidecar): owned by another

@@ -68,17 +68,14 @@ pub struct BlockSelect {
 
 impl BlockSelect {
     /// The blocks a filter's conditions on time can need, of `run` (or every run): starts in
-    /// `since..until`; for a window of ends, a start before its end, in a segment with an end
-    /// in its reach.
+    /// `since..until`; for a window of ends, in a segment whose run directory has an end in
+    /// its reach. (Not by start before the window's end: a negative duration, which a clock
+    /// stepping back gives, ends before it starts.)
     pub fn of(run: Option<u32>, filter: &crate::Filter) -> BlockSelect {
-        let ended_to = filter.ended.map(|(_, to)| to);
         BlockSelect {
             run,
             since: filter.since,
-            until: match (filter.until, ended_to) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            until: filter.until,
             ended_since: filter.ended.map(|(from, _)| from),
         }
     }
