@@ -58,7 +58,7 @@ fn the_html_page_renders_in_a_real_browser() {
     ok!(run!("ferret-scan", &file, "--html", &page));
     let (dom, fetched) = render(&page, dir.path());
     assert!(fetched.is_empty(), "the page fetched {fetched:?}");
-    let json = table_json(&file);
+    let json = table_json(&file, &[]);
     let want = by_key(&json["functions"], "name");
     let row =
         regex::Regex::new(r#"<tr class="function"><td class="name">(.*?)</td>(.*?)</tr>"#).unwrap();
@@ -187,7 +187,7 @@ fn the_html_page_is_one_file_with_every_part() {
     for part in ["functions", "timeline", "flamegraph", "trees"] {
         assert!(html.contains(&format!("<section id=\"{part}\">")), "{part}");
     }
-    let functions = table_json(&file);
+    let functions = table_json(&file, &[]);
     let rows = html.matches("<tr class=\"function\">").count();
     assert_eq!(rows, functions["functions"].as_array().unwrap().len());
     let outside = regex::Regex::new(r#"(src|href|url)\s*[=(]\s*["']?(https?:)?//"#).unwrap();

@@ -87,7 +87,7 @@ fn every_output_of_odd_strings_parses_back() {
     assert!(names.iter().any(|n| n.contains('\n')) && spans.contains_key("id\"with\\quote"));
 
     // The function table as JSON, CSV and text.
-    let table = table_json(&file);
+    let table = table_json(&file, &[]);
     let got: BTreeSet<String> = table["functions"]
         .as_array()
         .unwrap()

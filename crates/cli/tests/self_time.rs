@@ -5,7 +5,6 @@
 //! figure is the name's kept spans' total minus all their children's, floored per name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -199,19 +198,6 @@ fn check_table(table: &Value, spans: &[Span], keep: impl Fn(&Span) -> bool, what
     }
 }
 
-fn scan(file: &Path, args: &[&str]) -> Value {
-    json_of(run!(
-        "ferret-scan",
-        file,
-        "--format",
-        "json",
-        "--limit",
-        "0",
-        args[0],
-        args[1]
-    ))
-}
-
 #[test]
 fn each_span_has_one_self_time_whatever_is_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +256,12 @@ fn each_span_has_one_self_time_whatever_is_asked() {
             );
         }
         // The table, unfiltered and under a random filter of each kind.
-        check_table(&scan(&file, &["--sort", "self"]), &spans, |_| true, &what);
+        check_table(
+            &table_json(&file, &["--sort", "self"]),
+            &spans,
+            |_| true,
+            &what,
+        );
         let cut = spans[rng.gen_range(0..spans.len())].start;
         let since = cut.to_string();
         let until = (cut + 0.3).to_string();
@@ -293,7 +284,7 @@ fn each_span_has_one_self_time_whatever_is_asked() {
             ),
         ];
         for (args, keep) in filters {
-            let table = scan(&file, args);
+            let table = table_json(&file, args);
             check_table(&table, &spans, keep, &format!("{what} {args:?}"));
         }
     }

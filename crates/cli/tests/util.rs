@@ -207,16 +207,15 @@ pub fn json_of(out: Output) -> Value {
     serde_json::from_str(&ok!(out)).expect("JSON output")
 }
 
-/// `ferret-scan FILE --format json --limit 0` (the default run's whole table), parsed.
-pub fn table_json(file: &Path) -> Value {
-    json_of(run!(
-        "ferret-scan",
-        file,
-        "--format",
-        "json",
-        "--limit",
-        "0"
-    ))
+/// `ferret-scan FILE --format json --limit 0 EXTRA...` (the whole table), parsed.
+pub fn table_json(file: &Path, extra: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .arg(file)
+        .args(["--format", "json", "--limit", "0"])
+        .args(extra)
+        .output()
+        .unwrap();
+    json_of(out)
 }
 
 /// `ferret-scan FILE --run RUN --format json --limit 0`, parsed.

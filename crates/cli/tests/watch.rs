@@ -36,6 +36,30 @@ fn ends_of(file: &Path) -> Vec<(String, f64)> {
     ends
 }
 
+/// The lines a watch prints.
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// `ferret-scan FILE --watch` refreshing every 100 ms (up to 100 times) as JSON lines: the
+/// process, its lines, and its stderr's lines.
+fn watching(
+    file: &Path,
+) -> (
+    std::process::Child,
+    Lines,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
+        .arg(file)
+        .args(["--watch", "--interval", "100ms", "--count", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines, errors)
+}
+
 /// Off a terminal, each refresh is one JSON line whose counts are the spans that ended in its
 /// window, `at` just past the latest end; `--count` stops it.
 #[test]
@@ -88,15 +112,7 @@ fn a_file_gone_during_a_watch_is_named_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let file = convert(&fixture("beaver1.db"), dir.path());
     let aside = dir.path().join("aside.ferret");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
-        .arg(&file)
-        .args(["--watch", "--interval", "100ms", "--count", "40"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines, mut errors) = watching(&file);
     // A snapshot without what its refresh cost: the same from one refresh to the next.
     let snapshot = |line: String| {
         let mut doc: Value = serde_json::from_str(&line).unwrap();
@@ -205,15 +221,7 @@ fn a_trace_replaced_under_the_watch_is_followed() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("service.jsonl");
     std::fs::write(&trace, write_order_lines(&fixture("beaver1.db")).concat()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferret-scan"))
-        .arg(&trace)
-        .args(["--watch", "--interval", "100ms", "--count", "100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines, mut errors) = watching(&trace);
     let names = |line: String| -> Vec<String> {
         let doc: Value = serde_json::from_str(&line).unwrap();
         let mut names: Vec<String> = doc["functions"]
