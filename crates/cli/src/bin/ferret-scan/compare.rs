@@ -225,9 +225,6 @@ fn scan_side(
     source::with_span_files(records, false, |files| {
         asking(args, files, started, |q| {
             let chosen = select::select(q, runs, window, false)?;
-            if chosen.members.is_empty() {
-                anyhow::bail!("the files given hold no spans");
-            }
             let names = stats::name_union(q);
             let merged = stats::merged(q, &chosen, &chosen.members, &names)?;
             // Exact: a differential graph colours by the change of each stack.

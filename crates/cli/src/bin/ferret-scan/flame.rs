@@ -46,9 +46,9 @@ pub fn stacks(q: &Asked, chosen: &Selection, drawn: bool) -> anyhow::Result<Vec<
 
 /// The flame graph of the stacks `lines`, as an SVG document titled by the population.
 pub fn svg(q: &Asked, chosen: &Selection, lines: &[FoldedLine]) -> anyhow::Result<Vec<u8>> {
-    let title = match chosen.members[..] {
-        [m] => format!("ferret · run {}", chosen.run_id(q, m)),
-        _ => format!("ferret · {}", chosen.describe(q)),
+    let title = match chosen.one_run_id(q) {
+        Some(run_id) => format!("ferret · run {run_id}"),
+        None => format!("ferret · {}", chosen.describe(q)),
     };
     let mut svg = Vec::new();
     write_flamegraph(lines, &title, &mut svg)?;

@@ -35,7 +35,7 @@ pub fn write_html(
     let max_nodes = args.max_nodes.unwrap_or(PAGE_MAX_NODES);
     let slowest = trees::slowest(q, &chosen, max_nodes)?;
     let mut trees_html = Vec::new();
-    write_trees_html(&trees::printable(q, &chosen, &slowest), &mut trees_html)?;
+    write_trees_html(&trees::with_origins(q, &chosen, &slowest), &mut trees_html)?;
     let page_parts = Page {
         title: title(q, &chosen),
         facts: facts(q, &chosen, functions.spans),

@@ -299,9 +299,6 @@ fn dispatch(q: &Asked) -> anyhow::Result<()> {
     }
     let need_runs = args.to_parquet.is_some() || args.timeline || args.html.is_some();
     let chosen = select::select(q, runs_asked(args), window(args), need_runs)?;
-    if chosen.members.is_empty() {
-        bail!("the files given hold no spans");
-    }
     if let Some(page) = &args.html {
         // `--flamegraph` beside `--html` gets the page's own graph.
         let outputs = (page.as_path(), args.flamegraph.as_deref());

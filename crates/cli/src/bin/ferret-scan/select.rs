@@ -47,6 +47,24 @@ impl Selection {
         self.runs.get(m.file)?.iter().find(|r| r.run == m.run)
     }
 
+    /// The population's latest span end (its runs' `last_end`; -inf when the runs were not
+    /// read): where relative times count back from, and where a live window ends.
+    pub fn last_end(&self) -> f64 {
+        self.members
+            .iter()
+            .filter_map(|&m| self.summary(m))
+            .map(|r| r.last_end)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// The run id of a one-run population; `None` for several runs.
+    pub fn one_run_id(&self, q: &Asked) -> Option<String> {
+        match self.members[..] {
+            [m] => Some(self.run_id(q, m)),
+            _ => None,
+        }
+    }
+
     /// The runs chosen in file `file`.
     pub fn runs_of(&self, file: usize) -> impl Iterator<Item = u32> + '_ {
         self.members
@@ -162,14 +180,19 @@ pub fn select(
             .collect(),
         Runs::Given(given) => given_members(q, &summaries, given)?,
     };
-    // Relative times count back from the population's last span end.
-    let end = members
-        .iter()
-        .filter_map(|m| summaries[m.file].iter().find(|r| r.run == m.run))
-        .map(|r| r.last_end)
-        .fold(0.0, f64::max);
+    if members.is_empty() {
+        bail!("the files given hold no spans");
+    }
+    let mut chosen = Selection {
+        members,
+        runs: summaries,
+        filter: Filter::default(),
+    };
+    // Relative times count back from the population's last span end (read whenever a time is
+    // relative).
+    let end = chosen.last_end();
     let time = |t: Option<&str>| t.map(|t| parse_time(t, end)).transpose();
-    let filter = Filter {
+    chosen.filter = Filter {
         name: args.name.clone(),
         errors: args.status.map(|s| matches!(s, StatusArg::Error)),
         since: time(since)?,
@@ -177,11 +200,7 @@ pub fn select(
         tag: args.tag.clone(),
         ended: None,
     };
-    Ok(Selection {
-        members,
-        runs: summaries,
-        filter,
-    })
+    Ok(chosen)
 }
 
 /// Each file's default run; a file without spans has none (one file alone says so).
@@ -265,8 +284,9 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 /// Parses a time bound: Unix seconds, RFC 3339 with any offset (`Z`, `+02:00`), a date and
 /// time without an offset (read as local time, as every output shows times), or `-DURATION`
-/// counted back from the population's last span end (`-10m`, `-1h30m`). A bare negative number is refused: it
-/// would read as a time in 1969, and is nearly always a duration missing its unit.
+/// counted back from the population's last span end (`-10m`, `-1h30m`). A bare negative
+/// number is refused: it would read as a time in 1969, and is nearly always a duration missing
+/// its unit.
 pub fn parse_time(t: &str, run_end: f64) -> anyhow::Result<f64> {
     let t = t.trim();
     if let Some(rel) = t.strip_prefix('-') {

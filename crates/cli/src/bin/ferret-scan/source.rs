@@ -1,7 +1,6 @@
 //! Where a question's spans come from: the record file given, or the sidecar of a trace given
 //! directly, opened with the fallback to the commit before a damaged newest one.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -34,13 +33,14 @@ pub fn record_files(
 ) -> anyhow::Result<Vec<RecordFile>> {
     // Every file is checked before any sidecar is made: a bad one stops the question with
     // nothing written.
-    for path in given {
-        check_readable(path)?;
-    }
+    let traces = given
+        .iter()
+        .map(|path| is_trace(path))
+        .collect::<anyhow::Result<Vec<bool>>>()?;
     let mut files: Vec<RecordFile> = Vec::with_capacity(given.len());
     let mut seen: Vec<(std::fs::Metadata, usize)> = Vec::new();
-    for path in given {
-        let record = record_file(path, namespace, keep, progress)?;
+    for (path, trace) in given.iter().zip(traces) {
+        let record = record_file(path, trace, namespace, keep, progress)?;
         if let Ok(meta) = std::fs::metadata(&record.path) {
             use std::os::unix::fs::MetadataExt;
             let same = seen
@@ -60,17 +60,18 @@ pub fn record_files(
     Ok(files)
 }
 
-/// The record file of `path`: itself, or for a trace (a BeaverDB file or JSON lines) its
+/// The record file of `path`: itself, or for a `trace` (a BeaverDB file or JSON lines) its
 /// sidecar, made the first time and brought up to date with only the new rows after (`keep`
 /// false: a temporary one; a progress bar on a terminal while it is made, with `progress`),
 /// with its notes and warnings.
 fn record_file(
     path: &Path,
+    trace: bool,
     namespace: &str,
     keep: bool,
     progress: bool,
 ) -> anyhow::Result<RecordFile> {
-    if !is_trace(path)? {
+    if !trace {
         return Ok(RecordFile {
             given: path.to_path_buf(),
             path: path.to_path_buf(),
@@ -125,31 +126,22 @@ fn unknown_input(path: &Path) -> anyhow::Error {
     )
 }
 
-/// Fails, naming `path`, when it cannot be opened or is neither a record file nor a trace.
-fn check_readable(path: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(path).with_context(|| path.display().to_string())?;
-    if is_trace(path)? {
-        match ferret_convert::detect(path) {
-            Err(ferret_convert::ConvertError::UnknownInput(path)) => {
-                return Err(unknown_input(&path))
-            }
-            detected => drop(detected?),
-        }
-    }
-    Ok(())
-}
-
-/// True when `path` is a trace rather than a record file: it exists, is not empty, and does
-/// not start with ferret's magic (a missing or empty file is left to the record file's errors).
+/// True when `path` is a trace rather than a record file: it is not empty and does not start
+/// with ferret's magic (an empty file is left to the record file's errors). Fails, naming
+/// `path`, when it cannot be read or is neither (not a database, not JSON lines by name).
 fn is_trace(path: &Path) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut head = Vec::new();
-    match std::fs::File::open(path) {
-        Ok(f) => f.take(8).read_to_end(&mut head).map(|_| ())?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(anyhow::Error::new(e).context(path.display().to_string())),
+    std::fs::File::open(path)
+        .and_then(|f| f.take(8).read_to_end(&mut head))
+        .with_context(|| path.display().to_string())?;
+    if head.is_empty() || head.starts_with(&ferret_format::MAGIC[..6]) {
+        return Ok(false);
     }
-    Ok(!head.is_empty() && !head.starts_with(&ferret_format::MAGIC[..6]))
+    match ferret_convert::detect(path) {
+        Err(ferret_convert::ConvertError::UnknownInput(path)) => Err(unknown_input(&path)),
+        detected => detected.map(|_| true).map_err(Into::into),
+    }
 }
 
 /// One file of a question's population, opened: as given, its record file, its mapping, and

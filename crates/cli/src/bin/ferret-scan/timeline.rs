@@ -75,9 +75,6 @@ pub fn timeline(q: &Asked, chosen: &Selection) -> anyhow::Result<TimelineReport>
             .with_context(|| f.ctx())?;
         stats = stats.merge(run);
     }
-    let run_id = match chosen.members[..] {
-        [m] => chosen.run_id(q, m),
-        _ => String::new(),
-    };
+    let run_id = chosen.one_run_id(q).unwrap_or_default();
     Ok(TimelineReport::build(run_id, &stats, &buckets))
 }

@@ -70,7 +70,7 @@ pub fn slowest(
 }
 
 /// The trees to print, each with its file, and its origin when the population is several runs.
-pub fn printable<'a>(
+pub fn with_origins<'a>(
     q: &'a Asked,
     chosen: &Selection,
     trees: &'a [(Member, CallTree)],
@@ -92,7 +92,7 @@ pub fn printable<'a>(
 pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
     let args = q.args;
     let trees = slowest(q, &chosen, args.max_nodes.unwrap_or(10_000))?;
-    let shown = printable(q, &chosen, &trees);
+    let shown = with_origins(q, &chosen, &trees);
     if let Some(json) = &args.chrome_trace {
         let mut w = create(json)?;
         write_chrome_trace(&shown, &mut w)
@@ -110,9 +110,9 @@ pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
             write_trees_json(&fields, &shown, &mut out)?
         }
         _ => {
-            let analyzing = match chosen.members[..] {
-                [m] => format!("Run ID: {}", chosen.run_id(q, m)),
-                _ => chosen.describe(q),
+            let analyzing = match chosen.one_run_id(q) {
+                Some(run_id) => format!("Run ID: {run_id}"),
+                None => chosen.describe(q),
             };
             writeln!(
                 out,
@@ -128,10 +128,7 @@ pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
     Ok(out.flush()?)
 }
 
-/// `{"run_id"}` of a one-run population (the population is added beside it).
+/// `{"run_id"}` of a one-run population (several runs' get the population instead).
 fn header_json(q: &Asked, chosen: &Selection) -> serde_json::Value {
-    match chosen.members[..] {
-        [m] => serde_json::json!({"run_id": chosen.run_id(q, m)}),
-        _ => serde_json::json!({}),
-    }
+    serde_json::json!({"run_id": chosen.one_run_id(q)})
 }

@@ -67,15 +67,7 @@ pub fn refresh(args: &Args, progress: bool) -> anyhow::Result<Refresh> {
 /// end, against the window before; the population's description; its latest end.
 fn window_snapshot(q: &Asked, window: Duration) -> anyhow::Result<(LiveSnapshot, String, f64)> {
     let chosen = select::select(q, runs_asked(q.args), (None, None), true)?;
-    if chosen.members.is_empty() {
-        anyhow::bail!("the files given hold no spans");
-    }
-    let latest = chosen
-        .members
-        .iter()
-        .filter_map(|&m| chosen.summary(m))
-        .map(|r| r.last_end)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let latest = chosen.last_end();
     let at = latest.next_up();
     let w = window.as_secs_f64();
     let names = stats::name_union(q);
