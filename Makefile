@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= testdata/fixtures/beaver1.db
 
-.PHONY: fuzz check-references bench-watch bench-verdicts readme-example build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
+.PHONY: bench-python fuzz check-references bench-watch bench-verdicts readme-example build test test-live test-browser test-wheel test-pip wheel lint bench bench-e2e bench-live memtest memtest-ci fixtures example
 
 build:
 	$(CARGO) build --release --workspace
@@ -13,7 +13,7 @@ build:
 # tools/test-python.sh makes.
 test:
 	@mkdir -p target
-	set -o pipefail; { export FERRET_TEST_PYTHON=$$(tools/test-python.sh) && $(CARGO) test --workspace --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
+	set -o pipefail; { export FERRET_TEST_PYTHON=$$(tools/test-python.sh) && $(CARGO) test --workspace --exclude ferret-python --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
 	status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status
@@ -48,7 +48,7 @@ lint:
 
 # Every benchmark page, each stamped with its date, commit, machine and command: criterion's hot
 # paths, then RESULTS.md (end to end, against the peers), LIVE.md (against FERRET_BASELINE's build)
-# and MEMTEST.md (in a memory cgroup); the verdicts' calibration is printed last.
+# MEMTEST.md (in a memory cgroup), WATCH.md and PYTHON.md; the verdicts' calibration is printed last.
 FERRET_BASELINE ?= c21f94a
 bench:
 	$(CARGO) bench -p ferret-benches
@@ -56,11 +56,17 @@ bench:
 	$(MAKE) bench-live
 	$(MAKE) memtest
 	$(MAKE) bench-watch
+	$(MAKE) bench-python
 	$(MAKE) bench-verdicts
 
 # A live view of a big trace that grows (writes benches/WATCH.md): refresh cost and memory.
 bench-watch:
 	python3 benches/watch.py
+
+# The Python module on the bench trace beside the CLI (writes benches/PYTHON.md): functions()
+# against `--format json`, spans() streamed into DuckDB in bounded memory.
+bench-python:
+	python3 benches/python.py
 
 # How well the comparison's verdicts are calibrated, on generated pairs of runs whose truth is
 # known (the README quotes this output).

@@ -1,8 +1,10 @@
 //! What both binaries share: how a run ends (the error chain on one line, exit codes, a closed
 //! pipe that is not an error), the process's peak memory for the hidden `--print-peak-rss`, and
-//! a conversion's [`progress`] bar.
+//! a conversion's [`progress`] bar; and `ferret-scan`'s modes ([`scan`]), which the binary and
+//! the Python module share.
 
 pub mod progress;
+pub mod scan;
 
 use std::process::ExitCode;
 
@@ -49,7 +51,7 @@ impl std::error::Error for ExitWith {}
 /// The error and its causes on one line, each said once. Our errors name their cause (and
 /// often the file) in their own message, so they read whole where they are shown alone; the
 /// plain chain (`{:#}`) would repeat both: `x: x: No such file (os error 2): No such file`.
-fn one_line(e: &anyhow::Error) -> String {
+pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -66,10 +68,46 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// True when `e` says a record file failed its checks (a checksum, a truncated or inconsistent
+/// file, a bad record): damage, not bad input.
+pub fn is_damage(e: &anyhow::Error) -> bool {
+    use ferret_format::FormatError as F;
+    e.chain().any(|c| {
+        let format = c.downcast_ref::<F>().or_else(|| match c.downcast_ref() {
+            Some(ferret_scan::ScanError::Format(f)) => Some(f),
+            _ => None,
+        });
+        matches!(
+            format,
+            Some(
+                F::TruncatedHeader { .. }
+                    | F::CorruptHeader
+                    | F::InvalidHeader(_)
+                    | F::Truncated { .. }
+                    | F::InvalidSegment { .. }
+                    | F::Checksum { .. }
+                    | F::BadString { .. }
+                    | F::BadRecord { .. }
+                    | F::DuplicateStrings
+                    | F::NewestCommitDamaged { .. }
+            )
+        ) || matches!(
+            c.downcast_ref(),
+            Some(ferret_scan::ScanError::ParentLoop { .. })
+        )
+    })
+}
+
+/// True when `e` is a write to a closed pipe: an I/O error, or one inside serde_json's (whose
+/// `source` skips the I/O error itself).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.chain().any(|c| {
+        let kind = c
+            .downcast_ref::<std::io::Error>()
+            .map(|io| io.kind())
+            .or_else(|| c.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The kernel's high-water mark of this process's resident memory (`VmHWM`), in KiB; Linux only.

@@ -1,32 +1,31 @@
 //! Streams a ferret record file into Parquet, for the engines a team already runs over a fleet's
-//! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side.
+//! traces (DuckDB, Spark, DataFusion, Trino). `docs/SCALE-OUT.md` is the user's side. The same
+//! rows feed the Python module's Arrow batches ([`FileRows`]).
 //!
 //! The pipeline, file by file of the population: one pass over the chosen runs' records fills a
 //! `DerivedTable` (the scan crate's `derived.rs`: each span's children's time and depth, in a
-//! mapped temporary file); then, run by run in run-id order, ranges of records become row groups (`rows.rs`), built,
-//! encoded and compressed (`write.rs`) by rayon workers one per core at a time and appended in
-//! order. Memory is bounded by those few row groups; the output appears under its name only
+//! mapped temporary file); then, run by run in run-id order, ranges of records become row groups
+//! (`spans.rs`, `rows.rs`), built, encoded and compressed (`write.rs`) by rayon workers one per
+//! core at a time and appended in order. Memory is bounded by those few row groups; the output appears under its name only
 //! when complete.
 
 mod rows;
+mod spans;
 mod write;
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use ferret_format::{FormatError, Segment, SpanFile, SpanRecord};
-use ferret_scan::chunk::BlockSelect;
+use ferret_format::{FormatError, SpanFile};
 use ferret_scan::engine::AfterChunk;
+use ferret_scan::pass::Behind;
 use ferret_scan::{Filter, RunSummary};
 use parquet::errors::ParquetError;
 use rayon::prelude::*;
 
-use crate::rows::{RowGroupBuilder, ValueTable};
 use crate::write::{EncodedGroup, SpanParquetWriter};
-use ferret_scan::derived::{Derive, DerivedTable};
-use ferret_scan::pass::{for_each_record, Behind};
 
+pub use crate::rows::{RowGroup, TextColumn, ValueTable};
+pub use crate::spans::{FileRows, RowRange};
 pub use crate::write::SCHEMA;
 
 /// Errors of an export.
@@ -139,86 +138,47 @@ impl ParquetExport {
         runs: &[RunSummary],
         release: AfterChunk,
     ) -> Result<(), ExportError> {
-        let mut runs: Vec<&RunSummary> = runs.iter().collect();
-        runs.sort_by_key(|r| file.string(r.run).unwrap_or(""));
-        // Rows carry tags, statuses and hashed ids from the tag heaps: checked before any is
-        // written (record blocks are checked as the first pass reads them).
-        for seg in file.segments() {
-            file.verify_tags(seg)?;
-        }
-        let mut wanted = vec![false; file.string_count()];
-        for r in &runs {
-            if let Some(w) = wanted.get_mut(r.run as usize) {
-                *w = true;
-            }
-        }
-        let range = runs.iter().map(|r| r.first_index).min().unwrap_or(0)
-            ..runs.iter().map(|r| r.last_index + 1).max().unwrap_or(0);
-        // Depths and child times need every record of the chosen runs, whatever the time
-        // filter: the first pass skips only blocks without them (one run; several may share
-        // every block).
-        let of_runs = BlockSelect {
-            run: (runs.len() == 1).then(|| runs[0].run),
-            ..BlockSelect::default()
-        };
-        let derived = DerivedTable::build(
+        let rows = FileRows::new(
             file,
-            range,
-            &of_runs,
-            |run| wanted.get(run as usize).copied().unwrap_or(false),
-            Derive {
-                verify: true,
-                depth: true,
-            },
+            runs,
+            &self.options.filter,
+            self.options.rows_per_group,
             &self.dir,
-            &mut Behind::new(file, release),
+            release,
         )?;
         let encoder = self.writer.encoder();
-        let table = Arc::new(ValueTable::new(file));
-        // Every tag heap was checked above.
-        let filter = self.options.filter.compile(file, None, false)?;
         let mut behind = Behind::new(file, release);
         // Row groups are built and encoded in parallel, one per worker at a time, and written
         // in order: memory holds at most this many groups (about 25 MB each).
         let in_flight = rayon::current_num_threads();
-        for run in &runs {
-            // Rows: only blocks holding the run with a start inside the time filter.
-            let select = BlockSelect::of(Some(run.run), &self.options.filter);
-            let ranges = group_ranges(run, self.options.rows_per_group);
-            for batch in ranges.chunks(in_flight) {
-                let encoded: Vec<Option<EncodedGroup>> = batch
-                    .par_iter()
-                    .map(|range| {
-                        let mut builder = RowGroupBuilder::new(file, Arc::clone(&table));
-                        let keep = |seg: &Segment, r: &SpanRecord| {
-                            r.run == run.run && filter.keep(file, seg, r)
-                        };
-                        let chosen = group_in_start_order(file, range.clone(), &select, keep);
-                        for (seg, index, r) in chosen {
-                            builder.push(seg, index, r, derived.get(index));
-                        }
-                        // A range the filters emptied is not encoded at all.
-                        let group = builder.finish();
-                        (group.len() > 0)
-                            .then(|| encoder.encode(group, &table))
-                            .transpose()
-                    })
-                    .collect::<Result<_, ParquetError>>()
-                    .map_err(parquet_err(&self.out))?;
-                for group in encoded.into_iter().flatten() {
-                    self.summary.rows += group.rows;
-                    self.summary.row_groups += 1;
-                    self.writer.append(group).map_err(parquet_err(&self.out))?;
-                }
-                if let Some(last) = batch.last() {
-                    derived.release_before(last.end);
-                    behind.advance(last.end);
-                }
+        let mut run = None;
+        for batch in rows.groups().chunks(in_flight) {
+            let encoded: Vec<Option<EncodedGroup>> = batch
+                .par_iter()
+                .map(|range| {
+                    let group = rows.build(file, range)?;
+                    // A range the filters emptied is not encoded at all.
+                    (!group.is_empty())
+                        .then(|| encoder.encode(group, rows.values()))
+                        .transpose()
+                        .map_err(parquet_err(&self.out))
+                })
+                .collect::<Result<_, ExportError>>()?;
+            for group in encoded.into_iter().flatten() {
+                self.summary.rows += group.rows;
+                self.summary.row_groups += 1;
+                self.writer.append(group).map_err(parquet_err(&self.out))?;
             }
-            // The next run starts its own pass from its first record.
-            behind.restart();
+            for range in batch {
+                // Each run starts its own pass from its first record.
+                if run.replace(range.run) != Some(range.run) {
+                    behind.restart();
+                }
+                rows.release_before(range.records.end);
+                behind.advance(range.records.end);
+            }
         }
-        self.summary.runs += runs.len();
+        self.summary.runs += rows.runs();
         Ok(())
     }
 
@@ -251,42 +211,4 @@ fn parquet_err(out: &Path) -> impl Fn(ParquetError) -> ExportError {
         path: path.clone(),
         source,
     }
-}
-
-/// The records of `range` that `keep` accepts, in ferret's order: by start time, then position.
-/// Records sit in arrival order, which is start order for a database converted in one go; a
-/// file that grew by `--append`, or JSON lines in write order, needs the sort (one row group's
-/// keys, about 2 MB).
-fn group_in_start_order<'f, D: AsRef<[u8]>>(
-    file: &'f SpanFile<D>,
-    range: Range<u64>,
-    select: &BlockSelect,
-    keep: impl Fn(&Segment, &SpanRecord) -> bool,
-) -> impl Iterator<Item = (&'f Segment, u64, &'f SpanRecord)> {
-    let mut chosen: Vec<(f64, u64)> = Vec::new();
-    for_each_record(file, range, select, |seg, index, r| {
-        if keep(seg, r) {
-            chosen.push((r.start_time, index));
-        }
-        Ok::<_, std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|never| match never {});
-    if !chosen.is_sorted_by(|a, b| a.0 <= b.0) {
-        chosen.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    }
-    chosen
-        .into_iter()
-        .filter_map(|(_, index)| Some((file.segment_of(index)?, index, file.record(index)?)))
-}
-
-/// The record ranges of `run` that become one row group each: about `rows_per_group` of the
-/// run's spans, however densely other runs interleave with it.
-fn group_ranges(run: &RunSummary, rows_per_group: usize) -> Vec<Range<u64>> {
-    let (first, end) = (run.first_index, run.last_index + 1);
-    let per_span = (end - first) as f64 / run.spans.max(1) as f64;
-    let step = ((rows_per_group.max(1) as f64 * per_span).ceil() as u64).max(1);
-    (first..end)
-        .step_by(step as usize)
-        .map(|start| start..(start + step).min(end))
-        .collect()
 }

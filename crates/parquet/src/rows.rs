@@ -33,6 +33,16 @@ impl ValueTable {
         ValueTable { names, strings }
     }
 
+    /// The names as text, by name id.
+    pub fn name_texts(&self) -> Vec<&str> {
+        texts(&self.names)
+    }
+
+    /// The strings as text, by string id (then "ok" and "error").
+    pub fn string_texts(&self) -> Vec<&str> {
+        texts(&self.strings)
+    }
+
     fn ok(&self) -> u32 {
         (self.strings.len() - 2) as u32
     }
@@ -40,6 +50,14 @@ impl ValueTable {
     fn error(&self) -> u32 {
         (self.strings.len() - 1) as u32
     }
+}
+
+/// Values as text (the tables hold UTF-8 checked on open).
+fn texts(values: &[ByteArray]) -> Vec<&str> {
+    values
+        .iter()
+        .map(|v| std::str::from_utf8(v.data()).unwrap_or("?"))
+        .collect()
 }
 
 /// Values of one text column, back to back.
@@ -72,8 +90,13 @@ impl TextColumn {
         Bytes::from(std::mem::take(&mut self.bytes))
     }
 
+    /// The column's bytes, back to back, and where each value ends in them.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<u32>) {
+        (self.bytes, self.ends)
+    }
+
     /// Values in the column.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 }
@@ -113,6 +136,11 @@ impl RowGroup {
     /// Rows in the group.
     pub fn len(&self) -> usize {
         self.start_time.len()
+    }
+
+    /// True when the filters left no row in the group.
+    pub fn is_empty(&self) -> bool {
+        self.start_time.is_empty()
     }
 }
 

@@ -42,6 +42,17 @@ pub fn for_each_record<D: AsRef<[u8]>, E>(
     Ok(())
 }
 
+/// Hands the records of `range` to `after`, segment by segment.
+pub fn hand_over<D: AsRef<[u8]>>(file: &SpanFile<D>, range: Range<u64>, after: AfterChunk) {
+    for seg in file.segments() {
+        let records = seg.record_range();
+        let (from, until) = (records.start.max(range.start), records.end.min(range.end));
+        if from < until {
+            after(seg, from..until);
+        }
+    }
+}
+
 /// The release point of one pass over the records.
 pub struct Behind<'a, D> {
     file: &'a SpanFile<D>,
@@ -66,13 +77,7 @@ impl<'a, D: AsRef<[u8]>> Behind<'a, D> {
         if to < self.done + STEP {
             return;
         }
-        for seg in self.file.segments() {
-            let range = seg.record_range();
-            let (from, until) = (range.start.max(self.done), range.end.min(to));
-            if from < until {
-                (self.after)(seg, from..until);
-            }
-        }
+        hand_over(self.file, self.done..to, self.after);
         self.done = to;
     }
 

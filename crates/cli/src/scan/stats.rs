@@ -11,8 +11,8 @@ use ferret_scan::stats::ChunkStats;
 use ferret_scan::{scan_stats, ScanOptions};
 use rayon::prelude::*;
 
-use crate::select::{Member, Selection};
-use crate::{print_json, Asked, By, Format};
+use crate::scan::select::{Member, Selection};
+use crate::scan::{print_json, Asked, By, Format};
 
 /// The statistics of `members` merged by name: each run scanned (in parallel, one pool), its
 /// name ids mapped into `names`, the union of every file's names.
@@ -144,7 +144,7 @@ pub fn write_stats(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
         Some(by) => Table::Grouped(grouped(q, &chosen, by)?),
         None => Table::Whole(report(q, &chosen, q.args.limit)?),
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = q.args.sink.out();
     match q.args.format {
         Format::Table => {
             writeln!(

@@ -3,7 +3,7 @@
 //! another window), function by function, with a verdict per function, an optional
 //! differential flame graph, and `--fail-on-regression`'s exit code 3.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,9 +13,9 @@ use ferret_scan::stats::ChunkStats;
 use ferret_scan::ScanError;
 use serde_json::Value;
 
-use crate::select::{self, Runs};
-use crate::source::{self, RecordFile};
-use crate::{asking, flame, html, print_json, runs_asked, stats, window, Args, Format};
+use crate::scan::select::{self, Runs};
+use crate::scan::source::{self, RecordFile};
+use crate::scan::{asking, flame, html, print_json, runs_asked, stats, window, Args, Format};
 
 /// One side, scanned: what the comparison needs once its files are closed.
 struct ScannedSide {
@@ -161,7 +161,7 @@ fn print(
     args: &Args,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = args.sink.out();
     match args.format {
         Format::Table => {
             writeln!(
@@ -173,7 +173,7 @@ fn print(
                 report.target_spans,
                 started.elapsed().as_secs_f64()
             )?;
-            report.write_table(&mut out, std::io::stdout().is_terminal())?;
+            report.write_table(&mut out, args.sink.is_terminal())?;
         }
         Format::Json => {
             let mut doc = report.to_json();
@@ -276,7 +276,7 @@ fn gate(report: &ComparisonReport, pct: f64) -> anyhow::Result<()> {
         n if n > 5 => format!(" and {} more", n - 5),
         _ => String::new(),
     };
-    Err(ferret_cli::ExitWith {
+    Err(crate::ExitWith {
         code: 3,
         message: format!(
             "regression: {} function(s) slower by more than {pct}%: {}{more}",

@@ -8,7 +8,7 @@ use ferret_scan::{
 };
 use serde_json::{json, Value};
 
-use crate::{local_time, Asked, StatusArg};
+use crate::scan::{local_time, Asked, StatusArg};
 
 /// One run of one file of the population.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,15 @@ impl Selection {
             [m] => Some(self.run_id(q, m)),
             _ => None,
         }
+    }
+
+    /// The run directory's entries of the runs chosen in file `file` (when the runs were read).
+    pub fn chosen_runs(&self, file: usize) -> Vec<RunSummary> {
+        self.runs[file]
+            .iter()
+            .filter(|r| self.runs_of(file).any(|run| run == r.run))
+            .copied()
+            .collect()
     }
 
     /// The runs chosen in file `file`.

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use ferret_parquet::{ExportError, ExportOptions, ParquetExport};
-use ferret_scan::{RunSummary, ScanError};
+use ferret_scan::ScanError;
 
-use crate::select::Selection;
-use crate::Asked;
+use crate::scan::select::Selection;
+use crate::scan::source::Opened;
+use crate::scan::Asked;
 
 /// Exports the chosen runs to `output`.
 pub fn write_parquet(q: &Asked, output: &Path, chosen: Selection) -> anyhow::Result<()> {
@@ -18,21 +19,9 @@ pub fn write_parquet(q: &Asked, output: &Path, chosen: Selection) -> anyhow::Res
     let mut export = ParquetExport::create(output, &options)?;
     for file in chosen.files() {
         let f = &q.files[file];
-        let runs: Vec<RunSummary> = chosen.runs[file]
-            .iter()
-            .filter(|r| chosen.runs_of(file).any(|run| run == r.run))
-            .copied()
-            .collect();
         export
-            .add_file(&f.file, &runs, &f.release())
-            .map_err(|e| match e {
-                // Damage is the input's: name it (output errors name the output already).
-                ExportError::Format(_)
-                | ExportError::Scan(ScanError::Format(_) | ScanError::ParentLoop { .. }) => {
-                    anyhow::Error::new(e).context(f.ctx())
-                }
-                other => other.into(),
-            })?;
+            .add_file(&f.file, &chosen.chosen_runs(file), &f.release())
+            .map_err(|e| in_file(e, f))?;
     }
     let done = export.finish()?;
     let secs = q.started.elapsed().as_secs_f64();
@@ -46,4 +35,16 @@ pub fn write_parquet(q: &Asked, output: &Path, chosen: Selection) -> anyhow::Res
         done.rows as f64 / secs.max(1e-9) / 1e6,
     );
     Ok(())
+}
+
+/// An export's error about `f`: damage is the input's, so it names the file (errors about the
+/// output name the output already).
+pub fn in_file(e: ExportError, f: &Opened) -> anyhow::Error {
+    match e {
+        ExportError::Format(_)
+        | ExportError::Scan(ScanError::Format(_) | ScanError::ParentLoop { .. }) => {
+            anyhow::Error::new(e).context(f.ctx())
+        }
+        other => other.into(),
+    }
 }

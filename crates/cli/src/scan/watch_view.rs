@@ -22,8 +22,8 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::{DefaultTerminal, Frame};
 use regex::Regex;
 
-use crate::watch::{refresh, Refresh};
-use crate::{local_time, Args};
+use crate::scan::watch::{refresh, Refresh};
+use crate::scan::{local_time, Args};
 
 /// The sort keys `s` cycles through, each descending (`name` ascending).
 const SORTS: [&str; 5] = ["total", "rate", "p99", "errors", "name"];

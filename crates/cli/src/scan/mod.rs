@@ -1,5 +1,6 @@
-//! `ferret-scan`: argument parsing and dispatch to one module per mode, over the `ferret-scan`
-//! crate.
+//! `ferret-scan`'s modes: argument parsing and dispatch to one module per mode, over the
+//! `ferret-scan` crate. The binary calls [`main`]; the Python module calls [`answer_json`] with
+//! the same arguments, so both print the numbers of one implementation.
 
 mod compare;
 mod flame;
@@ -8,23 +9,25 @@ mod parquet;
 mod runs;
 mod select;
 mod source;
+pub mod spans;
 mod stats;
 mod timeline;
 mod trees;
 mod watch;
 mod watch_view;
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use ferret_report::functions::SORT_KEYS;
 
-use crate::select::Runs;
-use crate::source::Opened;
+use crate::scan::select::Runs;
+use crate::scan::source::Opened;
 
 /// Per-function statistics, call trees, flame graphs and Parquet exports of a ferret trace
 /// converted by ferret-convert, computed over the mapped file in memory bounded by the number of
@@ -179,6 +182,46 @@ struct Args {
     /// Print the process's peak resident memory to stderr at exit (tests and benchmarks).
     #[arg(long, hide = true)]
     print_peak_rss: bool,
+    /// Where the answer goes: standard output, or a buffer for [`answer_json`].
+    #[arg(skip)]
+    sink: Sink,
+}
+
+/// Where a mode writes its answer.
+#[derive(Clone, Debug, Default)]
+struct Sink(Option<Arc<Mutex<Vec<u8>>>>);
+
+impl Sink {
+    /// The writer of the answer: standard output (locked), or the buffer.
+    fn out(&self) -> Box<dyn io::Write + '_> {
+        match &self.0 {
+            None => Box::new(io::stdout().lock()),
+            Some(buffer) => Box::new(SharedBuffer(buffer)),
+        }
+    }
+
+    /// True when the answer goes to a terminal (colours, sparklines).
+    fn is_terminal(&self) -> bool {
+        self.0.is_none() && io::stdout().is_terminal()
+    }
+}
+
+/// A writer appending to a shared buffer.
+struct SharedBuffer<'a>(&'a Mutex<Vec<u8>>);
+
+impl io::Write for SharedBuffer<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut buffer = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -201,10 +244,52 @@ enum StatusArg {
     Error,
 }
 
-fn main() -> ExitCode {
+/// `ferret-scan`'s process: parses the command line, answers, and ends with the exit code.
+pub fn main() -> ExitCode {
     let args = Args::parse();
     let result = scan(&args);
-    ferret_cli::finish("ferret-scan", result, args.print_peak_rss)
+    crate::finish("ferret-scan", result, args.print_peak_rss)
+}
+
+/// Answers `ferret-scan ARGS --format json` in this process: the JSON document the command
+/// would print. Fails with the error the command would print (after `ferret-scan: `, see
+/// [`crate::one_line`]); `--watch`, `--verify` and the modes that write files are refused.
+pub fn answer_json<I, T>(args: I) -> anyhow::Result<serde_json::Value>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut args = in_process(args)?;
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    args.sink = Sink(Some(Arc::clone(&buffer)));
+    scan(&args)?;
+    let bytes = std::mem::take(&mut *buffer.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The arguments of a question asked in this process (with `--format json --quiet`); clap's
+/// message (several lines: usage, hints) is cut to its first, which says what was wrong.
+fn in_process<I, T>(args: I) -> anyhow::Result<Args>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let argv = std::iter::once(std::ffi::OsString::from("ferret-scan"))
+        .chain(args.into_iter().map(Into::into))
+        .chain(["--format".into(), "json".into(), "--quiet".into()]);
+    let args = Args::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        anyhow::anyhow!("{}", first.trim_start_matches("error: "))
+    })?;
+    let writes_files = args.to_parquet.is_some()
+        || args.html.is_some()
+        || args.flamegraph.is_some()
+        || args.chrome_trace.is_some();
+    if args.watch || args.verify || args.folded || writes_files {
+        bail!("asked in a process, a question has a JSON answer: --watch, --verify, --folded and the outputs to files are the command line's");
+    }
+    Ok(args)
 }
 
 /// Answers on the record files of the files given (each itself, or a trace's sidecar).

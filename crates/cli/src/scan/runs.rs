@@ -6,8 +6,8 @@ use std::io::Write;
 use anyhow::Context;
 use ferret_scan::{default_run, scan_runs, RunSummary, ScanError, ScanOptions};
 
-use crate::source::Opened;
-use crate::{local_time, Asked, Format};
+use crate::scan::source::Opened;
+use crate::scan::{local_time, Asked, Format};
 
 /// One run as listed: its file, its id, its summary and whether it is the file's default.
 struct Listed<'a> {
@@ -38,7 +38,7 @@ pub fn list_runs(q: &Asked) -> anyhow::Result<()> {
             run,
         }));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = q.args.sink.out();
     write_runs(&listed, q.files.len() > 1, q.args.format, &mut out)?;
     Ok(out.flush()?)
 }

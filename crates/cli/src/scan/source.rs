@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::progress::Progress;
 use anyhow::{bail, Context};
-use ferret_cli::progress::Progress;
 use ferret_convert::sidecar::{self, Sidecar};
 use ferret_format::{FormatError, Region, SpanFile};
 use ferret_parquet::ExportError;
@@ -198,21 +198,7 @@ pub fn with_span_files<T>(
     verify: bool,
     answer: impl Fn(&[Opened]) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut opened = Vec::with_capacity(records.len());
-    for (index, record) in records.iter().enumerate() {
-        let path = &record.path;
-        let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
-        if let (Some(f), false) = (file.fallback(), verify) {
-            warn_fallback(path, f.lost_records, &f.reason);
-        }
-        opened.push(Opened {
-            index,
-            given: record.given.clone(),
-            path: path.clone(),
-            file,
-            fell_back: false,
-        });
-    }
+    let mut opened = open_all(records, verify)?;
     loop {
         let answered = answer(&opened);
         // A record block or tag heap that a file's newest commit added failed its checksum
@@ -236,6 +222,27 @@ pub fn with_span_files<T>(
         opened[index].file = previous;
         opened[index].fell_back = true;
     }
+}
+
+/// Opens the record files, each falling back (with a warning, unless `verify`) to the commit
+/// before a newest one that fails its checks on open.
+pub fn open_all(records: &[RecordFile], verify: bool) -> anyhow::Result<Vec<Opened>> {
+    let mut opened = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let path = &record.path;
+        let file = SpanFile::open(path).with_context(|| path.display().to_string())?;
+        if let (Some(f), false) = (file.fallback(), verify) {
+            warn_fallback(path, f.lost_records, &f.reason);
+        }
+        opened.push(Opened {
+            index,
+            given: record.given.clone(),
+            path: path.clone(),
+            file,
+            fell_back: false,
+        });
+    }
+    Ok(opened)
 }
 
 /// The file (by index) whose newest commit's record block or tag heap failed its checksum in

@@ -11,8 +11,8 @@ use ferret_report::flame::{
 };
 use ferret_scan::stacks::{folded_stacks, DRAWN_SHARE, MAX_STACK_FRAMES};
 
-use crate::select::Selection;
-use crate::{warn_broken, Asked};
+use crate::scan::select::Selection;
+use crate::scan::{warn_broken, Asked};
 
 /// The folded stacks of the population (each run's, then the same stacks' weights added), with
 /// warnings about loops and frames beyond the depth kept; `drawn` folds the stacks too thin to
@@ -23,7 +23,7 @@ pub fn stacks(q: &Asked, chosen: &Selection, drawn: bool) -> anyhow::Result<Vec<
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
     for &m in &chosen.members {
         let f = &q.files[m.file];
-        let scratch = crate::source::scratch_dir(&f.path);
+        let scratch = crate::scan::source::scratch_dir(&f.path);
         let folded = folded_stacks(&f.file, m.run, verify, min_share, &scratch, &f.release())
             .with_context(|| f.ctx())?;
         warn_broken(&f.path, folded.broken_links);
@@ -68,7 +68,7 @@ pub fn write(q: &Asked, chosen: &Selection) -> anyhow::Result<()> {
         save(path, &svg(q, chosen, &lines)?)?;
     }
     if q.args.folded {
-        let mut out = std::io::stdout().lock();
+        let mut out = q.args.sink.out();
         write_folded(&lines, &mut out)?;
         out.flush()?;
     }

@@ -9,8 +9,8 @@ use ferret_report::comparison::ComparisonReport;
 use ferret_report::html::{write_page, Page};
 use ferret_report::trees::write_trees_html;
 
-use crate::select::Selection;
-use crate::{create, flame, local, local_time, stats, timeline, trees, Asked};
+use crate::scan::select::Selection;
+use crate::scan::{create, flame, local, local_time, stats, timeline, trees, Asked};
 
 /// Spans kept per tree on a page unless `--max-nodes` says otherwise.
 const PAGE_MAX_NODES: usize = 300;

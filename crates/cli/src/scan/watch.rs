@@ -5,15 +5,15 @@
 //! full-screen (`watch_view`); otherwise, or with `--format json`, each refresh is one JSON
 //! line.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ferret_report::live::LiveSnapshot;
 use ferret_scan::Filter;
 
-use crate::select::{self, Selection};
-use crate::source;
-use crate::{runs_asked, stats, watch_view, Args, Asked, Format};
+use crate::scan::select::{self, Selection};
+use crate::scan::source;
+use crate::scan::{runs_asked, stats, watch_view, Args, Asked, Format};
 
 /// What one refresh found.
 pub struct Refresh {
@@ -33,7 +33,7 @@ pub struct Refresh {
 /// (a missing file, a file of no spans) ends the watch; later ones are shown and retried.
 pub fn watch(args: &Args) -> anyhow::Result<()> {
     let first = refresh(args, !args.quiet)?;
-    if args.format == Format::Json || !std::io::stdout().is_terminal() {
+    if args.format == Format::Json || !args.sink.is_terminal() {
         print_lines(args, first)
     } else {
         watch_view::show(args, first)
@@ -89,7 +89,7 @@ fn window_snapshot(q: &Asked, window: Duration) -> anyhow::Result<(LiveSnapshot,
 /// `refresh_seconds`), at fixed deadlines (a slow refresh does not shift the ones after it); a
 /// failed refresh is said on stderr and retried at the next.
 fn print_lines(args: &Args, first: Refresh) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = args.sink.out();
     let mut next = Instant::now();
     let mut current = Ok(first);
     let mut done = 0u64;

@@ -1,7 +1,7 @@
 //! `--tree` and `--chrome-trace`: the slowest call trees of the population, as ferret prints
 //! them, as JSON, or as Chrome trace events.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::Context;
 use ferret_format::{Segment, SpanRecord};
@@ -11,8 +11,8 @@ use ferret_scan::tree::{slowest_trees, CallTree, TreeOptions};
 use ferret_scan::ScanOptions;
 use memmap2::Mmap;
 
-use crate::select::{Member, Selection};
-use crate::{create, warn_broken, Asked, Format};
+use crate::scan::select::{Member, Selection};
+use crate::scan::{create, warn_broken, Asked, Format};
 
 /// The `--limit` slowest trees among the roots the filters choose, across the population (each
 /// run's slowest, then the slowest of those), each of at most `max_nodes` spans, with the run
@@ -102,7 +102,7 @@ pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = q.args.sink.out();
     match args.format {
         Format::Json => {
             let fields = chosen.with_population(q, header_json(q, &chosen));
@@ -120,7 +120,7 @@ pub fn write_trees(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
                 args.limit
             )?;
             let style = TextStyle {
-                color: std::io::stdout().is_terminal(),
+                color: q.args.sink.is_terminal(),
             };
             write_trees_text(&shown, style, &mut out)?;
         }

@@ -1,7 +1,7 @@
 //! `--timeline`: the population (or its window) cut into time buckets by span start, as a table
 //! (with sparklines on a terminal), JSON or CSV.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::Context;
 use ferret_report::timeline::TimelineReport;
@@ -9,13 +9,13 @@ use ferret_scan::buckets::{scan_timeline, Buckets};
 use ferret_scan::stats::ChunkStats;
 use ferret_scan::ScanOptions;
 
-use crate::select::Selection;
-use crate::{local_time, print_json, Asked, Format};
+use crate::scan::select::Selection;
+use crate::scan::{local_time, print_json, Asked, Format};
 
 /// Scans the population into buckets and prints them.
 pub fn write_timeline(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
     let report = timeline(q, &chosen)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = q.args.sink.out();
     match q.args.format {
         Format::Table => {
             let spans: u64 = report.buckets.iter().map(|b| b.spans).sum();
@@ -27,7 +27,7 @@ pub fn write_timeline(q: &Asked, chosen: Selection) -> anyhow::Result<()> {
                 report.bucket_seconds,
                 q.started.elapsed().as_secs_f64()
             )?;
-            report.write_table(&mut out, local_time, std::io::stdout().is_terminal())?;
+            report.write_table(&mut out, local_time, q.args.sink.is_terminal())?;
         }
         Format::Json => print_json(&chosen.with_population(q, report.to_json()), &mut out)?,
         Format::Csv => report.write_csv(&mut out)?,
