@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, RecordBatch, RecordBatchReader, StringArray,
+    ArrayRef, Float64Array, Int32Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use ferret_cli::scan::spans::SpanGroups;
@@ -36,6 +36,16 @@ pub fn schema() -> SchemaRef {
 pub struct SpanBatches {
     groups: SpanGroups,
     schema: SchemaRef,
+    /// The current file's names and strings as Arrow arrays, made once per file: a string
+    /// table can hold millions of entries (tag values), too many to walk per batch.
+    texts: Option<Texts>,
+}
+
+/// A file's value tables as Arrow arrays, and the tables they were made from.
+struct Texts {
+    of: Arc<ValueTable>,
+    names: StringArray,
+    strings: StringArray,
 }
 
 impl SpanBatches {
@@ -44,7 +54,21 @@ impl SpanBatches {
         SpanBatches {
             groups,
             schema: schema(),
+            texts: None,
         }
+    }
+
+    /// The texts of `values`, made when the values are another file's.
+    fn texts(&mut self, values: Arc<ValueTable>) -> &Texts {
+        let stale = !matches!(&self.texts, Some(t) if Arc::ptr_eq(&t.of, &values));
+        if stale {
+            self.texts = Some(Texts {
+                names: StringArray::from(values.name_texts()),
+                strings: StringArray::from(values.string_texts()),
+                of: values,
+            });
+        }
+        self.texts.as_ref().expect("set above")
     }
 }
 
@@ -57,7 +81,10 @@ impl Iterator for SpanBatches {
             ArrowError::ExternalError(ferret_cli::one_line(&e).into())
         });
         match next {
-            Ok(Some((group, values))) => Some(batch(group, &values, &self.schema)),
+            Ok(Some((group, values))) => {
+                let schema = Arc::clone(&self.schema);
+                Some(batch(group, self.texts(values), &schema))
+            }
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         }
@@ -71,9 +98,8 @@ impl RecordBatchReader for SpanBatches {
 }
 
 /// One group of rows as a record batch.
-fn batch(g: RowGroup, values: &ValueTable, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+fn batch(g: RowGroup, texts: &Texts, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     let rows = g.len();
-    let strings = values.string_texts();
     // Parents and durations are stored for the rows that have one; spread them over every row.
     let mut parents = g.parent_id.into_parts();
     let parent_id = spread_text(&mut parents, &g.parent_def);
@@ -99,13 +125,13 @@ fn batch(g: RowGroup, values: &ValueTable, schema: &SchemaRef) -> Result<RecordB
         Arc::new(text(g.span_id)?),
         Arc::new(parent_id),
         Arc::new(text(g.root_id)?),
-        Arc::new(lookup(&g.run_id, &strings)),
-        Arc::new(lookup(&g.name, &values.name_texts())),
+        lookup(g.run_id, &texts.strings)?,
+        lookup(g.name, &texts.names)?,
         Arc::new(Float64Array::from(g.start_time)),
         Arc::new(end_time),
         Arc::new(Float64Array::from(duration)),
         Arc::new(Float64Array::from(g.self_time)),
-        Arc::new(lookup(&g.status, &strings)),
+        lookup(g.status, &texts.strings)?,
         Arc::new(Int32Array::from(g.depth)),
         Arc::new(text(g.tags)?),
     ];
@@ -149,9 +175,7 @@ fn spread_text((bytes, ends): &mut (Vec<u8>, Vec<u32>), present: &[i16]) -> Stri
     out.finish()
 }
 
-/// Ids into a table of values, as strings.
-fn lookup(ids: &[u32], texts: &[&str]) -> StringArray {
-    ids.iter()
-        .map(|&id| Some(texts.get(id as usize).copied().unwrap_or("?")))
-        .collect()
+/// Ids into a table of values, as that table's strings.
+fn lookup(ids: Vec<u32>, table: &StringArray) -> Result<ArrayRef, ArrowError> {
+    arrow_select::take::take(table, &UInt32Array::from(ids), None)
 }

@@ -201,7 +201,8 @@ class Trace:
         return f"ferret_scan.open({self.paths!r})"
 
     def _args(self, *args: str) -> List[str]:
-        base = list(self.paths)
+        # A relative path that starts with "-" would read as an option.
+        base = [f"./{p}" if p.startswith("-") else p for p in self.paths]
         if self.namespace is not None:
             base += ["--namespace", self.namespace]
         if not self.sidecar:
