@@ -17,7 +17,7 @@ build() {
   rm -rf target/wheels
   python3 tools/build/backend.py
   # cargo metadata's download lines and maturin's progress go to a log; errors show it.
-  "$tools/bin/maturin" build --quiet --out target/wheels >target/wheel-build.log 2>&1 ||
+  "$tools/bin/maturin" build --release --quiet --out target/wheels >target/wheel-build.log 2>&1 ||
     { cat target/wheel-build.log >&2; return 1; }
   ls target/wheels/*.whl
 }
