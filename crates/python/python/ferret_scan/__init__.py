@@ -298,7 +298,7 @@ class Trace:
         args += _filters(filters)
         return self._answer(args)
 
-    def spans(self, batch_rows: int = 131072, **filters: Unpack[Filters]) -> SpanStream:
+    def spans(self, batch_rows: int = 65536, **filters: Unpack[Filters]) -> SpanStream:
         """The selected spans as a stream of Arrow record batches with the Parquet export's
         columns (span_id, parent_id, root_id, run_id, name, start_time, end_time, duration,
         self_time, status, depth, tags as JSON text), built one batch of about ``batch_rows``
