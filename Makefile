@@ -8,14 +8,15 @@ EXAMPLE ?= testdata/fixtures/beaver1.db
 build:
 	$(CARGO) build --release --workspace
 
-# Every test (no doc tests: there are none), then the live test; ends with one total line,
-# keeping the status. The tests read our Parquet back with pyarrow, from the Python that
-# tools/test-python.sh makes.
+# Every test (no doc tests: there are none), then the live test, then the wheel's (both tools
+# and the Python module's pytest tests, from a fresh virtualenv: tools/wheel.sh test); ends with
+# one total line (cargo's and pytest's counts), keeping the status. The Rust tests read our
+# Parquet back with pyarrow, from the Python that tools/test-python.sh makes.
 test:
 	@mkdir -p target
-	set -o pipefail; { export FERRET_TEST_PYTHON=$$(tools/test-python.sh) && $(CARGO) test --workspace --exclude ferret-python --lib --bins --tests && tools/live-test.sh; } 2>&1 | tee target/test.log; \
+	set -o pipefail; { export FERRET_TEST_PYTHON=$$(tools/test-python.sh) && $(CARGO) test --workspace --exclude ferret-python --lib --bins --tests && tools/live-test.sh && tools/wheel.sh test; } 2>&1 | tee target/test.log; \
 	status=$$?; \
-	awk '/^test result:/ { p += $$4; f += $$6 } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
+	awk '/^test result:/ { p += $$4; f += $$6; next } /[0-9]+ (passed|failed).* in [0-9.]+s/ { for (i = 2; i <= NF; i++) { if ($$i ~ /^passed/) p += $$(i-1); if ($$i ~ /^failed/) f += $$(i-1) } } END { print "tests: " p " passed, " f " failed" }' target/test.log; \
 	exit $$status
 
 # The --html page in a real browser: Debian's headless chromium (installed when missing, as
@@ -28,7 +29,8 @@ test-browser:
 wheel:
 	tools/wheel.sh build
 
-# Installs the wheel into a fresh virtualenv and runs both tools from it on the fixtures.
+# Installs the wheel into a fresh Python 3.13 virtualenv, runs both tools from it on the fixtures,
+# then the module's pytest tests (crates/python/tests); the last step of `make test`.
 test-wheel:
 	tools/wheel.sh test
 

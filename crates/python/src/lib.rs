@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 #[pyo3(signature = (args, rows=None))]
 fn answer(
     py: Python<'_>,
-    args: Vec<String>,
+    args: Vec<std::ffi::OsString>,
     rows: Option<String>,
 ) -> PyResult<(String, Option<pyo3_arrow::PyTable>)> {
     let answered = py.detach(|| {
@@ -40,7 +40,7 @@ fn answer(
 #[pyfunction]
 fn spans(
     py: Python<'_>,
-    args: Vec<String>,
+    args: Vec<std::ffi::OsString>,
     batch_rows: usize,
 ) -> PyResult<pyo3_arrow::PyRecordBatchReader> {
     let groups = py

@@ -5,6 +5,7 @@ wheel (`make test-wheel` runs this with pytest in a fresh virtualenv that also h
 import datetime as dt
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -293,3 +294,10 @@ print(raised[0])
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "not a ferret span file" in out.stdout, out.stdout
+
+
+def test_a_path_that_is_not_utf8_is_read(tmp_path):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/tr\xffce.db"))
+    shutil.copyfile(FIXTURES / "generated1.db", odd)
+    assert ferret_scan.open(odd).functions().to_pylist() == cli(odd, "--limit", 0)["functions"]
+    assert ferret_scan.open(os.fsencode(odd)).runs().to_pylist() == cli(odd, "--runs")
