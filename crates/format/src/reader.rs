@@ -619,7 +619,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         &self.bytes()[l.tags as usize..(l.tags + segment.tags_len) as usize]
     }
 
-    /// Checks the checksums of blocks `blocks` of `segment`.
+    /// Checks the checksums of blocks `blocks` of `segment`, each hashed again even if checked
+    /// before (see [`check_block`](Self::check_block)).
     pub fn verify_blocks(
         &self,
         segment: &Segment,
@@ -663,11 +664,20 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
             return Ok(None);
         };
         let block = ((index - seg.first_record) as usize) / BLOCK_RECORDS;
-        let (word, bit) = Self::checked_bit(seg, block);
-        if self.checked[word].load(Ordering::Relaxed) & bit == 0 {
-            self.verify_blocks(seg, block..block + 1)?;
-        }
+        self.check_block(seg, block)?;
         Ok(self.records(seg).get((index - seg.first_record) as usize))
+    }
+
+    /// Checks the checksum of block `block` of `segment` unless this view has checked it
+    /// already: the mapped bytes of a commit never change (writers replace files, they do not
+    /// rewrite them), so a pass that reads a block a second time (a tree's, a window's second
+    /// pass) need not hash it again.
+    pub fn check_block(&self, segment: &Segment, block: usize) -> Result<(), FormatError> {
+        let (word, bit) = Self::checked_bit(segment, block);
+        if self.checked[word].load(Ordering::Relaxed) & bit == 0 {
+            self.verify_blocks(segment, block..block + 1)?;
+        }
+        Ok(())
     }
 
     /// Checks every checksum in the file and every record's references (names, strings, parent,

@@ -105,7 +105,10 @@ impl FunctionRow {
             return None;
         }
         let total = stats.total(id);
-        let q = |p: f64| within(stats.sketches.quantile(id, p, s.min).unwrap_or(0.0), s);
+        let [p50, p90, p99] = stats
+            .sketches
+            .quantiles(id, [0.5, 0.9, 0.99], s.min)
+            .map(|q| within(q.unwrap_or(0.0), s));
         Some(FunctionRow {
             name: name.to_string(),
             count: s.count,
@@ -115,9 +118,9 @@ impl FunctionRow {
             max_duration: s.max,
             error_count: s.errors,
             error_rate: s.errors as f64 / s.count as f64,
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
+            p50,
+            p90,
+            p99,
             self_time: (total - stats.child_time[id].value()).max(0.0),
         })
     }

@@ -55,18 +55,18 @@ impl TimelineReport {
     /// The rows of `stats` from [`scan_timeline`] over `buckets`.
     pub fn build(run_id: String, stats: &ChunkStats, buckets: &Buckets) -> TimelineReport {
         let rows = stats.names.iter().enumerate().map(|(i, s)| {
-            let q = |p: f64| {
-                let value = stats.sketches.quantile(i, p, s.min)?;
-                (stats.timed(i) > 0).then(|| within(value, s))
-            };
+            let [p50, p90, p99] = stats
+                .sketches
+                .quantiles(i, [0.5, 0.9, 0.99], s.min)
+                .map(|q| q.filter(|_| stats.timed(i) > 0).map(|v| within(v, s)));
             BucketRow {
                 start: buckets.start(i),
                 spans: s.count,
                 errors: s.errors,
                 total_duration: stats.total(i),
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
+                p50,
+                p90,
+                p99,
             }
         });
         TimelineReport {

@@ -31,9 +31,11 @@ pub fn plan<D: AsRef<[u8]>>(
 ) -> Vec<Chunk> {
     let mut out = Vec::new();
     for seg in file.segments() {
-        let blocks = seg.block_count();
         let n = seg.record_count as usize;
-        let mut b = 0;
+        let Range {
+            start: mut b,
+            end: blocks,
+        } = select.block_range(file, seg);
         while b < blocks {
             let e = (b + blocks_per_chunk.max(1)).min(blocks);
             let may = |block: &usize| select.may_match(file, seg, *block);
@@ -95,6 +97,23 @@ impl BlockSelect {
             self.since.is_none_or(|t| zone.min_start >= t)
                 && self.until.is_none_or(|t| zone.max_start < t)
         })
+    }
+
+    /// The blocks of `seg` that can hold the run: from its first record's to its last's, as
+    /// the segment's run directory has them (none when the run is not there). Every block
+    /// without a run asked, or without a run directory (version 1). A one-run question on a
+    /// file of many runs plans from the directory instead of testing every block's zone.
+    pub fn block_range<D: AsRef<[u8]>>(&self, file: &SpanFile<D>, seg: &Segment) -> Range<usize> {
+        let every = 0..seg.block_count();
+        let (Some(run), false) = (self.run, file.zones(seg).is_empty()) else {
+            return every;
+        };
+        let Some(entry) = file.runs(seg).iter().find(|e| e.run == run) else {
+            return 0..0;
+        };
+        let block = |index: u64| (index.saturating_sub(seg.first_record) as usize) / BLOCK_RECORDS;
+        let range = block(entry.first_index)..block(entry.last_index) + 1;
+        range.start.min(every.end)..range.end.min(every.end)
     }
 
     /// False when block `block` of `seg` certainly holds no record this pass wants.

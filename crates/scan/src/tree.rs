@@ -5,7 +5,7 @@
 //! time is ferret's (its duration minus all its children's), whatever was kept.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use ferret_format::{Segment, SpanFile, SpanRecord};
 
@@ -226,12 +226,20 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
     let mut roots: Vec<RootRank> = top.heap.into_vec();
     roots.sort();
     // Looked up for every record of the run: with std's SipHash, hashing was a quarter of the
-    // pass.
-    let slot: foldhash::HashMap<u64, usize> = roots
+    // pass, and foldhash still a sixth; a binary search of the few roots asked for is a few
+    // compares.
+    let mut slots: Vec<(u64, usize)> = roots
         .iter()
         .enumerate()
         .map(|(s, r)| (r.index, s))
         .collect();
+    slots.sort_unstable();
+    let slot_of = |root: u64| {
+        slots
+            .binary_search_by_key(&root, |&(index, _)| index)
+            .ok()
+            .map(|at| slots[at].1)
+    };
     let max = opts.max_nodes.max(1);
     let empty = || vec![TreeAccumulator::default(); roots.len()];
     let gathered = fold_per_thread(
@@ -246,7 +254,7 @@ pub fn slowest_trees<D: AsRef<[u8]> + Sync>(
                         continue;
                     }
                     let root = file.root_of(r);
-                    let Some(&s) = slot.get(&root) else {
+                    let Some(s) = slot_of(root) else {
                         continue;
                     };
                     let index = first + i as u64;
@@ -393,10 +401,12 @@ fn build<D: AsRef<[u8]>>(
     tree: usize,
 ) -> CallTree {
     let mut kept: Vec<u64> = acc.kept().collect();
-    kept.sort_unstable_by_key(|&i| ferret_order(file, i));
+    // Each key read once: a key reads its record, and comparing by looking both up was most
+    // of building a tree of thousands of spans.
+    kept.sort_by_cached_key(|&i| ferret_order(file, i));
     let parent_of = |i: u64| file.record(i).and_then(|r| file.parent_of(i, r));
-    let is_kept: std::collections::HashSet<u64> = kept.iter().copied().collect();
-    let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+    let is_kept: foldhash::HashSet<u64> = kept.iter().copied().collect();
+    let mut children: foldhash::HashMap<u64, Vec<u64>> = foldhash::HashMap::default();
     let mut broken_links = 0;
     for &index in kept.iter().filter(|&&i| i != root) {
         let mut up = parent_of(index);
@@ -431,7 +441,7 @@ fn build<D: AsRef<[u8]>>(
     }
     broken_links += stranded.len() as u64;
     if let Some(list) = children.get_mut(&root) {
-        list.sort_unstable_by_key(|&i| ferret_order(file, i));
+        list.sort_by_cached_key(|&i| ferret_order(file, i));
     }
     let self_time = |index: u64| {
         let duration = file.record(index).and_then(|r| r.duration()).unwrap_or(0.0);
@@ -447,8 +457,11 @@ fn build<D: AsRef<[u8]>>(
 }
 
 /// The spans reachable from `root` through the child lists.
-fn reachable_from(root: u64, children: &HashMap<u64, Vec<u64>>) -> std::collections::HashSet<u64> {
-    let mut seen = std::collections::HashSet::from([root]);
+fn reachable_from(
+    root: u64,
+    children: &foldhash::HashMap<u64, Vec<u64>>,
+) -> foldhash::HashSet<u64> {
+    let mut seen = foldhash::HashSet::from_iter([root]);
     let mut stack = vec![root];
     while let Some(n) = stack.pop() {
         for &c in children.get(&n).into_iter().flatten() {
@@ -464,7 +477,7 @@ fn reachable_from(root: u64, children: &HashMap<u64, Vec<u64>>) -> std::collecti
 /// input; here they are at most `max_nodes`, but the stack stays flat either way).
 fn assemble(
     root: u64,
-    children: &mut HashMap<u64, Vec<u64>>,
+    children: &mut foldhash::HashMap<u64, Vec<u64>>,
     self_time: impl Fn(u64) -> f64,
 ) -> TreeNode {
     // Post-order over an explicit stack: (index, child nodes built so far).
