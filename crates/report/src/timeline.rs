@@ -55,10 +55,11 @@ impl TimelineReport {
     /// The rows of `stats` from [`scan_timeline`] over `buckets`.
     pub fn build(run_id: String, stats: &ChunkStats, buckets: &Buckets) -> TimelineReport {
         let rows = stats.names.iter().enumerate().map(|(i, s)| {
+            let timed = stats.timed(i) > 0;
             let [p50, p90, p99] = stats
                 .sketches
                 .quantiles(i, [0.5, 0.9, 0.99], s.min)
-                .map(|q| q.filter(|_| stats.timed(i) > 0).map(|v| within(v, s)));
+                .map(|q| q.filter(|_| timed).map(|v| within(v, s)));
             BucketRow {
                 start: buckets.start(i),
                 spans: s.count,

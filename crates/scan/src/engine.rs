@@ -218,6 +218,8 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
     let filter = opts.filter.compile(file, Some(run), opts.verify)?;
     let every_child = filter.only_names();
     let until = opts.filter.until;
+    let parent_passes =
+        |seg: &Segment, pr: &SpanRecord| pr.run == run && filter.keep(file, seg, pr);
     let parent_kept = |index: u64, r: &SpanRecord| -> Result<bool, FormatError> {
         let Some(p) = r.parent() else {
             return Ok(false);
@@ -230,7 +232,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
         } else {
             file.record(p)
         };
-        Ok(parent.is_some_and(|pr| pr.run == run && filter.keep(file, seg, pr)))
+        Ok(parent.is_some_and(|pr| parent_passes(seg, pr)))
     };
     let select = BlockSelect::of(Some(run), &opts.filter);
     let mut stats = fold_chunks(
@@ -259,10 +261,7 @@ pub fn scan_stats<D: AsRef<[u8]> + Sync>(
                     .parent()
                     .filter(|p| (first..end).contains(p) && *p != index)
                 {
-                    Some(p) => {
-                        let pr = &records[(p - first) as usize];
-                        Ok(pr.run == run && filter.keep(file, seg, pr))
-                    }
+                    Some(p) => Ok(parent_passes(seg, &records[(p - first) as usize])),
                     None => parent_kept(index, r),
                 }
             };
