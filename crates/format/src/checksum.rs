@@ -7,9 +7,9 @@
 //! pass, with AVX2 about a tenth. Both crates compute the same function; a test holds them
 //! equal, so the bytes on disk do not depend on which one wrote them.
 
-/// XXH3-64 (seed 0) of `bytes`.
+/// XXH3-64 (seed 0) of `bytes`: the checksum of a record block, a table or a header.
 #[inline]
-pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+pub fn checksum(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
 }
 

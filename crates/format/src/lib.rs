@@ -29,6 +29,7 @@ mod writer;
 mod zones;
 
 pub use bloom::{words_may_hold, IdBloom};
+pub use checksum::checksum;
 pub use error::{FormatError, Region};
 pub use header::{
     LastTimestamp, RowidMark, Watermark, FORMAT_VERSION, HEADER_SLOT_SIZE, MAGIC, MIN_READ_VERSION,

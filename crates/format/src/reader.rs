@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use memmap2::{Mmap, MmapOptions};
 use rayon::prelude::*;
 
-use crate::bloom::words_may_hold;
+use crate::bloom::{words_may_hold, IdBloom};
 use crate::checksum::{checksum, table_checksum};
 use crate::error::{FormatError, Region};
 use crate::header::{read_header_slots, Header, HeaderSlots, Watermark, DATA_START};
@@ -812,6 +812,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         let (stored, filter) = (self.zones(seg), self.filter_words(seg));
         let mut runs: Vec<RunEntry> = Vec::new();
         let mut index_agrees = !indexed || stored.len() == seg.block_count();
+        // The filter of the segment's ids, to hold against the stored one (none: may hold any).
+        let mut ids = (!filter.is_empty()).then(|| IdBloom::with_bits(filter.len() * 64));
         for (b, block) in records.chunks(BLOCK_RECORDS).enumerate() {
             self.verify_blocks(seg, b..b + 1)?;
             let first = seg.first_record + (b * BLOCK_RECORDS) as u64;
@@ -826,9 +828,10 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
                 s.min_start.to_bits() == zone[0].min_start.to_bits()
                     && s.max_start.to_bits() == zone[0].max_start.to_bits()
                     && self.zone_runs(seg, s) == run_ids
-            }) && block
-                .iter()
-                .all(|r| words_may_hold(filter, &SpanId(r.span_id)));
+            });
+            if let Some(ids) = &mut ids {
+                ids.insert_all(block.iter().map(|r| SpanId(r.span_id)));
+            }
             // The directory lists runs as they first appear: merged block by block, in order.
             for e in block_runs {
                 match runs.iter_mut().find(|known| known.run == e.run) {
@@ -840,7 +843,8 @@ impl<D: AsRef<[u8]>> SpanFile<D> {
         let runs_agree = !indexed
             || bytemuck::cast_slice::<RunEntry, u8>(self.runs(seg))
                 == bytemuck::cast_slice::<RunEntry, u8>(&runs);
-        if index_agrees && runs_agree {
+        let filter_agrees = !indexed || ids.is_none_or(|ids| ids.is_within(filter));
+        if index_agrees && runs_agree && filter_agrees {
             return Ok(());
         }
         Err(FormatError::InvalidSegment {
@@ -1113,6 +1117,39 @@ mod tests {
         let intact = SpanFile::from_bytes(AlignedBytes::copy_from(&good)).unwrap();
         assert!(!intact.may_hold(&intact.segments()[0], &absent));
         assert!(intact.may_hold(&intact.segments()[0], &present));
+    }
+
+    #[test]
+    fn verify_refuses_a_span_id_filter_without_an_id_of_its_segment() {
+        use crate::segment::SegmentHeader;
+        let good = file_of(3000, 1);
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(&good)).unwrap();
+        assert_eq!(f.verify().unwrap(), 3000);
+        // The word holding record 1234's id cleared, the filter's checksum and the header
+        // resealed: damage no checksum shows (a writer's mistake), which verify still finds.
+        let seg = segment(&good, 0);
+        let record = &f.records(&seg)[1234];
+        let words = f.filter_words(&seg);
+        let word = (0..words.len())
+            .find(|&w| {
+                let mut cleared = words.to_vec();
+                cleared[w] = 0;
+                !words_may_hold(&cleared, &SpanId(record.span_id))
+            })
+            .unwrap();
+        let mut bad = good.clone();
+        let at = seg.meta.id_filter.start + word * 8;
+        bad[at..at + 8].fill(0);
+        let offset = seg.offset as usize;
+        let mut h: SegmentHeader = bytemuck::pod_read_unaligned(&bad[offset..offset + 128]);
+        h.filter_checksum = table_checksum(&bad[seg.meta.id_filter.clone()]);
+        bad[offset..offset + 128].copy_from_slice(bytemuck::bytes_of(&h.seal()));
+        let f = SpanFile::from_bytes(AlignedBytes::copy_from(&bad)).unwrap();
+        let msg = f.verify().unwrap_err().to_string();
+        assert!(
+            msg.contains("span-id filter do not match its records"),
+            "{msg}"
+        );
     }
 
     #[test]
