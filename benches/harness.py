@@ -84,12 +84,25 @@ def stamp(command):
     return f"{datetime.date.today()} · commit {commit} · {machine()} · made by `{command}`"
 
 
+# Files `warm` has settled in this process (see there).
+_settled = set()
+
+
 def warm(*paths):
     """Reads these files through, so that a warm run finds them in the page cache: this VM's
     cache lets pages of multi-GB files go between runs (a conversion once read 600 MB of its
-    2.3 GB database from disk)."""
+    2.3 GB database from disk).
+
+    The first time a file is warmed in a bench run it is evicted and read back, so that its
+    pages are held as a write or a cold read leaves them (2 MB folios on this kernel), not as
+    reclaim may have split them (4 KiB): mapping a split file cost up to five times more (a
+    plain read of the 2 GB bench file 163 ms against 33; the 8 worker files 42 ms against 30),
+    which moved every ratio against a plain read and the workers against one file."""
     buf = bytearray(1 << 20)
     for p in paths:
+        if p not in _settled:
+            evict(p)
+            _settled.add(p)
         with open(p, "rb", buffering=0) as f:
             while f.readinto(buf):
                 pass
