@@ -349,7 +349,24 @@ def selective_questions():
     rows += [(f"40 runs: ferret-scan {label}", t, m,
               f"{t / read:.3f}× of the plain read (goal ≤ {goal}×); {t / floor[under][0]:.1f}× its floor", t / read <= goal)
              for label, goal, under, t, m in measures]
+    # Cold (last: what a cold scan leaves in the page cache is its own business): the file
+    # evicted before each run; what the question read is what the cache holds of it after.
+    for label, extra in [("--runs", ["--runs"]), ("--run R (one run of 40)", ["--run", run])]:
+        t, m = measured([REL / "ferret-scan", rec] + extra, RUNS, lambda: evict(rec))
+        read_in = resident_bytes(rec)
+        note = "" if read_in is None else f"read {read_in / 1e6:.0f} MB of the file from the device"
+        rows.append((f"40 runs, cold (the file evicted before each run): ferret-scan {label}", t, m, note, True))
     return rows
+
+
+def resident_bytes(path):
+    """The bytes of `path` in the page cache (util-linux's `fincore`), or None without it."""
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return int(out.split()[0])
 
 
 def reports(rec):

@@ -336,7 +336,7 @@ fn answer(args: &Args, files: &[Opened], started: Instant) -> anyhow::Result<()>
     asking(args, files, started, dispatch)
 }
 
-/// Prepares the files for a question's scans (their notes said, sequential reading advised,
+/// Prepares the files for a question's scans (their notes said, scanning advised,
 /// a population without spans refused) and answers with `answer`.
 fn asking<T>(
     args: &Args,
@@ -346,7 +346,7 @@ fn asking<T>(
 ) -> anyhow::Result<T> {
     for m in files {
         source::note_state(&m.path, &m.file);
-        m.file.advise_sequential();
+        m.file.advise_scan();
     }
     match files {
         [m] if m.file.record_count() == 0 => {
