@@ -324,6 +324,7 @@ struct Asked<'a> {
 fn answer(args: &Args, files: &[Opened], started: Instant) -> anyhow::Result<()> {
     if args.verify {
         for m in files {
+            m.file.advise_scan();
             let n = m.file.verify().with_context(|| m.ctx())?;
             println!(
                 "{}: ok, {n} records, format version {}",
