@@ -32,7 +32,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness import REL, ROOT, evict, generate, measured, stamp, venv_python, warm
+from harness import REL, ROOT, evict, file_huge_pages_mb, generate, measured, resident_bytes, stamp, venv_python, warm
 
 SPANS = int(os.environ.get("BENCH_SPANS", 6_000_000))
 FERRET_SPANS = int(os.environ.get("FERRET_SPANS", 1_000_000))
@@ -290,14 +290,6 @@ def sidecar_calls():
     ]
 
 
-def file_huge_pages_mb():
-    """The page cache held in huge (PMD-sized) folios, machine-wide, in MB (/proc/meminfo)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("FileHugePages:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def selective_questions():
     """The 40-run trace's questions, each against one plain read of the whole file (whole
     processes, warm, interleaved: the plain read is measured before every question), and each
@@ -322,7 +314,7 @@ def selective_questions():
                                        capture_output=True, text=True).stdout)
     run_bytes = next(r["spans"] for r in listed if r["run_id"] == run) * 64
     floors = {
-        "start": (f"ferret-scan --version: starting the process, the floor of a question that reads only metadata", [REL / "ferret-scan", "--version"]),
+        "start": ("ferret-scan --version: starting the process, the floor of a question that reads only metadata", [REL / "ferret-scan", "--version"]),
         # Its middle, where run R lies.
         "run": (f"plain mmap read of run R's bytes alone ({run_bytes / 1e6:.0f} MB of the same file): "
                 "the floor of a question that reads the run", [REL / "mmap-ceiling", rec, str(size // 2), str(run_bytes)]),
@@ -357,16 +349,6 @@ def selective_questions():
         note = "" if read_in is None else f"read {read_in / 1e6:.0f} MB of the file from the device"
         rows.append((f"40 runs, cold (the file evicted before each run): ferret-scan {label}", t, m, note, True))
     return rows
-
-
-def resident_bytes(path):
-    """The bytes of `path` in the page cache (util-linux's `fincore`), or None without it."""
-    try:
-        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return int(out.split()[0])
 
 
 def reports(rec):

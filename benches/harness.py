@@ -117,6 +117,24 @@ def evict(*paths):
             os.close(fd)
 
 
+def file_huge_pages_mb():
+    """The page cache held in huge (PMD-sized) folios, machine-wide, in MB (/proc/meminfo)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("FileHugePages:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def resident_bytes(path):
+    """The bytes of `path` in the page cache (util-linux's `fincore`), or None without it."""
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return int(out.split()[0])
+
+
 def venv_python(work, name, packages):
     """A virtualenv under `work` with `packages`, or None with the reason printed."""
     venv = work / name

@@ -354,31 +354,15 @@ impl SketchTable {
         // Only a table past 2^32 counts has carries: checked once, not per counter.
         if !self.carries.is_empty() {
             for (sub, n) in counts.iter_mut().enumerate() {
-                *n += self.carried(first + sub);
+                *n += self.carries.get(&(first + sub)).copied().unwrap_or(0) << 32;
             }
         }
         counts
     }
 
-    /// What counter `i` carried past its `u32`.
-    fn carried(&self, i: usize) -> u64 {
-        self.carries.get(&i).copied().unwrap_or(0) << 32
-    }
-
     /// The sum of the full counts of the block from arena index `first`.
     fn block_sum(&self, first: usize) -> u64 {
-        let hot: u64 = self.hot[first..first + BUCKETS]
-            .iter()
-            .map(|&n| u64::from(n))
-            .sum();
-        let spilled: u64 = self
-            .spilled_of(first / BUCKETS)
-            .map_or(0, |s| s.iter().map(|&n| u64::from(n)).sum());
-        let carried: u64 = match self.carries.is_empty() {
-            true => 0,
-            false => (first..first + BUCKETS).map(|i| self.carried(i)).sum(),
-        };
-        hot + spilled + carried
+        self.block_counts(first).iter().sum()
     }
 
     /// The spilled counts of block `block`, if it has any.
